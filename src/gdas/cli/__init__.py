@@ -1,0 +1,1 @@
+"""The `gdas` command line: one module per command group, dispatched by `main`."""

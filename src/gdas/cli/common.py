@@ -1,0 +1,48 @@
+"""Options and helpers shared by the commands: run folders, presets, resume checks."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from gdas.configs import base as cfgbase
+from gdas.errors import GdasError
+
+C = TypeVar("C")
+
+# Fields that may change when a run is resumed (they do not change the result on one device).
+RESUME_MUTABLE = frozenset({"device", "threads", "data_dir"})
+
+
+def default_out(command: str, preset: str) -> Path:
+    return Path("runs") / f"{command}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def add_run_options(parser: argparse.ArgumentParser, presets: Mapping[str, Any], default_preset: str) -> None:
+    parser.add_argument("--preset", default=default_preset, choices=list(presets),
+                        help=f"named configuration (default: {default_preset})")
+    parser.add_argument("--out", type=Path, default=None, help="run directory to create (default: runs/...)")
+    parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                        help="continue a killed run from its last checkpoint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The config fields the user set on the command line."""
+    names = {f.name for f in dataclasses.fields(cls)} - {"preset"}
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def resumed_config(stored: C, args: argparse.Namespace) -> C:
+    """The stored config of a run, with only resume-safe overrides; any other change is an error."""
+    changes = overrides(args, type(stored))
+    differing = sorted(k for k, v in changes.items()
+                       if k not in RESUME_MUTABLE and getattr(stored, k) != (tuple(v) if isinstance(v, list) else v))
+    if differing:
+        opts = ", ".join(cfgbase.option_name(k) for k in differing)
+        raise GdasError(f"cannot resume with a different config ({opts} differ from the stored run); "
+                        "drop those options or start a new run with --out")
+    return cfgbase.apply_overrides(stored, {k: v for k, v in changes.items() if k in RESUME_MUTABLE})

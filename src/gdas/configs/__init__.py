@@ -1,0 +1,1 @@
+"""Typed configs and named presets for every gdas task."""

@@ -1,0 +1,110 @@
+"""Typed dataclass configs: presets, CLI overrides, validation helpers and the JSON form."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from gdas.errors import GdasError
+
+C = TypeVar("C")
+
+# Fields that are never options (set by the CLI itself).
+_NOT_OPTIONS = frozenset({"preset"})
+
+
+def option_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    if get_origin(tp) in (Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def _parser_for(tp: Any, optional: bool, name: str):
+    def parse(text: str):
+        if optional and text.lower() in ("none", "null", ""):
+            return None
+        try:
+            return tp(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} expects {tp.__name__}, got {text!r}") from None
+    parse.__name__ = tp.__name__
+    return parse
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
+    """Add one `--field-name` option per dataclass field; unset options keep the preset's value."""
+    hints = get_type_hints(cls)
+    group = parser.add_argument_group(f"{cls.__name__} fields (override the preset)")
+    for field in dataclasses.fields(cls):
+        if field.name in _NOT_OPTIONS or field.name in skip:
+            continue
+        tp, optional = _unwrap_optional(hints[field.name])
+        help_text = field.metadata.get("help", "")
+        choices = field.metadata.get("choices")
+        flag = option_name(field.name)
+        aliases = [option_name(a) for a in field.metadata.get("aliases", ())]
+        if tp is bool:
+            group.add_argument(flag, *aliases, dest=field.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text)
+        elif get_origin(tp) is tuple:
+            inner = get_args(tp)[0]
+            group.add_argument(flag, *aliases, dest=field.name, nargs="+", type=_parser_for(inner, False, flag),
+                               default=argparse.SUPPRESS, help=help_text)
+        else:
+            group.add_argument(flag, *aliases, dest=field.name, type=_parser_for(tp, optional, flag),
+                               choices=choices, default=argparse.SUPPRESS, help=help_text,
+                               metavar=field.name.upper() if choices is None else None)
+
+
+def apply_overrides(config: C, values: Mapping[str, Any]) -> C:
+    """A copy of `config` with every field present in `values` replaced (tuples kept as tuples)."""
+    names = {f.name for f in dataclasses.fields(config)}
+    changes = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
+    return dataclasses.replace(config, **changes)
+
+
+def resolve(presets: Mapping[str, C], preset: str, args: argparse.Namespace | Mapping[str, Any]) -> C:
+    """Preset by name, then CLI overrides."""
+    if preset not in presets:
+        raise GdasError(f"unknown preset {preset!r}; choose one of: {', '.join(presets)}")
+    values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    return apply_overrides(dataclasses.replace(presets[preset], preset=preset), values)
+
+
+def to_json(config: Any) -> dict[str, Any]:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items()}
+
+
+def from_json(cls: type[C], data: Mapping[str, Any]) -> C:
+    """Rebuild a config written by `to_json`; unknown keys mean another version or kind of run."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise GdasError(f"config has unknown fields {unknown}: it was written by another kind of run or "
+                        f"an incompatible gdas version; start a new run instead of resuming")
+    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise a one-line GdasError unless `condition` holds (for `validate` methods)."""
+    if not condition:
+        raise GdasError(message)
+
+
+def check_choice(value: Any, choices: typing.Iterable[Any], option: str) -> None:
+    choices = tuple(choices)
+    check(value in choices, f"{option} {value!r} is not one of: {', '.join(map(str, choices))}")
+
+
+def meta(help: str = "", choices: typing.Iterable[str] | None = None, aliases: tuple[str, ...] = ()) -> dict:
+    """Field metadata for `add_config_options`."""
+    return {"help": help, "choices": tuple(choices) if choices is not None else None, "aliases": aliases}

@@ -1,0 +1,61 @@
+"""Device, precision and thread settings shared by every task, and the environment record of a run."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import sys
+from typing import Any, Optional
+
+import torch
+
+import gdas
+from gdas.configs.base import check, check_choice
+
+AMP_MODES = ("none", "bf16")
+
+
+def validate_runtime(device: str, amp: str, threads: Optional[int]) -> None:
+    check(device in ("auto", "cpu", "cuda") or device.startswith("cuda:"),
+          f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    check_choice(amp, AMP_MODES, "--amp")
+    check(threads is None or threads >= 1, f"--threads must be at least 1, got {threads}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when available; asking for CUDA without it is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    check(device.type != "cuda" or torch.cuda.is_available(),
+          f"--device {name} asked for CUDA but torch.cuda.is_available() is False; use --device cpu")
+    return device
+
+
+def setup_runtime(device: torch.device, threads: Optional[int]) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when asked; a no-op otherwise (CPU runs stay in float32)."""
+    if amp == "bf16" and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """What a run ran on: written next to its results."""
+    env: dict[str, Any] = {
+        "gdas": gdas.__version__, "torch": torch.__version__, "python": sys.version.split()[0],
+        "platform": platform.platform(), "device": str(device), "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        env["cuda"] = torch.version.cuda
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env

@@ -1,0 +1,91 @@
+"""The CNN search config (Algorithm 1 with SPEC's defaults) and its named presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from gdas.configs.base import check, check_choice, meta
+from gdas.configs.runtime import validate_runtime
+from gdas.sampler import SAMPLE_SCOPES, SAMPLERS
+
+SEARCH_DATASETS = ("cifar10", "cifar100", "fashion-mnist", "synthetic")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything a CNN search run depends on; written to the run directory as config.json."""
+
+    preset: str = "custom"
+    dataset: str = field(default="cifar10", metadata=meta("dataset to search on", SEARCH_DATASETS))
+    data_dir: Optional[str] = field(default=None, metadata=meta("folder holding the dataset files"))
+    train_subset: Optional[int] = field(default=None, metadata=meta(
+        "use a seeded random subset of this many training images (before the D_T/D_V split)"))
+    synthetic_train: int = field(default=512, metadata=meta("images of the synthetic dataset"))
+    C: int = field(default=16, metadata=meta("initial channels of the supernet"))
+    N: int = field(default=2, metadata=meta("normal cells per block (3N+2 cells)"))
+    steps: int = field(default=4, metadata=meta("intermediate nodes per cell (B)"))
+    frc: bool = field(default=False, metadata=meta("search the normal cell only; fixed reduction cell"))
+    sampler: str = field(default="gdas", metadata=meta("edge mode: GDAS, GDAS without acceleration, DARTS",
+                                                       SAMPLERS))
+    sample_scope: str = field(default="network", metadata=meta(
+        "one draw per cell type per forward (network) or one per cell (cell)", SAMPLE_SCOPES))
+    epochs: int = field(default=240, metadata=meta("search epochs"))
+    batch_size: int = field(default=64, metadata=meta("batch per step (global, over all ranks)",
+                                                      aliases=("batch",)))
+    train_portion: float = field(default=0.5, metadata=meta("share of the training set used as D_T"))
+    steps_per_epoch: Optional[int] = field(default=None, metadata=meta("cap on W/A iterations per epoch"))
+    w_lr: float = field(default=0.025, metadata=meta("SGD learning rate of the weights W"))
+    w_lr_min: float = field(default=0.001, metadata=meta("cosine floor of the W learning rate"))
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    grad_clip: float = field(default=5.0, metadata=meta("gradient-norm clip of W (0 disables)"))
+    a_lr: float = field(default=3e-4, metadata=meta("Adam learning rate of A"))
+    a_beta1: float = 0.5
+    a_beta2: float = 0.999
+    a_weight_decay: float = 1e-3
+    tau_max: float = field(default=10.0, metadata=meta("Gumbel temperature at the first epoch"))
+    tau_min: float = field(default=0.1, metadata=meta("Gumbel temperature at the last epoch"))
+    crop_padding: int = 4
+    flip: bool = True
+    cutout: int = 0
+    seed: int = 0
+    device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
+    amp: str = field(default="none", metadata=meta("mixed precision on CUDA", ("none", "bf16")))
+    channels_last: bool = field(default=False, metadata=meta("channels_last memory format on CUDA"))
+    threads: Optional[int] = field(default=None, metadata=meta("CPU threads (torch.set_num_threads)"))
+
+    def validate(self) -> None:
+        check_choice(self.dataset, SEARCH_DATASETS, "--dataset")
+        check_choice(self.sampler, SAMPLERS, "--sampler")
+        check_choice(self.sample_scope, SAMPLE_SCOPES, "--sample-scope")
+        check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        check(self.C >= 1 and self.N >= 1 and self.steps >= 2,
+              f"--C and --N must be at least 1 and --steps at least 2 (got C={self.C}, N={self.N}, "
+              f"steps={self.steps})")
+        check(self.C % 2 == 0, f"--C must be even (factorized reductions halve it), got {self.C}")
+        check(not self.frc or self.C % 8 == 0,
+              f"--frc needs --C divisible by 8 (the fixed reduction cell uses 8 groups), got C={self.C}")
+        check(0.0 < self.train_portion < 1.0, f"--train-portion must be in (0, 1), got {self.train_portion}")
+        check(self.tau_max >= self.tau_min > 0, f"need --tau-max >= --tau-min > 0, got {self.tau_max}, "
+                                                f"{self.tau_min}")
+        check(self.train_subset is None or self.train_subset >= 2,
+              "--train-subset must be at least 2 images")
+        check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "--steps-per-epoch must be >= 1")
+        check(self.crop_padding >= 0 and self.cutout >= 0, "--crop-padding and --cutout must be >= 0")
+        validate_runtime(self.device, self.amp, self.threads)
+
+
+SEARCH_PRESETS: dict[str, SearchConfig] = {
+    # The paper's CIFAR-10 search (SPEC defaults).
+    "cifar10": SearchConfig(),
+    "cifar10-frc": SearchConfig(frc=True),
+    "cifar100": SearchConfig(dataset="cifar100"),
+    # The CPU demo: a small supernet on a subset of Fashion-MNIST; minutes on two cores.
+    "fashion-mnist": SearchConfig(dataset="fashion-mnist", C=8, N=1, epochs=10, batch_size=64,
+                                  train_subset=4000, w_lr_min=0.0, tau_max=10.0, crop_padding=2),
+    # Seconds: for tests and for checking an installation.
+    "smoke": SearchConfig(dataset="synthetic", synthetic_train=128, C=8, N=1, epochs=2, batch_size=16,
+                          steps_per_epoch=4),
+}

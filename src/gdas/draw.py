@@ -1,0 +1,167 @@
+"""Genotype -> DOT graphs of its cells (DARTS style), rendered to SVG/PNG by graphviz `dot` when present."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from gdas.errors import GdasError
+from gdas.genotypes import AnyGenotype, Genotype, Node, RecurrentGenotype, load_genotype
+
+_INPUT, _NODE, _OUTPUT = "darkseagreen2", "lightblue", "palegoldenrod"
+_RENDER_TIMEOUT_S = 60
+# FIX-R (SPEC / paper Fig. 3): each input feeds one conv branch and one pool branch, all concatenated.
+_FIXR_CONV = "conv_1x3_3x1 (groups 8, stride 2)\nconv_1x1"
+_FIXR_POOL = "max_pool_3x3 (stride 2)"
+
+
+def _q(text: str) -> str:
+    """A DOT double-quoted string: backslashes, quotes and newlines escaped."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+class _Dot:
+    def __init__(self, title: str):
+        self.lines = [
+            f"digraph {_q(title)} {{",
+            "  rankdir=LR;",
+            '  node [style=filled, shape=rect, align=center, fontsize=20, height=0.5, width=0.5, '
+            'penwidth=2, fontname="times"];',
+            '  edge [fontsize=20, fontname="times"];',
+        ]
+
+    def node(self, name: str, color: str, label: str | None = None) -> None:
+        extra = f", label={_q(label)}" if label is not None else ""
+        self.lines.append(f"  {_q(name)} [fillcolor={_q(color)}{extra}];")
+
+    def edge(self, src: str, dst: str, label: str | None = None) -> None:
+        extra = f", label={_q(label)}" if label is not None else ""
+        self.lines.append(f"  {_q(src)} -> {_q(dst)} [fillcolor=gray{extra}];")
+
+    def text(self) -> str:
+        return "\n".join(self.lines + ["}"]) + "\n"
+
+
+def _cnn_dot(nodes: Sequence[Node], concat: Iterable[int], title: str) -> str:
+    inputs = ("c_{k-2}", "c_{k-1}")
+
+    def name(index: int) -> str:  # genotype node index -> drawn name (intermediates count from 0)
+        return inputs[index] if index < 2 else str(index - 2)
+
+    g = _Dot(title)
+    for inp in inputs:
+        g.node(inp, _INPUT)
+    for i in range(len(nodes)):
+        g.node(str(i), _NODE)
+    for i, node in enumerate(nodes):
+        for op, src in node:
+            g.edge(name(src), str(i), op)
+    g.node("c_{k}", _OUTPUT)
+    for index in concat:
+        g.edge(name(index), "c_{k}")
+    return g.text()
+
+
+def _fixed_reduce_dot() -> str:
+    g = _Dot("reduce")
+    for inp in ("c_{k-2}", "c_{k-1}"):
+        g.node(inp, _INPUT)
+    branches = [("c_{k-2}", _FIXR_CONV), ("c_{k-1}", _FIXR_CONV),
+                ("c_{k-2}", _FIXR_POOL), ("c_{k-1}", _FIXR_POOL)]
+    for i, (src, op) in enumerate(branches):
+        g.node(str(i), _NODE)
+        g.edge(src, str(i), op)
+    g.node("c_{k}", _OUTPUT, label="c_{k} (concat, FIX-R)")
+    for i in range(len(branches)):
+        g.edge(str(i), "c_{k}")
+    return g.text()
+
+
+def _recurrent_dot(genotype: RecurrentGenotype) -> str:
+    g = _Dot("recurrent")
+    for inp in ("x_{t}", "h_{t-1}"):
+        g.node(inp, _INPUT)
+    g.node("0", _NODE)
+    g.edge("x_{t}", "0")
+    g.edge("h_{t-1}", "0")
+    for i in range(1, len(genotype.recurrent) + 1):
+        g.node(str(i), _NODE)
+    for i, node in enumerate(genotype.recurrent, start=1):
+        for op, src in node:
+            g.edge(str(src), str(i), op)
+    g.node("h_{t}", _OUTPUT, label="h_{t} (mean)")
+    for index in genotype.concat:
+        g.edge(str(index), "h_{t}")
+    return g.text()
+
+
+def cells_of(genotype: AnyGenotype) -> tuple[str, ...]:
+    """The cell names `genotype_to_dot` accepts for this genotype."""
+    return ("recurrent",) if isinstance(genotype, RecurrentGenotype) else ("normal", "reduce")
+
+
+def genotype_to_dot(genotype: AnyGenotype, cell: str) -> str:
+    """DOT source of one cell: 'normal' or 'reduce' of a CNN genotype, 'recurrent' of an RNN one."""
+    if isinstance(genotype, RecurrentGenotype) and cell == "recurrent":
+        return _recurrent_dot(genotype)
+    if isinstance(genotype, Genotype) and cell == "normal":
+        return _cnn_dot(genotype.normal, genotype.normal_concat, "normal")
+    if isinstance(genotype, Genotype) and cell == "reduce":
+        if genotype.reduce is None:
+            return _fixed_reduce_dot()
+        return _cnn_dot(genotype.reduce, genotype.reduce_concat or (), "reduce")
+    if not isinstance(genotype, (Genotype, RecurrentGenotype)):
+        raise GdasError(f"cannot draw a {type(genotype).__name__}; pass a genotype (a registry name, "
+                        "run directory or genotype JSON)")
+    raise GdasError(f"unknown cell {cell!r} for a {genotype.kind} genotype; "
+                    f"use one of: {', '.join(cells_of(genotype))}")
+
+
+def dot_available() -> bool:
+    """Whether graphviz's `dot` executable is on PATH."""
+    return shutil.which("dot") is not None
+
+
+def _render(dot: str, source: Path, fmt: str) -> Path:
+    out = source.with_suffix("." + fmt)
+    try:
+        result = subprocess.run([dot, f"-T{fmt}", str(source), "-o", str(out)],
+                                capture_output=True, text=True, timeout=_RENDER_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise GdasError(f"graphviz dot timed out after {_RENDER_TIMEOUT_S}s rendering {source.name} "
+                        f"to {fmt}; the .dot file is written, render it by hand") from None
+    except OSError as exc:
+        raise GdasError(f"cannot run graphviz dot ({exc.strerror or exc}); reinstall graphviz or "
+                        "use the .dot files") from None
+    if result.returncode != 0:
+        first = next((ln.strip() for ln in result.stderr.splitlines() if ln.strip()), "no message")
+        raise GdasError(f"graphviz dot failed rendering {source.name} to {fmt}: {first}; "
+                        "check the format name (e.g. svg, png) or the graphviz install")
+    return out
+
+
+def draw_genotype(genotype: AnyGenotype, out_dir: Path, formats: Sequence[str] = ("svg", "png")) -> list[Path]:
+    """Write `<cell>.dot` per cell into `out_dir`, plus each of `formats` when `dot` is on PATH."""
+    for fmt in formats:
+        if not re.fullmatch(r"[A-Za-z0-9]+", fmt):
+            raise GdasError(f"invalid drawing format {fmt!r}; use graphviz output names such as svg, png, pdf")
+    out_dir = Path(out_dir)
+    sources = {cell: genotype_to_dot(genotype, cell) for cell in cells_of(genotype)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dot = shutil.which("dot")
+    written: list[Path] = []
+    for cell, text in sources.items():
+        source = out_dir / f"{cell}.dot"
+        source.write_text(text)
+        written.append(source)
+        if dot is not None:
+            written += [_render(dot, source, fmt) for fmt in formats]
+    return written
+
+
+def resolve_and_draw(spec: str, out_dir: Path) -> list[Path]:
+    """Draw a genotype given as a registry name, run directory, JSON file or text form."""
+    return draw_genotype(load_genotype(spec), out_dir)

@@ -1,0 +1,90 @@
+"""The one epoch-loop skeleton every task runs on: resume, RNG states, metrics, checkpoints, summary."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Callable, Optional, Protocol
+
+import torch
+
+from gdas.errors import GdasError
+from gdas.rundir import METRICS, RunDir
+
+Log = Callable[[str], None]
+
+
+class Task(Protocol):
+    """What `fit` needs from a search or training task."""
+
+    epochs: int
+    epoch_files: tuple[str, ...]  # JSONL files with one record per epoch, besides metrics.jsonl
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]: ...
+
+    def after_epoch(self, epoch: int, metrics: dict[str, Any], run: RunDir) -> None: ...
+
+    def finish(self, run: RunDir, wall_time_s: float) -> dict[str, Any]: ...
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNGs (the tasks keep their own generators in their state dicts)."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resume(task: Task, run: RunDir, map_location: Optional[torch.device] = None) -> tuple[int, float]:
+    """Load the last checkpoint into `task`; returns (next epoch, wall time spent so far)."""
+    state = run.load_checkpoint(map_location=map_location)
+    try:
+        task.load_state_dict(state["task"])
+    except (KeyError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GdasError(f"checkpoint in {run.path} does not fit this run's model ({first[:160]}); "
+                        "it was written by another config or gdas version") from None
+    set_rng_state(state["rng"])
+    start = int(state["epoch"]) + 1
+    run.truncate_jsonl((METRICS,) + tuple(task.epoch_files), start)
+    return start, float(state.get("wall_time_s", 0.0))
+
+
+def fit(task: Task, run: RunDir, *, start_epoch: int = 0, wall_time_s: float = 0.0,
+        log: Log = print) -> dict[str, Any]:
+    """Run epochs [start_epoch, task.epochs): metrics, per-epoch files and a checkpoint after each."""
+    for epoch in range(start_epoch, task.epochs):
+        began = time.perf_counter()
+        metrics = task.run_epoch(epoch)
+        elapsed = time.perf_counter() - began
+        wall_time_s += elapsed
+        record = {"epoch": epoch, **metrics, "epoch_time_s": round(elapsed, 3), "wall_time_s": round(wall_time_s, 3)}
+        run.append_jsonl(METRICS, record)
+        run.log_scalars(epoch, record)
+        task.after_epoch(epoch, record, run)
+        run.save_checkpoint({"epoch": epoch, "task": task.state_dict(), "rng": rng_state(),
+                             "wall_time_s": wall_time_s})
+        log(" ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
+    summary = task.finish(run, wall_time_s)
+    run.close()
+    return summary
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,84 @@
+"""Gumbel-max hard sampling with straight-through gradients, sampler modes, and the tau schedule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+SAMPLERS: tuple[str, ...] = ("gdas", "gdas-noaccel", "darts")
+SAMPLE_SCOPES: tuple[str, ...] = ("network", "cell")
+_MAX_REDRAWS = 100
+
+
+def tau_at(epoch: int, epochs: int, tau_max: float = 10.0, tau_min: float = 0.1) -> float:
+    """Linear temperature schedule: tau_e = tau_max - (tau_max - tau_min) * e / (E - 1)."""
+    if epochs <= 1:
+        return tau_min
+    return tau_max - (tau_max - tau_min) * epoch / (epochs - 1)
+
+
+def gumbel_noise(shape: torch.Size, like: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """o = -log(E), E ~ Exp(1): standard Gumbel noise (E can underflow to 0 -> inf, caught by the caller)."""
+    e = torch.empty(shape, dtype=like.dtype, device=like.device).exponential_(generator=generator)
+    return e.log().neg()
+
+
+@dataclass
+class Sample:
+    """One draw for a stack of edges (the rows of logits shaped (..., K)).
+
+    `weights` has the logits' shape: the straight-through sample h + (h~ - h~.detach()) for GDAS modes (its forward
+    value is exactly one-hot, its gradient is the soft sample's), or softmax(A) for DARTS. `indices` is
+    the sampled op per edge as host ints, nested like the leading dims (None for DARTS, which
+    mixes every op).
+    """
+
+    weights: torch.Tensor
+    indices: Optional[list]
+
+
+def _draw(logits: torch.Tensor, tau: float, generator: Optional[torch.Generator]):
+    log_p = torch.log_softmax(logits, dim=-1)
+    noise = gumbel_noise(logits.shape, logits, generator)
+    soft = torch.softmax((log_p + noise) / tau, dim=-1)
+    index = soft.argmax(dim=-1)
+    bad = ~(torch.isfinite(noise).all() & torch.isfinite(soft).all())
+    return soft, index, bad
+
+
+def gumbel_sample(logits: torch.Tensor, tau: float, generator: Optional[torch.Generator] = None) -> Sample:
+    """Hard Gumbel-max sample per row of `logits` (..., K) with a straight-through relaxation.
+
+    Redraws while the noise or the soft sample holds inf/NaN. The sampled indices and the
+    inf/NaN flag cross to the host together in a single transfer per call.
+    """
+    for _ in range(_MAX_REDRAWS):
+        soft, index, bad = _draw(logits, tau, generator)
+        host = torch.cat([index.flatten(), bad.view(1).to(index.dtype)]).tolist()
+        if not host[-1]:
+            break
+    else:
+        raise FloatingPointError("Gumbel sampling kept producing inf/NaN; the architecture logits are "
+                                 "not finite — lower the architecture learning rate")
+    hard = torch.zeros_like(soft).scatter_(-1, index.unsqueeze(-1), 1.0)
+    # h + (h~ - sg(h~)): forward value exactly one-hot (x - x == 0), gradient of the soft sample.
+    weights = hard + (soft - soft.detach())
+    return Sample(weights, _nest(host[:-1], list(index.shape)))
+
+
+def _nest(flat: list[int], shape: list[int]) -> list:
+    if len(shape) <= 1:
+        return flat
+    step = len(flat) // shape[0]
+    return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
+
+
+def sample(logits: torch.Tensor, tau: float, mode: str, generator: Optional[torch.Generator] = None) -> Sample:
+    """Draw edge weights for `mode` in SAMPLERS."""
+    if mode == "darts":
+        return Sample(torch.softmax(logits, dim=-1), None)
+    if mode in ("gdas", "gdas-noaccel"):
+        return gumbel_sample(logits, tau, generator)
+    raise ValueError(f"unknown sampler {mode!r}; choose one of {', '.join(SAMPLERS)}")

@@ -1,0 +1,173 @@
+"""End-to-end tests of `gdas search` / `gdas draw` on the smoke preset, resume, multi-seed and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gdas.cli.main import main
+from gdas.genotypes import Genotype, load_genotype
+from gdas.rundir import RunDir
+
+SMOKE = ["--preset", "smoke", "--no-progress"]
+
+
+def run_cli(*argv: str) -> int:
+    return main([str(a) for a in argv])
+
+
+def expect_error(capsys, *argv: str, contains: str) -> str:
+    """The command fails with exit 2 and a single 'gdas: error:' line, no traceback."""
+    assert run_cli(*argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert err.startswith("gdas: error:") and len(err.splitlines()) == 1, err
+    assert contains in err, err
+    return err
+
+
+def test_smoke_search_writes_a_complete_run(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert run_cli("search", *SMOKE, "--out", out) == 0
+    printed = capsys.readouterr().out
+    assert "genotype: normal:" in printed
+    for name in ("config.json", "split.json", "metrics.jsonl", "alphas.jsonl", "genotypes.jsonl",
+                 "genotype.json", "checkpoint.pt", "summary.json"):
+        assert (out / name).is_file(), name
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    config = json.loads((out / "config.json").read_text())
+    assert config["kind"] == "search" and config["config"]["preset"] == "smoke"
+    assert config["env"]["torch"] == torch.__version__
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [0, 1]
+    assert metrics[0]["tau"] == pytest.approx(10.0) and metrics[1]["tau"] == pytest.approx(0.1)
+    alphas = [json.loads(line) for line in (out / "alphas.jsonl").read_text().splitlines()]
+    assert len(alphas[-1]["normal"]) == 14 and len(alphas[-1]["normal"][0]) == 8
+    assert sum(alphas[-1]["normal"][0]) == pytest.approx(1.0, abs=1e-5)
+    split = json.loads((out / "split.json").read_text())
+    assert not set(split["train"]) & set(split["valid"])
+    assert len(split["train"]) + len(split["valid"]) == 128
+    genotype = load_genotype(out)
+    assert isinstance(genotype, Genotype) and not genotype.fixed_reduction
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["genotype"] == str(genotype) and summary["complete"]
+
+
+def test_python_dash_m_runs_the_real_cli(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "gdas", "search", *SMOKE, "--out", str(out), "--epochs", "1",
+                           "--frc"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert load_genotype(out).fixed_reduction
+    draw = subprocess.run([sys.executable, "-m", "gdas", "draw", str(out)], capture_output=True, text=True,
+                          timeout=120)
+    assert draw.returncode == 0, draw.stderr
+    assert (out / "cells" / "normal.dot").is_file() and (out / "cells" / "reduce.dot").is_file()
+
+
+def _final_state(out: Path) -> tuple[torch.Tensor, str]:
+    state = RunDir(out).load_checkpoint()
+    return state["task"]["model"]["arch_normal"], (out / "genotype.json").read_text()
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path: Path, monkeypatch, capsys) -> None:
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    args = (*SMOKE, "--epochs", "3")
+    assert run_cli("search", *args, "--out", full) == 0
+
+    saves = {"n": 0}
+    original = RunDir.save_checkpoint
+
+    def save_then_die(self, state, name="checkpoint.pt"):
+        original(self, state, name)
+        saves["n"] += 1
+        if saves["n"] == 2:  # killed right after the second epoch's checkpoint
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", save_then_die)
+    assert run_cli("search", *args, "--out", killed) == 130
+    monkeypatch.setattr(RunDir, "save_checkpoint", original)
+    assert not (killed / "genotype.json").exists()
+    # A metrics line of a half-finished epoch must not survive the resume.
+    with open(killed / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"epoch": 2, "train_loss": 99.0}) + "\n")
+    assert run_cli("search", "--resume", killed, "--no-progress") == 0
+
+    arch_full, genotype_full = _final_state(full)
+    arch_killed, genotype_killed = _final_state(killed)
+    assert torch.equal(arch_full, arch_killed)
+    assert genotype_full == genotype_killed
+    epochs = [json.loads(line)["epoch"] for line in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [0, 1, 2]
+
+
+def test_multi_seed_keeps_the_best_validation_accuracy(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "seeds"
+    assert run_cli("search", *SMOKE, "--epochs", "1", "--seeds", "0", "1", "--out", out) == 0
+    table = json.loads((out / "seeds.json").read_text())
+    accs = {row["seed"]: row["valid_acc"] for row in table["seeds"]}
+    assert set(accs) == {0, 1}
+    assert accs[table["best_seed"]] == max(accs.values())
+    best_dir = out / f"seed-{table['best_seed']}"
+    assert (out / "genotype.json").read_text() == (best_dir / "genotype.json").read_text()
+    printed = capsys.readouterr().out
+    assert "seed" in printed and "kept seed" in printed
+
+
+def test_bad_options_give_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    expect_error(capsys, "search", *SMOKE, "--batch-size", "0", "--out", tmp_path / "a", contains="--batch-size")
+    expect_error(capsys, "search", *SMOKE, "--frc", "--C", "12", "--out", tmp_path / "b", contains="divisible by 8")
+    expect_error(capsys, "search", "--preset", "cifar10", "--data-dir", tmp_path, "--out", tmp_path / "c",
+                 contains="cifar-10-batches-py")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    with pytest.raises(SystemExit) as exc:  # argparse: unknown preset
+        run_cli("search", "--preset", "nope")
+    assert exc.value.code == 2
+
+
+def test_existing_runs_are_never_overwritten(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert run_cli("search", *SMOKE, "--epochs", "1", "--out", out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    expect_error(capsys, "search", *SMOKE, "--out", out, contains="already holds a run")
+    expect_error(capsys, "search", "--resume", out, "--no-progress", contains="already complete")
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert before == after
+
+
+def test_bad_resume_directories(tmp_path: Path, capsys) -> None:
+    expect_error(capsys, "search", "--resume", tmp_path / "missing", contains="not a directory")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    expect_error(capsys, "search", "--resume", empty, contains="config.json is missing")
+
+    out = tmp_path / "run"
+    assert run_cli("search", *SMOKE, "--epochs", "2", "--out", out) == 0
+    (out / "summary.json").unlink()  # pretend it was killed after its last checkpoint
+    capsys.readouterr()
+    expect_error(capsys, "search", "--resume", out, "--C", "16", contains="--C")
+    (out / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    expect_error(capsys, "search", "--resume", out, contains="corrupt")
+    assert (out / "checkpoint.pt").read_bytes() == b"not a checkpoint"
+
+    other = tmp_path / "other"
+    assert run_cli("search", *SMOKE, "--epochs", "1", "--C", "16", "--out", other) == 0
+    (out / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    capsys.readouterr()
+    expect_error(capsys, "search", "--resume", out, contains="does not fit")
+
+
+def test_draw_errors(tmp_path: Path, capsys) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    expect_error(capsys, "draw", bad, contains="malformed genotype JSON")
+    expect_error(capsys, "draw", "NO_SUCH_CELL", contains="no genotype named")
+    forward = tmp_path / "forward.json"
+    forward.write_text(json.dumps({"normal": [[["sep_conv_3x3", 0], ["sep_conv_3x3", 5]]], "reduce": "FIXED"}))
+    expect_error(capsys, "draw", forward, contains="earlier node")
