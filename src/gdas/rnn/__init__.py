@@ -1,0 +1,1 @@
+"""The recurrent search space: corpora, recurrent cells, language models, NT-ASGD."""

@@ -1,0 +1,161 @@
+"""Word-level language models around a recurrent cell: final and search variants, derivation, perplexity."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gdas.errors import GdasError
+from gdas.genotypes import RNN_PRIMITIVES, RecurrentGenotype
+from gdas.rnn.cells import NONE_INDEX, RecurrentCell, RecurrentSearchCell, num_rnn_edges
+from gdas.sampler import SAMPLERS, sample
+
+EMBED_INIT_RANGE = 0.1
+
+
+class LockedDropout(nn.Module):
+    """Variational dropout on a (T, B, H) sequence: one mask per sequence, shared over time."""
+
+    def forward(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        if not self.training or p <= 0:
+            return x
+        mask = x.new_empty(1, x.size(1), x.size(2)).bernoulli_(1 - p) / (1 - p)
+        return x * mask
+
+
+def embedded_dropout(embed: nn.Embedding, words: torch.Tensor, dropout: float) -> torch.Tensor:
+    """Look up `words`, dropping whole rows (words) of the embedding with probability `dropout` (scaled)."""
+    weight = embed.weight
+    if dropout > 0:
+        mask = weight.new_empty(weight.size(0), 1).bernoulli_(1 - dropout) / (1 - dropout)
+        weight = weight * mask
+    return F.embedding(words, weight, embed.padding_idx, embed.max_norm, embed.norm_type,
+                       embed.scale_grad_by_freq, embed.sparse)
+
+
+class RNNModel(nn.Module):
+    """Embedding -> recurrent cell -> tied decoder, with AWD-LSTM dropouts.
+
+    `dropout` on the cell output, `dropouti` on the embedded input (both locked over time),
+    `dropoute` on embedding rows. The cell owns its x/h variational dropout; `dropouth` /
+    `dropoutx`, when given, override the cell's values.
+    """
+
+    def __init__(self, ntoken: int, ninp: int, nhid: int, cell: nn.Module, dropout: float = 0.75,
+                 dropouth: Optional[float] = None, dropoutx: Optional[float] = None, dropouti: float = 0.2,
+                 dropoute: float = 0.1):
+        super().__init__()
+        if ninp != nhid:
+            raise GdasError(f"tied encoder/decoder weights need the embedding size to equal the hidden size "
+                            f"(got {ninp} and {nhid}); set both to the same value")
+        self.ntoken, self.ninp, self.nhid = ntoken, ninp, nhid
+        self.dropout, self.dropouti, self.dropoute = dropout, dropouti, dropoute
+        if dropouth is not None:
+            cell.dropout_h = dropouth
+        if dropoutx is not None:
+            cell.dropout_x = dropoutx
+        self.lockdrop = LockedDropout()
+        self.encoder = nn.Embedding(ntoken, ninp)
+        self.cell = cell
+        self.decoder = nn.Linear(nhid, ntoken)
+        self.decoder.weight = self.encoder.weight
+        with torch.no_grad():
+            self.encoder.weight.uniform_(-EMBED_INIT_RANGE, EMBED_INIT_RANGE)
+            self.decoder.bias.zero_()
+
+    def init_hidden(self, bsz: int) -> torch.Tensor:
+        weight = self.encoder.weight
+        return weight.new_zeros(bsz, self.nhid)
+
+    def forward(self, input: torch.Tensor, hidden: torch.Tensor, return_h: bool = False, **cell_kwargs: Any):
+        """Log-probabilities (T, B, ntoken) and the new hidden state (B, nhid).
+
+        With `return_h`, also the cell's raw outputs and their dropped version (T, B, nhid), for
+        activation (AR) and temporal activation (TAR) regularisation.
+        """
+        emb = embedded_dropout(self.encoder, input, self.dropoute if self.training else 0.0)
+        emb = self.lockdrop(emb, self.dropouti)
+        raw, hidden = self.cell(emb, hidden, **cell_kwargs)
+        dropped = self.lockdrop(raw, self.dropout)
+        log_probs = F.log_softmax(self.decoder(dropped), dim=-1)
+        if return_h:
+            return log_probs, hidden, raw, dropped
+        return log_probs, hidden
+
+
+class RNNSearchModel(RNNModel):
+    """The search language model: a RecurrentSearchCell and the architecture logits A (edges, 5)."""
+
+    def __init__(self, ntoken: int, ninp: int, nhid: int, dropout: float = 0.75, dropouth: float = 0.25,
+                 dropoutx: float = 0.75, dropouti: float = 0.2, dropoute: float = 0.0, steps: int = 8):
+        cell = RecurrentSearchCell(ninp, nhid, dropoutx, dropouth, steps)
+        super().__init__(ntoken, ninp, nhid, cell, dropout, None, None, dropouti, dropoute)
+        self.arch = nn.Parameter(1e-3 * torch.randn(num_rnn_edges(steps), len(RNN_PRIMITIVES)))
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.arch]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p is not self.arch]
+
+    def sample_arch(self, tau: float, mode: str = "gdas", generator: Optional[torch.Generator] = None,
+                    *, arch_grad: bool = True) -> dict[str, Any]:
+        """Cell keyword arguments for the next forward: `model(x, hidden, **model.sample_arch(...))`.
+
+        gdas: the sampled `indices` with straight-through `weights` (None when `arch_grad` is False:
+        the W step runs the sampled cell unscaled); gdas-noaccel: the one-hot `weights` over every
+        function; darts: softmax `weights`.
+        """
+        if mode not in SAMPLERS:
+            raise ValueError(f"unknown sampler {mode!r}; choose one of {', '.join(SAMPLERS)}")
+        with torch.set_grad_enabled(arch_grad and torch.is_grad_enabled()):
+            drawn = sample(self.arch, tau, mode, generator)
+        if mode == "gdas":
+            return {"weights": drawn.weights if arch_grad else None, "indices": drawn.indices}
+        return {"weights": drawn.weights, "indices": None}
+
+    def genotype(self) -> RecurrentGenotype:
+        return derive_recurrent(self.arch)
+
+
+def derive_recurrent(logits: torch.Tensor) -> RecurrentGenotype:
+    """T=1 derivation: each node keeps the (input, function) of highest softmax probability, `none` excluded.
+
+    Ties break towards the earlier input and the earlier function.
+    """
+    probs = torch.softmax(logits.detach().float().cpu(), dim=-1)
+    rows, cols = probs.shape
+    steps = int((math.isqrt(8 * rows + 1) - 1) // 2)
+    if cols != len(RNN_PRIMITIVES) or num_rnn_edges(steps) != rows:
+        raise ValueError(f"expected logits of shape (steps*(steps+1)/2, {len(RNN_PRIMITIVES)}), "
+                         f"got {tuple(probs.shape)}")
+    probs[:, NONE_INDEX] = -1.0
+    nodes, edge = [], 0
+    for node in range(1, steps + 1):
+        block = probs[edge:edge + node]
+        flat = int(torch.argmax(block.flatten()))  # row-major: first maximum = earliest input, earliest op
+        j, k = divmod(flat, cols)
+        nodes.append(((RNN_PRIMITIVES[k], j),))
+        edge += node
+    return RecurrentGenotype(tuple(nodes), tuple(range(1, steps + 1)))
+
+
+def lm_param_count(genotype: RecurrentGenotype, ntoken: int, nhid: int) -> int:
+    """Parameters of the language model of `genotype` (tied embedding, ninp = nhid), counted from real modules."""
+    with torch.device("meta"):
+        model = RNNModel(ntoken, nhid, nhid, RecurrentCell(nhid, nhid, 0.0, 0.0, genotype))
+    return sum(p.numel() for p in model.parameters())
+
+
+def perplexity(total_nll: float, n_tokens: int) -> float:
+    """exp(mean negative log-likelihood per token); inf when it overflows."""
+    if n_tokens <= 0:
+        raise ValueError("perplexity needs at least one token")
+    try:
+        return math.exp(total_nll / n_tokens)
+    except OverflowError:
+        return math.inf
