@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 
 import torch
 import torch.distributed as tdist
 from torch import nn
+
+from gdas.errors import GdasError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,11 +51,40 @@ def local_device(device: torch.device, ctx: Context) -> torch.device:
     return device
 
 
-def shard(indices: torch.Tensor, ctx: Context) -> torch.Tensor:
-    """This rank's contiguous slice of a global batch of indices."""
+def local_batch(global_batch: int, ctx: Context) -> int:
+    """This rank's share of a global batch; the batch must split evenly so that every rank weighs the same."""
+    if global_batch % ctx.world_size:
+        raise GdasError(f"--batch-size {global_batch} does not split evenly over {ctx.world_size} processes; "
+                        f"use a multiple of {ctx.world_size}")
+    return global_batch // ctx.world_size
+
+
+def shard(indices: torch.Tensor, ctx: Context, dim: int = 0) -> torch.Tensor:
+    """This rank's contiguous slice of a global batch of indices (along `dim`)."""
     if not ctx.distributed:
         return indices
-    return torch.tensor_split(indices, ctx.world_size)[ctx.rank]
+    return torch.tensor_split(indices, ctx.world_size, dim=dim)[ctx.rank]
+
+
+def main_first(on_main: Callable[[], T], ctx: Context, elsewhere: Callable[[], T]) -> T:
+    """`on_main()` on rank 0, `elsewhere()` on the others; a GdasError of rank 0 is raised on every rank.
+
+    For what only rank 0 may do (create a run directory): a refusal there must stop all ranks, not
+    leave them waiting in the next collective.
+    """
+    result, error = None, None
+    if ctx.is_main:
+        try:
+            result = on_main()
+        except GdasError as exc:
+            error = str(exc)
+    if ctx.distributed:
+        box = [error]
+        tdist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise GdasError(error)
+    return result if ctx.is_main else elsewhere()  # type: ignore[return-value]
 
 
 def broadcast_module(module: nn.Module) -> None:
@@ -92,3 +125,9 @@ def all_reduce_sum(tensor: torch.Tensor, ctx: Context) -> torch.Tensor:
 def barrier(ctx: Context) -> None:
     if ctx.distributed:
         tdist.barrier()
+
+
+def shutdown() -> None:
+    """Tear down the process group at the end of a torchrun job (no-op otherwise)."""
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.destroy_process_group()

@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional, Protocol
 
 import torch
 
+from gdas import distributed as dist
 from gdas.errors import GdasError
 from gdas.rundir import METRICS, RunDir
 
@@ -29,6 +30,17 @@ class Task(Protocol):
     def after_epoch(self, epoch: int, metrics: dict[str, Any], run: RunDir) -> None: ...
 
     def finish(self, run: RunDir, wall_time_s: float) -> dict[str, Any]: ...
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter],
+                   grad_clip: float, ctx: dist.Context) -> None:
+    """The one weight update after a forward pass: backward, average over ranks, clip the norm (0: no), step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    dist.all_reduce_grads(params, ctx)
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
+    optimizer.step()
 
 
 def rng_state() -> dict[str, Any]:

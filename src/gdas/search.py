@@ -19,7 +19,7 @@ from gdas.data.images import ImageDataset, load_image_dataset
 from gdas.derive import derive_genotype
 from gdas.errors import GdasError
 from gdas.genotypes import Genotype, save_genotype
-from gdas.loop import fit, resume, seed_everything
+from gdas.loop import fit, optimizer_step, resume, seed_everything
 from gdas.ops import PRIMITIVES
 from gdas.progress import ProgressBar
 from gdas.rundir import RunDir
@@ -41,6 +41,18 @@ def split_indices(n: int, train_portion: float, seed: int) -> tuple[torch.Tensor
     return order[:cut].sort().values, order[cut:].sort().values
 
 
+def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy (in float32 under autocast) and the number of correct predictions, both on the device."""
+    return F.cross_entropy(logits.float(), y), (logits.argmax(1) == y).sum()
+
+
+def weight_optimizer(params: list[torch.nn.Parameter], cfg: SearchConfig, device: torch.device) -> torch.optim.SGD:
+    """SGD on W (fused kernels on CUDA, foreach elsewhere); parameters without a gradient are skipped."""
+    cuda = device.type == "cuda"
+    return torch.optim.SGD(params, lr=cfg.w_lr, momentum=cfg.w_momentum, weight_decay=cfg.w_weight_decay,
+                           foreach=not cuda, fused=cuda or None)
+
+
 class SearchTask:
     """Supernet, optimizers, data and generators of one CNN search; `loop.fit` drives its epochs."""
 
@@ -50,52 +62,51 @@ class SearchTask:
                  device: torch.device, *, show_progress: bool = True):
         self.cfg, self.device, self.epochs = cfg, device, cfg.epochs
         self.ctx = dist.context()
+        self.local_batch = dist.local_batch(cfg.batch_size, self.ctx)
         self.data = data.to(device)
         self.d_t, self.d_v = split
         seed_everything(cfg.seed)
         self.model = SearchNetwork(cfg.C, cfg.N, data.num_classes, in_channels=data.channels, steps=cfg.steps,
                                    frc=cfg.frc, sampler=cfg.sampler, sample_scope=cfg.sample_scope).to(device)
-        if cfg.channels_last and device.type == "cuda":
+        if cfg.channels_last:  # on the CPU too: oneDNN's depthwise/dilated conv backward is far faster in NHWC
             self.model = self.model.to(memory_format=torch.channels_last)
         dist.broadcast_module(self.model)
         self.w_params = self.model.weight_parameters()
         self.a_params = self.model.arch_parameters()
         cuda = device.type == "cuda"
-        self.w_opt = torch.optim.SGD(self.w_params, lr=cfg.w_lr, momentum=cfg.w_momentum,
-                                     weight_decay=cfg.w_weight_decay, foreach=True)
+        self.w_opt = weight_optimizer(self.w_params, cfg, device)
         self.a_opt = torch.optim.Adam(self.a_params, lr=cfg.a_lr, betas=(cfg.a_beta1, cfg.a_beta2),
                                       weight_decay=cfg.a_weight_decay, foreach=not cuda, fused=cuda or None)
         self.w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.w_opt, T_max=cfg.epochs, eta_min=cfg.w_lr_min)
         self.augment = BatchAugment(data.mean, data.std, crop_padding=cfg.crop_padding, flip=cfg.flip,
-                                    cutout=cfg.cutout, channels_last=cfg.channels_last and cuda)
+                                    cutout=cfg.cutout, channels_last=cfg.channels_last)
         # Every rank seeds the same generators: identical batch order and identical architecture samples.
         self.order_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2 + self.ctx.rank)
         self.arch_gen = torch.Generator(device=device).manual_seed(cfg.seed + 3)
         self.show_progress = show_progress and self.ctx.is_main
+        self.last_metrics: Optional[dict[str, Any]] = None
 
     # -- one iteration of Algorithm 1 ----------------------------------------------------------
-    def _batch(self, split: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = dist.shard(split[idx], self.ctx)  # this rank's slice of the global batch
-        idx = idx.to(self.device, non_blocking=True)
-        return self.augment(self.data.train_x[idx], self.aug_gen), self.data.train_y[idx]
+    def epoch_indices(self, split: torch.Tensor, batches: list[torch.Tensor], steps: int) -> torch.Tensor:
+        """(steps, local batch) image indices of this rank for an epoch, moved to the device in one copy."""
+        rows = split[torch.stack(batches[:steps])]
+        return dist.shard(rows, self.ctx, dim=1).to(self.device)
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augmented images and labels at device-resident training-set `indices`."""
+        return self.augment(self.data.train_x[indices], self.aug_gen), self.data.train_y[indices]
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor, tau: float, arch_grad: bool):
         archs = self.model.sample_arch(tau, arch_grad=arch_grad, generator=self.arch_gen)
         with autocast(self.device, self.cfg.amp):
             logits = self.model(x, archs)
-        loss = F.cross_entropy(logits.float(), y)
-        return loss, (logits.argmax(1) == y).sum()
+        return loss_and_correct(logits, y)
 
     def w_step(self, x: torch.Tensor, y: torch.Tensor, tau: float):
         """Update W on a D_T batch; A gets no gradient (the sampled child network alone runs)."""
         loss, correct = self._loss(x, y, tau, arch_grad=False)
-        self.w_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        dist.all_reduce_grads(self.w_params, self.ctx)
-        if self.cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.w_params, self.cfg.grad_clip, foreach=True)
-        self.w_opt.step()
+        optimizer_step(loss, self.w_opt, self.w_params, self.cfg.grad_clip, self.ctx)
         return loss.detach(), correct
 
     def a_step(self, x: torch.Tensor, y: torch.Tensor, tau: float):
@@ -118,31 +129,29 @@ class SearchTask:
         if steps == 0:
             raise GdasError(f"--batch-size {cfg.batch_size} is larger than D_T/D_V ({len(self.d_t)}/"
                                  f"{len(self.d_v)} images); lower it or use more data")
+        t_indices = self.epoch_indices(self.d_t, t_batches, steps)
+        v_indices = self.epoch_indices(self.d_v, v_batches, steps)
         sums = torch.zeros(4, device=self.device)  # train loss, train correct, valid loss, valid correct
         began, shown = time.perf_counter(), 0
         every = max(1, steps // 25)  # reading the sums syncs the device: only a few times an epoch
         with ProgressBar(steps, f"search {epoch + 1}/{cfg.epochs}", enabled=self.show_progress) as bar:
             for step in range(steps):
-                loss_t, correct_t = self.w_step(*self._batch(self.d_t, t_batches[step]), tau)
-                loss_v, correct_v = self.a_step(*self._batch(self.d_v, v_batches[step]), tau)
+                loss_t, correct_t = self.w_step(*self.batch(t_indices[step]), tau)
+                loss_v, correct_v = self.a_step(*self.batch(v_indices[step]), tau)
                 sums += torch.stack([loss_t, correct_t.float(), loss_v, correct_v.float()])
                 if self.show_progress and ((step + 1) % every == 0 or step + 1 == steps):
                     values = (sums / (step + 1)).tolist()
-                    bar.update(step + 1 - shown, loss=values[0], acc=values[1] / self._local_batch(), tau=tau,
+                    bar.update(step + 1 - shown, loss=values[0], acc=values[1] / self.local_batch, tau=tau,
                                img_s=2 * (step + 1) * cfg.batch_size / (time.perf_counter() - began))
                     shown = step + 1
-        sums = dist.all_reduce_sum(sums, self.ctx)
+        total = dist.all_reduce_sum(sums, self.ctx).tolist()  # waits for the device: `elapsed` is real
         elapsed = time.perf_counter() - began
         self.w_sched.step()
         n = steps * cfg.batch_size
-        total = sums.tolist()
         world = self.ctx.world_size
         return {"tau": tau, "lr": lr, "train_loss": total[0] / (steps * world), "train_acc": total[1] / n,
                 "valid_loss": total[2] / (steps * world), "valid_acc": total[3] / n,
                 "images_per_s": 2 * n / elapsed}
-
-    def _local_batch(self) -> int:
-        return len(dist.shard(torch.arange(self.cfg.batch_size), self.ctx))
 
     # -- run-directory hooks ---------------------------------------------------------------------
     def genotype(self) -> Genotype:
@@ -150,6 +159,7 @@ class SearchTask:
         return derive_genotype(probs["normal"], probs["reduce"], steps=self.cfg.steps)
 
     def after_epoch(self, epoch: int, metrics: dict[str, Any], run: RunDir) -> None:
+        self.last_metrics = metrics  # identical on every rank (reduced), unlike a file only rank 0 writes
         probs = self.model.probabilities()
         run.append_jsonl(ALPHAS, {"epoch": epoch, "tau": metrics["tau"], "ops": list(PRIMITIVES),
                                   **{k: None if v is None else v.cpu().tolist() for k, v in probs.items()}})
@@ -160,10 +170,10 @@ class SearchTask:
         genotype = self.genotype()
         if run.writer:
             save_genotype(genotype, run.file("genotype.json"))
-        last = run.read_jsonl("metrics.jsonl")[-1:] or [{}]
+        last = self.last_metrics or (run.read_jsonl("metrics.jsonl")[-1:] or [{}])[0]
         hours = wall_time_s / 3600
         summary = {"kind": KIND, "genotype": str(genotype), "genotype_json": genotype.to_json(),
-                   "final_valid_acc": last[0].get("valid_acc"), "final_train_acc": last[0].get("train_acc"),
+                   "final_valid_acc": last.get("valid_acc"), "final_train_acc": last.get("train_acc"),
                    "wall_time_s": round(wall_time_s, 2), "device": str(self.device),
                    "world_size": self.ctx.world_size,
                    "search_cost_device_hours": round(hours * self.ctx.world_size, 4), "complete": True}
@@ -198,12 +208,14 @@ def run_search(cfg: SearchConfig, out: Path, *, resume_run: bool = False, log: C
     """One search run in `out` (new, or continued from its last checkpoint)."""
     cfg.validate()
     ctx = dist.context()
+    dist.local_batch(cfg.batch_size, ctx)  # every rank fails alike on a batch that does not split
     device = dist.local_device(resolve_device(cfg.device), ctx)
     setup_runtime(device, cfg.threads)
     if resume_run:
         run, _ = RunDir.open_existing(out, KIND, writer=ctx.is_main)
-    else:
-        run = RunDir.create(out, KIND, cfgbase.to_json(cfg), environment(device), writer=ctx.is_main)
+    else:  # rank 0 creates the folder; its refusal (an existing run) stops every rank
+        run = dist.main_first(lambda: RunDir.create(out, KIND, cfgbase.to_json(cfg), environment(device)), ctx,
+                              lambda: RunDir(out, writer=False))
     data = load_search_data(cfg)
     if resume_run:
         split_json = run.read_json("split.json")

@@ -20,6 +20,25 @@ def num_edges(steps: int) -> int:
     return sum(2 + i for i in range(steps))
 
 
+def _dense_channels_last(grad: torch.Tensor) -> torch.Tensor:
+    return grad.contiguous(memory_format=torch.channels_last)
+
+
+def node_output(terms: list[torch.Tensor], x0: torch.Tensor, C: int, reduction: bool) -> torch.Tensor:
+    """Sum of a node's edge outputs in edge order; zeros of the node's shape when every edge is `none`."""
+    if terms:
+        out = sum(terms[1:], terms[0])
+        if out.requires_grad and out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous():
+            # The cell's concat hands each node a strided channel slice of its gradient; every op ends in a
+            # BN whose channels_last backward is several times slower on such a slice than on a dense one.
+            out.register_hook(_dense_channels_last)
+        return out
+    h, w = x0.shape[-2:]
+    if reduction:
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return x0.new_zeros(x0.shape[0], C, h, w)
+
+
 @dataclass
 class CellArch:
     """What one cell computes in a forward pass.
@@ -48,12 +67,6 @@ class SearchCell(nn.Module):
                 stride = 2 if reduction and j < 2 else 1
                 self.edges.append(nn.ModuleList(make_op(name, C, stride, search=True) for name in PRIMITIVES))
 
-    def _zeros(self, x0: torch.Tensor) -> torch.Tensor:
-        h, w = x0.shape[-2:]
-        if self.reduction:
-            h, w = (h + 1) // 2, (w + 1) // 2
-        return x0.new_zeros(x0.shape[0], self.C, h, w)
-
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, arch: CellArch) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
         edge = 0
@@ -71,7 +84,7 @@ class SearchCell(nn.Module):
                         out = ops[k](x)
                         terms.append(out if arch.weights is None else out * arch.weights[edge, k])
                 edge += 1
-            states.append(sum(terms[1:], terms[0]) if terms else self._zeros(states[0]))
+            states.append(node_output(terms, states[0], self.C, self.reduction))
         return torch.cat(states[2:], dim=1)
 
 

@@ -10,7 +10,7 @@ from gdas import __version__
 from gdas.errors import GdasError
 
 # Each module defines `register(subparsers)`, which adds its commands with `func=<handler>`.
-COMMAND_MODULES = ("gdas.cli.search", "gdas.cli.draw")
+COMMAND_MODULES = ("gdas.cli.search", "gdas.cli.draw", "gdas.cli.bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +38,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("gdas: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
         return 130
+    finally:
+        from gdas.distributed import shutdown
+        shutdown()  # a torchrun job ends with its process group torn down
 
 
 if __name__ == "__main__":

@@ -1,0 +1,127 @@
+"""`gdas bench search|data|epoch`: step times, peak memory and throughput (see docs/performance.md)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from gdas.bench import KINDS, BenchConfig, bench_data, bench_epoch, bench_search, memory_worker
+from gdas.cli.common import overrides
+from gdas.configs import base as cfgbase
+from gdas.configs.search import SEARCH_PRESETS, SearchConfig
+from gdas.errors import GdasError
+from gdas.progress import summary_table
+
+
+def _add_model_options(parser: argparse.ArgumentParser, batch: int) -> None:
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--C", type=int, default=16, help="initial channels of the supernet (default: 16)")
+    parser.add_argument("--N", type=int, default=2, help="normal cells per block, 3N+2 cells (default: 2)")
+    parser.add_argument("--batch", type=int, default=batch, help=f"images per step (default: {batch})")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps / architecture samples (default: 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing (default: 2)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads, torch.set_num_threads (default: 2)")
+    parser.add_argument("--frc", action="store_true", help="fixed reduction cell (search the normal cell only)")
+    parser.add_argument("--amp", default="none", choices=("none", "bf16"), help="bf16 autocast on CUDA")
+    parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights, data and samples (default: 0)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("bench", help="measure search-step time, memory and throughput",
+                            description="Performance measurements on CIFAR-sized synthetic data (32x32x3, 10 "
+                                        "classes). No timing is asserted anywhere: these are measurements.")
+    bench_sub = parser.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+
+    search = bench_sub.add_parser("search", help="GDAS W step vs its sampled child vs DARTS; A step; memory")
+    _add_model_options(search, 64)
+    search.add_argument("--no-memory", action="store_true", help="skip the peak-memory child processes (CPU)")
+    search.set_defaults(func=_search)
+
+    data = bench_sub.add_parser("data", help="on-device augmentation images/s vs the W step's")
+    _add_model_options(data, 256)
+    data.add_argument("--cutout", type=int, default=16, help="cutout size of the measured augmentation")
+    data.set_defaults(func=_data)
+
+    epoch = bench_sub.add_parser("epoch", help="time one real search epoch and project the whole search")
+    epoch.add_argument("--preset", default="cifar10", choices=list(SEARCH_PRESETS), help="(default: cifar10)")
+    epoch.add_argument("--warmup-steps", type=int, default=5, help="untimed W+A iterations first (default: 5)")
+    epoch.add_argument("--time-steps", type=int, default=None, metavar="K",
+                       help="time only the epoch's first K iterations and scale to the whole epoch")
+    epoch.add_argument("--json", action="store_true", help="print one JSON object")
+    cfgbase.add_config_options(epoch, SearchConfig)
+    epoch.set_defaults(func=_epoch)
+
+    worker = bench_sub.add_parser("_worker")  # one peak-memory measurement, in its own process
+    worker.add_argument("--kind", choices=KINDS, required=True)
+    worker.add_argument("--config", required=True)
+    worker.set_defaults(func=_worker)
+
+
+def _config(args: argparse.Namespace) -> BenchConfig:
+    names = {f.name for f in dataclasses.fields(BenchConfig)}
+    values = {k: v for k, v in vars(args).items() if k in names}
+    return BenchConfig(**values, memory=not getattr(args, "no_memory", False))
+
+
+def _emit(result: dict[str, Any], as_json: bool, rows: list[dict[str, Any]], columns: list[str],
+          notes: list[str]) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    m = result["machine"]
+    print(f"{m['device']} ({m.get('gpu', m['cpu_model'])}), torch {m['torch']}, {m['threads']} threads, "
+          f"load {m['load_avg_1m']}")
+    print(summary_table(rows, columns))
+    for note in notes:
+        print(note)
+
+
+def _search(args: argparse.Namespace) -> int:
+    b = _config(args)
+    log = (lambda s: print(s, file=sys.stderr)) if not args.json else (lambda _: None)
+    r = bench_search(b, log)
+    labels = {"gdas": "GDAS W step", "child": "child W step", "darts": "DARTS W step", "arch": "GDAS A step"}
+    rows = [{"step": labels[k], "median_ms": r[f"{k}_step_ms"], "peak_mb": r.get(f"{k}_peak_mb")} for k in KINDS]
+    notes = [f"gdas/child {r['gdas_over_child']}  darts/gdas {r['darts_over_gdas']}  "
+             f"gdas/darts memory {r.get('gdas_over_darts_memory', '-')}  W+A iteration {r['iteration_ms']} ms",
+             f"C={b.C} N={b.N} batch {b.batch}, {b.steps} samples; memory: {r['memory_method']}"]
+    _emit(r, args.json, rows, ["step", "median_ms", "peak_mb"], notes)
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    if args.cutout < 0:
+        raise GdasError(f"--cutout must be >= 0, got {args.cutout}")
+    b = _config(args)
+    r = bench_data(b, cutout=args.cutout)
+    rows = [{"what": "augment (crop+flip+cutout+normalise)", "ms": r["augment_ms"],
+             "images_per_s": r["augment_images_per_s"]},
+            {"what": "GDAS W step", "ms": r["w_step_ms"], "images_per_s": r["w_step_images_per_s"]}]
+    _emit(r, args.json, rows, ["what", "ms", "images_per_s"],
+          [f"augmentation is {r['augment_over_step']}x the W step's throughput (batch {b.batch})"])
+    return 0
+
+
+def _epoch(args: argparse.Namespace) -> int:
+    if args.warmup_steps < 0 or (args.time_steps is not None and args.time_steps < 1):
+        raise GdasError(f"--warmup-steps must be >= 0 and --time-steps >= 1, got {args.warmup_steps} and "
+                        f"{args.time_steps}")
+    cfg: SearchConfig = cfgbase.resolve(SEARCH_PRESETS, args.preset, overrides(args, SearchConfig))
+    r = bench_epoch(cfg, args.warmup_steps, args.time_steps, show_progress=not args.json)
+    rows = [{"epoch_s": r["epoch_s"], "steps": r["steps_per_epoch"], "timed": r["timed_steps"],
+             "iteration_ms": r["iteration_ms"], "images_per_s": r["images_per_s"], "epochs": r["epochs"],
+             "projected_h": r["projected_search_h"]}]
+    _emit(r, args.json, rows, ["epoch_s", "steps", "timed", "iteration_ms", "images_per_s", "epochs", "projected_h"],
+          [f"preset {args.preset} on {cfg.dataset}: {r['epochs']} epochs x {r['epoch_s']} s"])
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    b = BenchConfig(**json.loads(args.config))
+    print(json.dumps(memory_worker(b, args.kind)))
+    return 0
