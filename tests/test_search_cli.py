@@ -14,7 +14,7 @@ from gdas.cli.main import main
 from gdas.genotypes import Genotype, load_genotype
 from gdas.rundir import RunDir
 
-SMOKE = ["--preset", "smoke", "--no-progress"]
+SMOKE = ["--preset", "smoke", "--no-progress", "--no-report"]
 
 
 def run_cli(*argv: str) -> int:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Mapping, Optional, Sequence, TypeVar
 
+from gdas import distributed as dist
 from gdas.configs import base as cfgbase
 from gdas.errors import GdasError
 
@@ -28,6 +30,27 @@ def add_run_options(parser: argparse.ArgumentParser, presets: Mapping[str, Any],
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                         help="continue a killed run from its last checkpoint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-report", action="store_true",
+                        help="do not write RUN_DIR/report.html (plots, cells, curves) at the end of the run")
+
+
+def write_run_report(args: argparse.Namespace, run_dirs: Sequence[Path]) -> Optional[Path]:
+    """The end-of-run HTML report (unless --no-report); a failure is a one-line warning, never a failed run."""
+    if getattr(args, "no_report", False) or not dist.context().is_main:
+        return None
+    try:
+        from gdas.report import write_report
+        path = write_report(list(run_dirs))
+    except GdasError as exc:
+        print(f"gdas: warning: no report written: {exc}", file=sys.stderr)
+        return None
+    except Exception as exc:  # the run's results are on disk already; the report can be redone
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        print(f"gdas: warning: no report written ({type(exc).__name__}: {first}); "
+              f"retry with gdas report {run_dirs[0]}", file=sys.stderr)
+        return None
+    print(f"report: {path}")
+    return path
 
 
 def overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:

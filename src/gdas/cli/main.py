@@ -10,7 +10,7 @@ from gdas import __version__
 from gdas.errors import GdasError
 
 # Each module defines `register(subparsers)`, which adds its commands with `func=<handler>`.
-COMMAND_MODULES = ("gdas.cli.search", "gdas.cli.draw", "gdas.cli.bench")
+COMMAND_MODULES = ("gdas.cli.search", "gdas.cli.draw", "gdas.cli.bench", "gdas.cli.report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gdas import distributed as dist
-from gdas.cli.common import add_run_options, default_out, overrides, resumed_config
+from gdas.cli.common import add_run_options, default_out, overrides, resumed_config, write_run_report
 from gdas.configs import base as cfgbase
 from gdas.configs.search import SEARCH_PRESETS, SearchConfig
 from gdas.errors import GdasError
@@ -44,10 +44,13 @@ def main(args: argparse.Namespace) -> int:
     cfg.validate()
     out = args.out or default_out("search", args.preset)
     if args.seeds:
-        return _multi_seed(cfg, out, args.seeds, show, resume=False)
+        _multi_seed(cfg, out, args.seeds, show, resume=False)
+        write_run_report(args, [out])
+        return 0
     summary = run_search(cfg, out, show_progress=show)
     if dist.context().is_main:
         _print_summary(summary, out)
+    write_run_report(args, [out])
     return 0
 
 
@@ -56,13 +59,16 @@ def _resume(args: argparse.Namespace, show: bool) -> int:
     if (out / MULTISEED).exists():
         meta = read_json(out / MULTISEED)
         cfg = resumed_config(cfgbase.from_json(SearchConfig, meta["config"]), args)
-        return _multi_seed(cfg, out, meta["seeds"], show, resume=True)
+        _multi_seed(cfg, out, meta["seeds"], show, resume=True)
+        write_run_report(args, [out])
+        return 0
     cfg = resumed_config(stored_config(out), args)
     if (out / "summary.json").exists():
         raise GdasError(f"{out} is already complete (summary.json exists); nothing to resume")
     summary = run_search(cfg, out, resume_run=True, show_progress=show)
     if dist.context().is_main:
         _print_summary(summary, out)
+    write_run_report(args, [out])
     return 0
 
 
@@ -73,9 +79,11 @@ def _multi_seed(cfg: SearchConfig, out: Path, seeds: list[int], show: bool, *, r
     ctx = dist.context()
     parent = RunDir(out, writer=ctx.is_main)
     if not resume:
-        if (out / MULTISEED).exists():
-            raise GdasError(f"{out} already holds a multi-seed search; continue it with --resume {out}")
-        parent.write_json(MULTISEED, {"seeds": seeds, "config": cfgbase.to_json(cfg)})
+        def start() -> None:  # on rank 0 only: other ranks would see the file it has just written
+            if (out / MULTISEED).exists():
+                raise GdasError(f"{out} already holds a multi-seed search; continue it with --resume {out}")
+            parent.write_json(MULTISEED, {"seeds": seeds, "config": cfgbase.to_json(cfg)})
+        dist.main_first(start, ctx, lambda: None)
     rows = []
     for seed in seeds:
         seed_dir = out / f"seed-{seed}"

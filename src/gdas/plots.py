@@ -1,0 +1,302 @@
+"""PNG plots of runs (matplotlib Agg, no pyplot): A heatmaps and trajectories, entropy, parameter-free share, curves."""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from gdas.errors import GdasError
+from gdas.genotypes import RNN_PRIMITIVES
+from gdas.ops import PARAMETER_FREE
+from gdas.runview import RunView, edge_labels, epoch_of
+
+# Recurrent ops without weights of their own (every recurrent edge has a projection, these add nothing).
+RNN_PARAMETER_FREE: frozenset[str] = frozenset({"none", "identity"})
+DPI = 80
+Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One rendered plot: its file stem under `<run>/plots/`, a caption and the PNG bytes."""
+
+    name: str
+    title: str
+    png: bytes
+
+
+# -- numbers behind the plots ---------------------------------------------------------------------
+def parameter_free_ops(ops: Sequence[str]) -> frozenset[str]:
+    """The parameter-free ops among `ops` (RNN: none and identity; CNN: none, pools, skip)."""
+    return RNN_PARAMETER_FREE if tuple(ops) == RNN_PRIMITIVES else PARAMETER_FREE & frozenset(ops)
+
+
+def entropy(probs: np.ndarray) -> np.ndarray:
+    """Entropy (nats) of each distribution along the last axis."""
+    return -(probs * np.log(np.clip(probs, 1e-12, 1.0))).sum(-1)
+
+
+def parameter_free_mass(probs: np.ndarray, ops: Sequence[str]) -> np.ndarray:
+    """Probability of parameter-free ops, averaged over edges: (epochs, edges, ops) -> (epochs,)."""
+    free = parameter_free_ops(ops)
+    cols = [k for k, op in enumerate(ops) if op in free]
+    return probs[..., cols].sum(-1).mean(-1)
+
+
+def genotype_parameter_free_share(genotype_json: Mapping[str, Any]) -> dict[str, float]:
+    """Per cell type, the fraction of a genotype's chosen ops that are parameter-free."""
+    free = RNN_PARAMETER_FREE if "recurrent" in genotype_json else PARAMETER_FREE
+    shares = {}
+    for cell in ("normal", "reduce", "recurrent"):
+        nodes = genotype_json.get(cell)
+        if isinstance(nodes, list):
+            chosen = [pair[0] for node in nodes for pair in node]
+            if chosen:
+                shares[cell] = sum(op in free for op in chosen) / len(chosen)
+    return shares
+
+
+# -- figures ----------------------------------------------------------------------------------------
+def _figure(width: float, height: float, *, left: float = 0.85, bottom: float = 0.55, right: float = 0.15,
+            top: float = 0.35, wspace: float = 0.3, hspace: float = 0.45) -> Any:
+    """A figure with fixed margins in inches (a layout engine would draw every figure twice)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise GdasError("plots need matplotlib, which is not installed; pip install matplotlib") from None
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=wspace, hspace=hspace)
+    return fig
+
+
+def render(fig: Any, path: Optional[Path] = None) -> bytes:
+    """The figure as PNG bytes, also written to `path` when given (an unwritable path is skipped)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    data = buffer.getvalue()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        except OSError:
+            pass  # a read-only run directory still gets its report
+    return data
+
+
+def _op_style(ops: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """One colour per op; parameter-free ops dashed, so a skip-connect takeover stands out."""
+    free = parameter_free_ops(ops)
+    colours = [f"C{k}" for k in range(10)]
+    return {op: {"color": colours[k % 10], "linestyle": "--" if op in free else "-"} for k, op in enumerate(ops)}
+
+
+def _epoch_axis(ax: Any) -> None:
+    """Whole-number epoch ticks; a single epoch gets room on both sides."""
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    low, high = ax.get_xlim()
+    if high - low < 1:
+        ax.set_xlim((low + high) / 2 - 1, (low + high) / 2 + 1)
+    ax.grid(alpha=0.3)
+
+
+def heatmap(probs: np.ndarray, ops: Sequence[str], labels: Sequence[str], title: str) -> Any:
+    """softmax(A) of one cell type (edges x ops), each cell annotated with its probability."""
+    fig = _figure(1.8 + 0.75 * len(ops), 1.35 + 0.28 * len(labels), bottom=1.0, right=0.2)
+    ax = fig.add_subplot()
+    low, high = float(probs.min()), float(probs.max())
+    image = ax.imshow(probs, cmap="viridis", vmin=low, vmax=max(high, low + 1e-6), aspect="auto")
+    ax.set_xticks(range(len(ops)), ops, rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylabel("edge (input → node)")
+    ax.set_title(title, fontsize=10)
+    threshold = low + 0.6 * (high - low)
+    for (i, k), value in np.ndenumerate(probs):
+        ax.text(k, i, f"{value:.3f}", ha="center", va="center", fontsize=6.5,
+                color="black" if value > threshold else "white")
+    fig.colorbar(image, ax=ax, shrink=0.85, fraction=0.2, pad=0.03, label="probability (colour spans min..max)")
+    return fig
+
+
+def op_trajectory(epochs: Sequence[int], probs: np.ndarray, ops: Sequence[str], title: str) -> Any:
+    """Each op's probability averaged over the edges, per epoch."""
+    fig = _figure(6.4, 3.6)
+    ax = fig.add_subplot()
+    mean = probs.mean(1)
+    for k, (op, style) in enumerate(_op_style(ops).items()):
+        ax.plot(epochs, mean[:, k], marker="o", markersize=2.5, label=op, **style)
+    ax.axhline(1 / len(ops), color="grey", linewidth=0.8, linestyle=":", label="uniform")
+    ax.set(xlabel="epoch", ylabel="mean probability over edges", title=title)
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    _epoch_axis(ax)
+    return fig
+
+
+def edge_grid(epochs: Sequence[int], probs: np.ndarray, ops: Sequence[str], labels: Sequence[str],
+              title: str) -> Any:
+    """Small multiples: every edge's op probabilities over the epochs."""
+    n = probs.shape[1]
+    cols = min(n, math.ceil(math.sqrt(n)) + 1)
+    rows = math.ceil(n / cols)
+    fig = _figure(1.9 * cols, 1.4 * rows + 1.0, left=0.45, bottom=0.6, right=0.1, top=0.45, wspace=0.12,
+                  hspace=0.4)
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    styles = _op_style(ops)
+    for e, ax in enumerate(axes.flat):
+        if e >= n:
+            ax.set_axis_off()
+            continue
+        for k, (op, style) in enumerate(styles.items()):
+            ax.plot(epochs, probs[:, e, k], linewidth=1.1, label=op, **style)
+        ax.set_title(labels[e], fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.set_ylim(0, 1)
+        _epoch_axis(ax)
+    handles, names = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(ops), 8), fontsize=7, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def entropy_plot(cells: Mapping[str, tuple[Sequence[int], np.ndarray]], n_ops: int) -> Any:
+    """Per cell type: every edge's entropy over the epochs (thin) and their mean (bold)."""
+    fig = _figure(4.2 * len(cells), 3.4)
+    axes = fig.subplots(1, len(cells), squeeze=False)[0]
+    for ax, (cell, (epochs, probs)) in zip(axes, cells.items()):
+        values = entropy(probs)
+        ax.plot(epochs, values, color="tab:blue", alpha=0.25, linewidth=0.8)
+        ax.plot(epochs, values.mean(1), color="tab:blue", linewidth=2.2, marker="o", markersize=3, label="mean")
+        ax.axhline(math.log(n_ops), color="grey", linestyle=":", linewidth=1, label=f"uniform (ln {n_ops})")
+        ax.set(xlabel="epoch", ylabel="entropy (nats)", title=f"{cell}: entropy per edge", ylim=(0, None))
+        ax.legend(fontsize=7)
+        _epoch_axis(ax)
+    return fig
+
+
+def parameter_free_plot(mass: Series, share: Series, priors: tuple[float, float]) -> Any:
+    """Parameter-free ops: probability mass in A (left) and share of the derived genotype's ops (right)."""
+    fig = _figure(9.0, 3.4)
+    left, right = fig.subplots(1, 2)
+    for ax, series, what, prior in ((left, mass, "probability mass (mean over edges)", priors[0]),
+                                    (right, share, "share of the derived genotype's ops", priors[1])):
+        for cell, (xs, ys) in series.items():
+            ax.plot(xs, ys, marker="o", markersize=3, label=cell)
+        ax.axhline(prior, color="grey", linestyle=":", linewidth=1, label="uniform A")
+        ax.set(xlabel="epoch", ylabel=what, ylim=(0, 1.02))
+        ax.legend(fontsize=7)
+        _epoch_axis(ax)
+    left.set_title("parameter-free ops in A", fontsize=10)
+    right.set_title("parameter-free ops in the genotype", fontsize=10)
+    return fig
+
+
+def lines(series: Series, title: str, ylabel: str, *, logy: bool = False,
+          bold: Optional[str] = None) -> Any:
+    """Curves over epochs, one per label (`bold`: the label drawn thicker, e.g. the kept seed)."""
+    fig = _figure(6.4, 3.6)
+    ax = fig.add_subplot()
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", markersize=2.5, label=label, linewidth=2.6 if label == bold else 1.3)
+    values = [y for _, ys in series.values() for y in ys]
+    if logy and values and min(values) > 0:
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+        ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)  # 0.1, 10, not 10^-1
+        few_decades = math.log10(max(values) / min(values)) < 1.5
+        ax.yaxis.set_minor_formatter(plain if few_decades else NullFormatter())
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
+    _epoch_axis(ax)
+    return fig
+
+
+# -- the plots of a run -----------------------------------------------------------------------------
+# Metric groups drawn as curves: (name, title, y label, which metric keys, log scale).
+CURVES: tuple[tuple[str, str, str, Callable[[str], bool], bool], ...] = (
+    ("loss", "Loss", "cross-entropy", lambda k: k == "loss" or k.endswith("_loss"), False),
+    ("accuracy", "Accuracy", "accuracy", lambda k: k == "acc" or k.endswith("_acc"), False),
+    ("error", "Error", "error", lambda k: k.endswith("_err") or k.endswith("_error"), False),
+    ("perplexity", "Perplexity", "perplexity", lambda k: "ppl" in k or "perplexity" in k, True),
+    ("tau", "Gumbel-softmax temperature τ", "τ", lambda k: k == "tau", True),
+    ("lr", "Learning rate", "learning rate", lambda k: k == "lr" or k.endswith("_lr"), False),
+    ("throughput", "Throughput", "per second", lambda k: k.endswith("_per_s"), False),
+)
+
+
+def curve_keys(keys: Sequence[str], group: str) -> list[str]:
+    wanted = next(test for name, _, _, test, _ in CURVES if name == group)
+    return [k for k in keys if wanted(k)]
+
+
+def architecture_plots(run: RunView, out_dir: Optional[Path]) -> dict[str, Plot]:
+    """Heatmaps, trajectories, entropy and parameter-free share of a search run's A."""
+    plots: dict[str, Plot] = {}
+    cells, ops = run.cell_probs(), run.ops()
+    cells = {cell: probs for cell, probs in cells.items() if probs.shape[2] == len(ops)}
+    if not cells:
+        return plots
+
+    def add(name: str, title: str, fig: Any) -> None:
+        plots[name] = Plot(name, title, render(fig, out_dir / f"{name}.png" if out_dir else None))
+
+    recurrent = run.recurrent()
+    for cell, probs in cells.items():
+        epochs, labels = run.alpha_epochs(cell), edge_labels(probs.shape[1], recurrent)
+        add(f"heatmap_{cell}", f"{cell} cell: softmax(A) after epoch {epochs[-1]}",
+            heatmap(probs[-1], ops, labels, f"{cell} cell: softmax(A), epoch {epochs[-1]}"))
+        add(f"trajectory_{cell}", f"{cell} cell: mean op probability over epochs",
+            op_trajectory(epochs, probs, ops, f"{cell} cell: op probability, mean over edges"))
+        add(f"edges_{cell}", f"{cell} cell: every edge's op probabilities over epochs",
+            edge_grid(epochs, probs, ops, labels, f"{cell} cell: op probabilities per edge"))
+    add("entropy", "entropy of each edge's distribution",
+        entropy_plot({c: (run.alpha_epochs(c), p) for c, p in cells.items()}, len(ops)))
+    mass = {c: (run.alpha_epochs(c), parameter_free_mass(p, ops).tolist()) for c, p in cells.items()}
+    share: dict[str, tuple[list[int], list[float]]] = {}
+    for i, record in enumerate(run.genotypes):
+        if isinstance(record.get("genotype"), dict):
+            for cell, value in genotype_parameter_free_share(record["genotype"]).items():
+                share.setdefault(cell, ([], []))
+                share[cell][0].append(epoch_of(record, i))
+                share[cell][1].append(value)
+    free = len(parameter_free_ops(ops))
+    # `none` is never derived: a uniform A's genotype draws from the other ops.
+    priors = (free / len(ops), (free - 1) / (len(ops) - 1) if "none" in ops else free / len(ops))
+    add("parameter_free", "parameter-free ops: probability mass and share of the derived genotype",
+        parameter_free_plot(mass, share, priors))
+    return plots
+
+
+def curve_plots(run: RunView, out_dir: Optional[Path]) -> dict[str, Plot]:
+    """One plot per metric group the run recorded (loss, accuracy, error, perplexity, tau, lr, throughput)."""
+    plots: dict[str, Plot] = {}
+    keys = run.metric_keys()
+    for name, title, ylabel, _, logy in CURVES:
+        series = {k: run.series(k) for k in curve_keys(keys, name)}
+        if series:
+            fig = lines(series, title, ylabel, logy=logy)
+            plots[f"curve_{name}"] = Plot(f"curve_{name}", title,
+                                          render(fig, out_dir / f"curve_{name}.png" if out_dir else None))
+    return plots
+
+
+def comparison_plots(runs: Sequence[RunView], out_dir: Optional[Path]) -> dict[str, Plot]:
+    """Overlays of the held-out metrics (not train_*) of several runs; the kept run drawn bold."""
+    plots: dict[str, Plot] = {}
+    keys = [k for k in runs[0].metric_keys() if not k.startswith("train")]
+    wanted = [k for group in ("accuracy", "error", "perplexity", "loss") for k in curve_keys(keys, group)][:4]
+    label = {run.name: run.name + (" (kept)" if run.kept else "") for run in runs}
+    bold = next((label[run.name] for run in runs if run.kept), None)
+    for key in wanted:
+        series = {label[run.name]: run.series(key) for run in runs if run.series(key)[0]}
+        if len(series) > 1:
+            fig = lines(series, f"{key} of every run", key, logy="ppl" in key, bold=bold)
+            name = f"compare_{key}"
+            plots[name] = Plot(name, f"{key} of every run", render(fig, out_dir / f"{name}.png" if out_dir else None))
+    return plots

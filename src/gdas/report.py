@@ -1,0 +1,287 @@
+"""The self-contained HTML report of one or several run directories: plots and cell drawings inlined, no fetches."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import gdas
+from gdas import plots as P
+from gdas.draw import cells_of, draw_genotype
+from gdas.errors import GdasError
+from gdas.genotypes import AnyGenotype
+from gdas.progress import format_duration, format_value
+from gdas.rundir import atomic_write_bytes
+from gdas.runview import RunView, epoch_of, is_number, load_runs
+
+REPORT = "report.html"
+# Summary fields shown first (others follow in file order); the genotype is drawn instead.
+_HEADLINE = ("final_valid_acc", "final_train_acc", "best_top1_err", "final_top1_err", "final_top5_err",
+             "valid_ppl", "test_ppl", "best_valid_ppl", "final_valid_ppl", "final_derived_valid_ppl",
+             "final_train_ppl", "params_M", "mult_adds_M")
+_HIDDEN = frozenset({"kind", "genotype", "genotype_json", "complete"})
+_COST = ("wall_time_s", "search_cost_device_hours", "device", "world_size")
+_COMPARE = re.compile(r"acc|err|ppl|perplexity|params|mult_adds")
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
+main{max-width:1280px;margin:0 auto;padding:18px 26px 60px}
+h1{margin:6px 0 2px;font-size:26px}h2{margin:34px 0 6px;padding-top:10px;border-top:3px solid #2f5d8a;font-size:21px}
+h3{margin:22px 0 8px;font-size:16px;color:#2f5d8a}
+.sub{color:#5b6575;margin:0 0 12px}
+table{border-collapse:collapse;background:#fff;margin:6px 0 10px;font-size:13px}
+th,td{border:1px solid #d5dae1;padding:4px 9px;text-align:left;vertical-align:top}
+th{background:#eef1f5;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.kept td{background:#eaf6e7;font-weight:600}
+code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
+pre{background:#fff;border:1px solid #d5dae1;padding:8px 10px;overflow-x:auto;white-space:pre-wrap}
+.badge{display:inline-block;font-size:12px;font-weight:600;padding:2px 8px;border-radius:10px;margin-left:6px;
+ vertical-align:middle;background:#dfe6ef;color:#2f3b4c}
+.badge.kept{background:#2e7d32;color:#fff}.badge.incomplete{background:#c62828;color:#fff}
+.alert{border:2px solid #c62828;background:#fdecea;color:#7f1d1d;padding:10px 14px;border-radius:6px;margin:12px 0}
+.alert strong{font-size:16px}.note{border-left:4px solid #e0a800;background:#fff8e1;padding:8px 12px;margin:8px 0}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:14px;align-items:start;margin:8px 0}
+.grid.wide{grid-template-columns:1fr}
+figure{margin:0;background:#fff;border:1px solid #d5dae1;padding:8px}
+figure img,figure svg{max-width:100%;height:auto;display:block;margin:0 auto}
+figure.cell svg{width:auto;max-height:380px}
+figcaption{font-size:12px;color:#5b6575;margin-top:4px;text-align:center}
+nav a{margin-right:14px}details summary{cursor:pointer;color:#2f5d8a}
+"""
+
+
+def write_report(run_dirs: Sequence[Path], out: Optional[Path] = None) -> Path:
+    """Write one self-contained HTML report of `run_dirs` (default: `<first run>/report.html`).
+
+    A multi-seed parent folder stands for its seed runs. Plots are also saved as PNGs under each
+    run's `plots/` folder (comparison plots under the first directory's).
+    """
+    runs, notes = load_runs([Path(p) for p in run_dirs])
+    first = Path(run_dirs[0])
+    out = Path(out) if out is not None else first / REPORT
+    if out.is_dir():
+        out = out / REPORT
+    page = render_report(runs, notes, first / "plots").encode()
+    try:
+        atomic_write_bytes(out, page)
+        out.chmod(0o644)  # a page to share, unlike the private temp file it was renamed from
+    except OSError as exc:
+        raise GdasError(f"cannot write the report to {out} ({exc.strerror or exc}); choose another --out") from None
+    return out
+
+
+def render_report(runs: Sequence[RunView], notes: Sequence[str], compare_dir: Optional[Path] = None) -> str:
+    """The report's HTML; per-run plots are saved under `<run>/plots/`, comparison plots in `compare_dir`."""
+    kind = runs[0].kind
+    title = f"gdas {kind} report: " + ", ".join(run.name for run in runs)
+    body = [f"<h1>gdas {_e(kind)} report</h1>",
+            f'<p class="sub">{len(runs)} run{"s" if len(runs) > 1 else ""} · generated '
+            f'{_e(time.strftime("%Y-%m-%d %H:%M:%S"))} by gdas {_e(gdas.__version__)}</p>']
+    incomplete = [run for run in runs if not run.complete]
+    if incomplete:
+        items = "".join(f"<li><b>{_e(run.name)}</b>: {_e('; '.join(run.problems))}</li>" for run in incomplete)
+        body.append(f'<div class="alert" id="incomplete"><strong>⚠ INCOMPLETE: {len(incomplete)} of {len(runs)} '
+                    f"run{'s' if len(runs) > 1 else ''} did not finish.</strong> The report shows what was "
+                    f"recorded.<ul>{items}</ul></div>")
+    body += [f'<p class="note">{_e(note)}</p>' for note in notes]
+    if len(runs) > 1:
+        body.append("<nav>" + "".join(f'<a href="#run{i}">{_e(run.name)}</a>' for i, run in enumerate(runs))
+                    + "</nav>")
+        body.append(_comparison(runs, compare_dir))
+    body += [_run_section(i, run) for i, run in enumerate(runs)]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
+            "style-src 'unsafe-inline'\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<link rel="icon" href="data:,"><title>{_e(title)}</title><style>{_CSS}</style></head>'
+            "<body><main>\n" + "\n".join(body) + "\n</main></body></html>\n")
+
+
+# -- pieces ------------------------------------------------------------------------------------------
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(key: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key.endswith("time_s") and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format_duration(float(value)) + (f" ({value:.0f} s)" if value >= 60 else "")
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return format_value(value)
+
+
+def _table(rows: Iterable[tuple[str, Any]]) -> str:
+    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_fmt(k, v))}</td></tr>" for k, v in rows)
+    return f"<table><tr><th>field</th><th>value</th></tr>{cells}</table>"
+
+
+def _figure(plot: P.Plot) -> str:
+    data = base64.b64encode(plot.png).decode()
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(plot.title)}">'
+            f"<figcaption>{_e(plot.title)}</figcaption></figure>")
+
+
+def _grid(plots: Iterable[P.Plot], wide: bool = False) -> str:
+    items = [_figure(p) for p in plots]
+    return f'<div class="grid{" wide" if wide else ""}">{"".join(items)}</div>' if items else ""
+
+
+def _h3(run_id: str, section: str, title: str) -> str:
+    return f'<h3 id="{run_id}-{section}">{_e(title)}</h3>'
+
+
+def _status(run: RunView) -> str:
+    total = f"/{run.epochs_total}" if run.epochs_total else ""
+    return f"{'complete' if run.complete else 'INCOMPLETE'} ({run.epochs_done}{total} epochs)"
+
+
+def _results(run: RunView) -> list[tuple[str, Any]]:
+    """The run's result fields: summary.json's, or the last recorded metrics of an unfinished run."""
+    rows: list[tuple[str, Any]] = [("status", _status(run))]
+    if run.summary:
+        fields = {k: v for k, v in run.summary.items() if k not in _HIDDEN and not isinstance(v, (dict, list))}
+        order = [k for k in _HEADLINE if k in fields] + [k for k in fields if k not in _HEADLINE]
+        return rows + [(k, fields[k]) for k in order if k not in _COST]
+    if run.metrics:
+        last = run.metrics[-1]
+        rows.append(("last recorded epoch", epoch_of(last, run.epochs_done - 1)))
+        rows += [(f"last {k}", v) for k, v in last.items() if k not in ("epoch", "wall_time_s")]
+    return rows
+
+
+def _cost(run: RunView) -> list[tuple[str, Any]]:
+    summary = run.summary or {}
+    rows: list[tuple[str, Any]] = [("wall time", _fmt("wall_time_s", run.last("wall_time_s")))]
+    if "search_cost_device_hours" in summary:
+        rows.append(("search cost (device-hours)", summary["search_cost_device_hours"]))
+    for key in run.metric_keys():
+        if key.endswith("_per_s"):
+            values = run.series(key)[1]
+            rows.append((f"{key.replace('_per_s', '')}/s (mean over epochs)", sum(values) / len(values)))
+    epoch_times = run.series("epoch_time_s")[1]
+    if epoch_times:
+        rows.append(("epoch time (mean)", format_duration(sum(epoch_times) / len(epoch_times))))
+    device = summary.get("device", run.env.get("device"))
+    rows.append(("device", device if "gpu" not in run.env else f"{device} ({run.env['gpu']})"))
+    rows.append(("processes (world size)", summary.get("world_size", 1)))
+    return rows
+
+
+def _cells(run_id: str, genotype: Optional[AnyGenotype], note: str) -> str:
+    """The cells drawn by graphviz (inline SVG), or a fallback with the genotype text and DOT source."""
+    out = [_h3(run_id, "cells", "Cells")]
+    if genotype is None:
+        return out[0] + '<p class="note">No genotype recorded yet (no genotype.json and no epoch finished).</p>'
+    if note:
+        out.append(f'<p class="note">Genotype {_e(note)}.</p>')
+    out.append(f"<pre>{_e(str(genotype))}</pre>")
+    with tempfile.TemporaryDirectory() as tmp:
+        error = ""
+        try:
+            draw_genotype(genotype, Path(tmp), formats=("svg",))
+        except GdasError as exc:
+            error = str(exc)
+        figures, sources = [], []
+        for cell in cells_of(genotype):
+            svg_path, dot_path = Path(tmp) / f"{cell}.svg", Path(tmp) / f"{cell}.dot"
+            if svg_path.exists():
+                figures.append(f'<figure class="cell">{_clean_svg(svg_path.read_text())}'
+                               f"<figcaption>{_e(cell)} cell</figcaption></figure>")
+            elif dot_path.exists():
+                sources.append(f"<details open><summary>{_e(cell)} cell: DOT source</summary>"
+                               f"<pre>{_e(dot_path.read_text())}</pre></details>")
+    if sources:
+        why = error or "graphviz's dot program is not installed"
+        out.append(f'<p class="note" id="{run_id}-cells-fallback">The cells are not drawn: {_e(why)}. '
+                   "Install graphviz (e.g. <code>apt-get install graphviz</code>) and run "
+                   "<code>gdas report</code> again; the genotype and the DOT source of each cell follow.</p>")
+    return "".join(out) + (f'<div class="grid">{"".join(figures)}</div>' if figures else "") + "".join(sources)
+
+
+def _clean_svg(svg: str) -> str:
+    """Graphviz SVG fit for inlining in HTML: no XML prolog, doctype or comments."""
+    svg = re.sub(r"<\?xml.*?\?>|<!DOCTYPE.*?>|<!--.*?-->", "", svg, flags=re.S)
+    return svg.strip()
+
+
+def _genotype_changes(run: RunView, limit: int = 40) -> str:
+    rows, previous = [], None
+    for i, record in enumerate(run.genotypes):
+        text = record.get("text")
+        if isinstance(text, str) and text != previous:
+            rows.append(f'<tr><td class="num">{epoch_of(record, i)}</td><td><code>{_e(text)}</code></td></tr>')
+            previous = text
+    if not rows:
+        return ""
+    more = f"<p>… {len(rows) - limit} later changes not shown.</p>" if len(rows) > limit else ""
+    changes = len(rows) - 1
+    return (f"<details><summary>The derived genotype changed {changes} time{'' if changes == 1 else 's'} over "
+            f"{len(run.genotypes)} epochs (show)</summary><table><tr><th>epoch</th><th>genotype</th></tr>"
+            f"{''.join(rows[:limit])}</table>{more}</details>")
+
+
+def _run_section(index: int, run: RunView) -> str:
+    run_id = f"run{index}"
+    badges = f'<span class="badge">{_e(run.kind)}</span>'
+    if run.kept:
+        badges += '<span class="badge kept">★ kept</span>'
+    if not run.complete:
+        badges += '<span class="badge incomplete">INCOMPLETE</span>'
+    out = [f'<section class="run" id="{run_id}"><h2>{_e(run.name)}{badges}</h2>',
+           f'<p class="sub">{_e(run.path)}</p>']
+    if not run.complete:
+        out.append(f'<div class="alert"><strong>INCOMPLETE run.</strong> {_e("; ".join(run.problems))}</div>')
+    out += [_h3(run_id, "results", "Results"), _table(_results(run))]
+    if run.is_search or run.genotype is not None:
+        out.append(_cells(run_id, run.genotype, run.genotype_note))
+        out.append(_genotype_changes(run))
+    plots_dir = run.path / "plots"
+    if run.is_search:
+        arch = P.architecture_plots(run, plots_dir)
+        if arch:
+            out += [_h3(run_id, "heatmaps", "softmax(A) per edge and op, final epoch"),
+                    _grid(p for n, p in arch.items() if n.startswith("heatmap_")),
+                    _h3(run_id, "trajectory", "Trajectory of the op probabilities over epochs"),
+                    _grid(p for n, p in arch.items() if n.startswith("trajectory_")),
+                    _grid((p for n, p in arch.items() if n.startswith("edges_")), wide=True),
+                    _h3(run_id, "entropy", "Entropy and parameter-free share (skip-connect collapse)"),
+                    _grid([arch["entropy"], arch["parameter_free"]])]
+        else:
+            out.append('<p class="note">No architecture distribution recorded yet (alphas.jsonl is empty).</p>')
+    curves = P.curve_plots(run, plots_dir)
+    out.append(_h3(run_id, "curves", "Curves"))
+    out.append(_grid(curves.values()) or '<p class="note">No epoch recorded yet (metrics.jsonl is empty).</p>')
+    out += [_h3(run_id, "cost", "Search cost" if run.is_search else "Cost"), _table(_cost(run))]
+    out += [_h3(run_id, "config", "Resolved config"), _table(run.config.items()),
+            _h3(run_id, "environment", "Environment"), _table(run.env.items())]
+    return "\n".join(out) + "</section>"
+
+
+def _comparison(runs: Sequence[RunView], compare_dir: Optional[Path]) -> str:
+    """The side-by-side table of several runs (the kept one marked) and overlays of their held-out metrics."""
+    values = []
+    for run in runs:
+        found = {k: v for k, v in (run.summary or {}).items() if _COMPARE.search(k) and is_number(v)}
+        if run.summary is None and run.metrics:
+            found = {f"final_{k}": v for k, v in run.metrics[-1].items() if _COMPARE.search(k) and is_number(v)}
+        values.append(found)
+    columns = list(dict.fromkeys(k for found in values for k in found))
+    head = "".join(f"<th>{_e(c)}</th>" for c in ["run", "kind", "status", *columns, "genotype", "wall time", "kept"])
+    rows = []
+    for i, (run, found) in enumerate(zip(runs, values)):
+        cells = [f'<a href="#run{i}">{_e(run.name)}</a>', _e(run.kind), _e(_status(run))]
+        cells += [f'<span class="num">{_e(_fmt(c, found.get(c)))}</span>' for c in columns]
+        cells += [f"<code>{_e(run.genotype) if run.genotype is not None else '-'}</code>",
+                  _e(_fmt("wall_time_s", run.last("wall_time_s"))),
+                  "★ kept" if run.kept else ("-" if run.kept is None else "")]
+        rows.append(f'<tr{" class=kept" if run.kept else ""}>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    plots = P.comparison_plots(runs, compare_dir)
+    return (f'<section id="comparison"><h2>Comparison of {len(runs)} runs</h2><table><tr>{head}</tr>'
+            f"{''.join(rows)}</table>{_grid(plots.values())}</section>")
