@@ -10,7 +10,8 @@ from gdas import __version__
 from gdas.errors import GdasError
 
 # Each module defines `register(subparsers)`, which adds its commands with `func=<handler>`.
-COMMAND_MODULES = ("gdas.cli.search", "gdas.cli.draw", "gdas.cli.bench", "gdas.cli.report")
+COMMAND_MODULES = ("gdas.cli.search", "gdas.cli.draw", "gdas.cli.bench", "gdas.cli.report",
+                   "gdas.cli.train", "gdas.cli.info", "gdas.cli.export")
 
 
 def build_parser() -> argparse.ArgumentParser:

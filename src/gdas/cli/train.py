@@ -1,0 +1,59 @@
+"""`gdas train`: train the final CNN network of a genotype with a paper recipe and report top-1/top-5 error."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from gdas import distributed as dist
+from gdas.cli.common import add_run_options, default_out, overrides, resumed_config, write_run_report
+from gdas.configs import base as cfgbase
+from gdas.configs.train import TRAIN_PRESETS, TrainConfig
+from gdas.errors import GdasError
+from gdas.progress import format_duration
+from gdas.train import run_train, stored_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("train", help="train the final network of a CNN genotype (CIFAR, ImageNet, ...)",
+                            description="Train the final CNN network of a genotype and report top-1/top-5 "
+                                        "test error; --genotype takes a registry name, a genotype.json or a "
+                                        "search run directory.")
+    add_run_options(parser, TRAIN_PRESETS, "fashion-mnist")
+    parser.add_argument("--task", choices=("cnn", "lm"), default="cnn",
+                        help="cnn: a CNN (this command); lm: a language model, the same as `gdas train-lm`")
+    cfgbase.add_config_options(parser, TrainConfig)
+    parser.set_defaults(func=main)
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def print_summary(summary: dict[str, Any], out: Path) -> None:
+    print(f"genotype: {summary['genotype']}")
+    print(f"test top-1 error {_pct(summary['final_top1_err'])}  top-5 error {_pct(summary['final_top5_err'])}  "
+          f"(best top-1 {_pct(summary['best_top1_err'])} at epoch {summary['best_epoch']})")
+    print(f"{summary['params_M']:.2f}M params (without the auxiliary head), {summary['mult_adds_M']:.1f}M "
+          f"multiply-adds per image, wall time {format_duration(summary['wall_time_s'])}")
+    print(f"run directory: {out}  (export it: gdas export {out} --format onnx)")
+
+
+def main(args: argparse.Namespace) -> int:
+    show = not args.no_progress
+    if args.resume is not None:
+        out: Path = args.resume
+        cfg = resumed_config(stored_config(out), args)
+        if (out / "summary.json").exists():
+            raise GdasError(f"{out} is already complete (summary.json exists); nothing to resume")
+        summary = run_train(cfg, out, resume_run=True, show_progress=show)
+    else:
+        cfg = cfgbase.resolve(TRAIN_PRESETS, args.preset, overrides(args, TrainConfig))
+        cfg.validate()
+        out = args.out or default_out("train", args.preset)
+        summary = run_train(cfg, out, show_progress=show)
+    if dist.context().is_main:
+        print_summary(summary, out)
+    write_run_report(args, [out])
+    return 0

@@ -1,0 +1,131 @@
+"""The final-network training config (the paper's CIFAR and ImageNet recipes) and its named presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+from gdas.configs.base import check, check_choice, meta
+from gdas.configs.runtime import validate_runtime
+
+TRAIN_DATASETS = ("cifar10", "cifar100", "fashion-mnist", "imagenet", "synthetic")
+SCHEDULES = ("cosine", "exp")
+# The ImageNet stem divides the input by 8 and two reductions by 4 more: the auxiliary head needs 6x6 there.
+MIN_IMAGENET_AUX_SIZE = 192
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a final-network training run depends on; written to the run directory as config.json."""
+
+    preset: str = "custom"
+    genotype: str = field(default="GDAS", metadata=meta(
+        "cell to train: registry name (GDAS, GDAS_FRC, DARTS_V2, ...), genotype.json, or a search RUN_DIR"))
+    dataset: str = field(default="cifar10", metadata=meta("dataset to train on", TRAIN_DATASETS))
+    data_dir: Optional[str] = field(default=None, metadata=meta(
+        "folder holding the dataset files (ImageNet: the folder with train/ and val/)"))
+    train_subset: Optional[int] = field(default=None, metadata=meta(
+        "seeded random subset of this many training images (tensor datasets)"))
+    test_subset: Optional[int] = field(default=None, metadata=meta(
+        "seeded random subset of this many test images (tensor datasets)"))
+    synthetic_train: int = field(default=256, metadata=meta("training images of the synthetic dataset"))
+    synthetic_test: int = field(default=64, metadata=meta("test images of the synthetic dataset"))
+    image_size: int = field(default=224, metadata=meta("ImageNet crop size (random-resized / centre crop)"))
+    workers: int = field(default=8, metadata=meta("ImageNet data-loader worker processes"))
+    use_torchvision: bool = field(default=False, metadata=meta("ImageNet transforms from torchvision"))
+    C: int = field(default=36, metadata=meta("initial channels of the network"))
+    N: int = field(default=6, metadata=meta("normal cells per block (3N+2 cells)"))
+    epochs: int = field(default=600, metadata=meta("training epochs"))
+    batch_size: int = field(default=96, metadata=meta("batch per step (global, over all ranks)",
+                                                      aliases=("batch",)))
+    eval_batch_size: Optional[int] = field(default=None, metadata=meta("test batch (default: --batch-size)"))
+    steps_per_epoch: Optional[int] = field(default=None, metadata=meta("cap on training steps per epoch"))
+    lr: float = field(default=0.025, metadata=meta("initial SGD learning rate"))
+    lr_min: float = field(default=0.0, metadata=meta("learning rate at the end of the cosine schedule"))
+    schedule: str = field(default="cosine", metadata=meta(
+        "cosine: lr -> lr-min over the epochs; exp: lr x lr-gamma per epoch", SCHEDULES))
+    lr_gamma: float = field(default=0.97, metadata=meta("per-epoch decay factor of the exp schedule"))
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 3e-4
+    grad_clip: float = field(default=5.0, metadata=meta("gradient-norm clip (0 disables)"))
+    crop_padding: int = field(default=4, metadata=meta("random crop with this zero padding (tensor datasets)"))
+    flip: bool = True
+    cutout: int = field(default=16, metadata=meta("cutout square side (0 disables; tensor datasets)"))
+    drop_path_prob: float = field(default=0.2, metadata=meta(
+        "drop-path probability reached at the last epoch (ramped linearly from 0)"))
+    auxiliary: bool = field(default=True, metadata=meta("auxiliary head after the second reduction cell"))
+    auxiliary_weight: float = field(default=0.4, metadata=meta("weight of the auxiliary loss"))
+    label_smoothing: float = field(default=0.0, metadata=meta("label smoothing of the training loss"))
+    eval_every: int = field(default=1, metadata=meta("evaluate on the test split every K epochs (and the last)"))
+    seed: int = 0
+    device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
+    amp: str = field(default="none", metadata=meta("mixed precision on CUDA", ("none", "bf16")))
+    channels_last: bool = field(default=False, metadata=meta(
+        "channels_last (NHWC) memory format for model and batches, on CPU and CUDA"))
+    threads: Optional[int] = field(default=None, metadata=meta("CPU threads (torch.set_num_threads)"))
+
+    @property
+    def imagenet(self) -> bool:
+        return self.dataset == "imagenet"
+
+    def validate(self) -> None:
+        check_choice(self.dataset, TRAIN_DATASETS, "--dataset")
+        check_choice(self.schedule, SCHEDULES, "--schedule")
+        for name in ("C", "N", "epochs", "batch_size", "eval_every"):
+            value = getattr(self, name)
+            check(value >= 1, f"{_opt(name)} must be at least 1, got {value}")
+        check(self.C % 2 == 0, f"--C must be even (factorized reductions halve it), got {self.C}")
+        for name in ("eval_batch_size", "steps_per_epoch", "train_subset", "test_subset"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"{_opt(name)} must be at least 1, got {value}")
+        check(self.lr > 0 and 0 <= self.lr_min <= self.lr,
+              f"need --lr > 0 and 0 <= --lr-min <= --lr, got {self.lr} and {self.lr_min}")
+        check(0 < self.lr_gamma <= 1, f"--lr-gamma must be in (0, 1], got {self.lr_gamma}")
+        check(self.momentum >= 0 and self.weight_decay >= 0 and self.grad_clip >= 0,
+              "--momentum, --weight-decay and --grad-clip must be >= 0")
+        check(not self.nesterov or self.momentum > 0, "--nesterov needs --momentum > 0")
+        check(0 <= self.drop_path_prob < 1, f"--drop-path-prob must be in [0, 1), got {self.drop_path_prob}")
+        check(0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        check(self.auxiliary_weight >= 0, f"--auxiliary-weight must be >= 0, got {self.auxiliary_weight}")
+        check(self.crop_padding >= 0 and self.cutout >= 0, "--crop-padding and --cutout must be >= 0")
+        check(self.synthetic_train >= 1 and self.synthetic_test >= 1,
+              "--synthetic-train and --synthetic-test must be at least 1")
+        if self.imagenet:
+            check(self.data_dir is not None, "--dataset imagenet needs --data-dir DIR (the folder with train/ and "
+                                             "val/, one sub-folder of JPEGs per class)")
+            check(self.train_subset is None and self.test_subset is None,
+                  "--train-subset/--test-subset work on tensor datasets; for ImageNet cap --steps-per-epoch")
+            check(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
+            check(self.image_size >= 32, f"--image-size must be at least 32, got {self.image_size}")
+            check(not self.auxiliary or self.image_size >= MIN_IMAGENET_AUX_SIZE,
+                  f"the auxiliary head needs --image-size >= {MIN_IMAGENET_AUX_SIZE} on ImageNet (a 6x6 map after "
+                  f"the second reduction), got {self.image_size}; raise it or pass --no-auxiliary")
+        validate_runtime(self.device, self.amp, self.threads)
+
+
+def _opt(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# Paper (mobile setting): C=50, N=4, 250 epochs, batch 128, nesterov SGD 0.1 x0.97 per epoch, wd 3e-5,
+# label smoothing 0.1, aux 0.4, clip 5; random-resized crop, flip and colour jitter.
+_IMAGENET = TrainConfig(dataset="imagenet", C=50, N=4, epochs=250, batch_size=128, lr=0.1, schedule="exp",
+                        lr_gamma=0.97, nesterov=True, weight_decay=3e-5, label_smoothing=0.1, drop_path_prob=0.0,
+                        cutout=0, crop_padding=0)
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # Paper: C=36, N=6, 600 epochs, batch 96, SGD 0.025 cosine to 0, cutout 16, drop-path 0.2, aux 0.4
+    # (the defaults of the fields).
+    "cifar10": TrainConfig(),
+    "cifar100": TrainConfig(dataset="cifar100"),
+    "imagenet": _IMAGENET,
+    # The FRC cell on ImageNet uses C=52 in the paper (2C must split into the fixed cell's 8 groups).
+    "imagenet-frc": replace(_IMAGENET, genotype="GDAS_FRC", C=52),
+    # The CPU demo: train a cell (e.g. --genotype runs/demo) on a Fashion-MNIST subset in a few minutes.
+    "fashion-mnist": TrainConfig(dataset="fashion-mnist", C=8, N=1, epochs=5, batch_size=64, lr=0.05,
+                                 train_subset=5000, test_subset=2000, crop_padding=2, cutout=0,
+                                 drop_path_prob=0.1, eval_batch_size=250, channels_last=True),
+    # Seconds: for tests and for checking an installation (every part of the recipe switched on).
+    "smoke": TrainConfig(dataset="synthetic", synthetic_train=64, synthetic_test=32, C=8, N=1, epochs=2,
+                         batch_size=16, label_smoothing=0.1, cutout=8),
+}

@@ -1,0 +1,123 @@
+"""Per-epoch batch streams of a final-network run: tensor datasets augmented on the device, or ImageNet loaders."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Optional, Protocol
+
+import torch
+
+from gdas import distributed as dist
+from gdas.data.augment import BatchAugment, batch_indices, normalize
+from gdas.data.images import ImageDataset
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class BatchSource(Protocol):
+    """What training needs from its data: batches of this rank, and the state that makes them reproducible."""
+
+    num_classes: int
+    channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def train_batches(self, epoch: int, max_steps: Optional[int]) -> tuple[int, Iterator[Batch]]: ...
+
+    def test_batches(self) -> Iterator[Batch]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class TensorBatches:
+    """An ImageDataset on the device: seeded shuffles, batched crop/flip/cutout on the device, sharded by rank."""
+
+    def __init__(self, data: ImageDataset, device: torch.device, ctx: dist.Context, *, batch_size: int,
+                 eval_batch_size: int, seed: int, crop_padding: int, flip: bool, cutout: int,
+                 channels_last: bool = False):
+        self.data, self.device, self.ctx = data.to(device), device, ctx
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_classes, self.channels, self.image_size = data.num_classes, data.channels, data.image_size
+        self.mean, self.std = data.mean, data.std
+        self.channels_last = channels_last
+        self.augment = BatchAugment(data.mean, data.std, crop_padding=crop_padding, flip=flip, cutout=cutout,
+                                    channels_last=channels_last)
+        # Every rank draws the same order (then takes its slice); augmentation differs per rank.
+        self.order_gen = torch.Generator().manual_seed(seed + 1)
+        self.aug_gen = torch.Generator(device=device).manual_seed(seed + 2 + ctx.rank)
+
+    def train_batches(self, epoch: int, max_steps: Optional[int]) -> tuple[int, Iterator[Batch]]:
+        # Whole batches only: a batch of one breaks batch norm on the 1x1 maps of the auxiliary head.
+        batches = batch_indices(len(self.data.train_y), self.batch_size, self.order_gen, drop_last=True)
+        batches = batches[:max_steps] if max_steps else batches
+        if not batches:
+            return 0, iter(())
+        rows = dist.shard(torch.stack(batches), self.ctx, dim=1).to(self.device)  # one copy per epoch
+
+        def generate() -> Iterator[Batch]:
+            for index in rows:
+                yield self.augment(self.data.train_x[index], self.aug_gen), self.data.train_y[index]
+
+        return len(batches), generate()
+
+    def test_batches(self) -> Iterator[Batch]:
+        mine = dist.shard(torch.arange(len(self.data.test_y)), self.ctx).to(self.device)
+        for index in mine.split(self.eval_batch_size):
+            x = normalize(self.data.test_x[index], self.mean, self.std, self.channels_last)
+            yield x, self.data.test_y[index]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.order_gen.set_state(state["order_gen"])
+        self.aug_gen.set_state(state["aug_gen"])
+
+
+class LoaderBatches:
+    """ImageNet folders through multi-worker loaders (DistributedSampler under torchrun), moved to the device.
+
+    Shuffling and the workers' transforms draw from the global torch RNG, which checkpoints restore.
+    """
+
+    def __init__(self, root: str, device: torch.device, ctx: dist.Context, *, batch_size: int, workers: int,
+                 image_size: int, use_torchvision: bool = False, channels_last: bool = False):
+        from gdas.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_loaders
+
+        self.device, self.ctx, self.channels_last = device, ctx, channels_last
+        self.train, self.val, self.num_classes = imagenet_loaders(
+            root, dist.local_batch(batch_size, ctx), workers, ctx.distributed, image_size,
+            use_torchvision=use_torchvision)
+        self.channels, self.image_size = 3, image_size
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return (x.to(self.device, non_blocking=True, memory_format=fmt), y.to(self.device, non_blocking=True))
+
+    def train_batches(self, epoch: int, max_steps: Optional[int]) -> tuple[int, Iterator[Batch]]:
+        sampler = self.train.sampler
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        steps = min(len(self.train), max_steps or len(self.train))
+
+        def generate() -> Iterator[Batch]:
+            for step, (x, y) in enumerate(self.train):
+                if step == steps:
+                    break
+                if len(y) > 1:  # a last batch of one image breaks batch norm on 1x1 maps
+                    yield self._to_device(x, y)
+
+        return steps, generate()
+
+    def test_batches(self) -> Iterator[Batch]:
+        for x, y in self.val:
+            yield self._to_device(x, y)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass

@@ -1,0 +1,101 @@
+"""Exporting a trained network for inference: TorchScript (trace) or ONNX, logits only, eval mode."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from gdas.errors import GdasError
+from gdas.rundir import CHECKPOINT, RunDir, atomic_write_bytes
+from gdas.train import BEST, load_network
+
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+ONNX_OPSET = 17
+
+
+class LogitsOnly(nn.Module):
+    """The trained network in eval mode returning only the logits (no auxiliary output)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)[0]
+
+
+def load_trained(run_dir: str | Path) -> tuple[LogitsOnly, dict[str, Any]]:
+    """The network of a training run (best.pt, else checkpoint.pt) on the CPU, and its network arguments."""
+    run = RunDir(run_dir, writer=False)
+    if not run.path.is_dir():
+        raise GdasError(f"{run.path} is not a directory; pass the run directory of a `gdas train` run")
+    name = BEST if run.file(BEST).exists() else CHECKPOINT
+    if not run.file(name).exists():
+        raise GdasError(f"{run.path} has neither {BEST} nor {CHECKPOINT}; is it a `gdas train` run directory?")
+    state = run.load_checkpoint(name)["task"]
+    if not isinstance(state, dict) or "network" not in state or "genotype" not in state:
+        raise GdasError(f"{run.file(name)} is not from a `gdas train` run (no network description); "
+                        "export the run directory of a training run")
+    try:
+        model, genotype, args = load_network(state)
+    except (KeyError, RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise GdasError(f"{run.file(name)} does not rebuild into its network ({first})") from None
+    return LogitsOnly(model), {**args, "genotype": str(genotype), "source": name}
+
+
+def example_input(args: dict[str, Any], batch: int = 2) -> torch.Tensor:
+    size = args["image_size"]
+    return torch.randn(batch, args["in_channels"], size, size, generator=torch.Generator().manual_seed(0))
+
+
+def torchscript_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
+    """A traced module, checked against the eager model on a batch of another size."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation and tracer notices
+        traced = torch.jit.trace(model, example, check_trace=False)
+        probe = torch.cat([example, example[:1]])
+        if not torch.allclose(traced(probe), model(probe), atol=1e-4):
+            raise GdasError("the traced network does not reproduce the eager one; export it with --format onnx")
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+    return buffer.getvalue()
+
+
+def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
+    """ONNX through the TorchScript-based exporter (needs only the onnx package), dynamic batch size."""
+    try:
+        import onnx  # noqa: F401  (the exporter's own dependency: a clear message instead of its error)
+    except ImportError:
+        raise GdasError("ONNX export needs the onnx package: pip install 'gdas[export]'") from None
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    return buffer.getvalue()
+
+
+def export_run(run_dir: str | Path, fmt: str, out: Optional[str | Path] = None) -> Path:
+    """Write the run's network as `fmt` (atomic) plus FILE.json with its input shape and normalisation."""
+    if fmt not in FORMATS:
+        raise GdasError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    model, args = load_trained(run_dir)
+    example = example_input(args)
+    data = onnx_bytes(model, example) if fmt == "onnx" else torchscript_bytes(model, example)
+    path = Path(out) if out is not None else Path(run_dir) / FORMATS[fmt]
+    atomic_write_bytes(path, data)
+    size = args["image_size"]
+    meta = {"format": fmt, "input": ["batch", args["in_channels"], size, size],
+            "output": ["batch", args["num_classes"]],
+            "normalize": {"mean": args["mean"], "std": args["std"], "note": "on pixels scaled to [0, 1]"},
+            **{k: args[k] for k in ("dataset", "C", "N", "genotype", "source")}}
+    atomic_write_bytes(path.with_name(path.name + ".json"), (json.dumps(meta, indent=2) + "\n").encode())
+    return path

@@ -1,0 +1,293 @@
+"""Training a final CNN network from a genotype: schedules, losses, top-1/top-5 evaluation, best checkpoint."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gdas import distributed as dist
+from gdas.configs import base as cfgbase
+from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime
+from gdas.configs.train import TrainConfig
+from gdas.data.batches import BatchSource, LoaderBatches, TensorBatches
+from gdas.data.images import load_image_dataset
+from gdas.errors import GdasError
+from gdas.flops import count_mult_adds, count_parameters
+from gdas.genotypes import Genotype, genotype_from_json, load_genotype, save_genotype
+from gdas.loop import fit, optimizer_step, resume, seed_everything
+from gdas.networks import build_network
+from gdas.progress import ProgressBar
+from gdas.rundir import METRICS, RunDir
+
+KIND = "train"
+BEST = "best.pt"
+GENOTYPE = "genotype.json"
+FRC_GROUPS = 8  # the fixed reduction cell's grouped convolutions
+
+
+# -- schedules and losses ----------------------------------------------------------------------------
+def lr_at(epoch: int, cfg: TrainConfig) -> float:
+    """Learning rate of `epoch`: cosine from lr to lr_min over the epochs, or lr x gamma^epoch."""
+    if cfg.schedule == "exp":
+        return cfg.lr * cfg.lr_gamma ** epoch
+    return cfg.lr_min + (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+
+
+def drop_path_at(epoch: int, epochs: int, final: float) -> float:
+    """Drop-path probability of `epoch`: ramped linearly from 0 at the first epoch towards `final`."""
+    return final * epoch / epochs
+
+
+def smoothed_cross_entropy(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """(1 - s) * NLL(target) + s * mean over classes of NLL(class), in float32 (also under autocast)."""
+    return F.cross_entropy(logits.float(), target, label_smoothing=smoothing)
+
+
+def training_loss(logits: torch.Tensor, logits_aux: Optional[torch.Tensor], target: torch.Tensor,
+                  smoothing: float, aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(objective, main-head loss): the auxiliary head's loss is added with `aux_weight` when it ran."""
+    main = smoothed_cross_entropy(logits, target, smoothing)
+    if logits_aux is None or aux_weight == 0:
+        return main, main
+    return main + aux_weight * smoothed_cross_entropy(logits_aux, target, smoothing), main
+
+
+def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
+    """Number of samples whose target is among the top-k logits, for each k (k capped at the classes)."""
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    hits = top == target[:, None]
+    return torch.stack([hits[:, :k].any(1).sum() for k in ks])
+
+
+# -- genotype and network ----------------------------------------------------------------------------
+def cnn_genotype(spec: str) -> Genotype:
+    genotype = load_genotype(spec)
+    if not isinstance(genotype, Genotype):
+        raise GdasError(f"--genotype {spec} is a {genotype.kind} genotype; a CNN needs a CNN one (e.g. GDAS, "
+                        "GDAS_FRC or a `gdas search` run directory); recurrent cells train with gdas train-lm")
+    return genotype
+
+
+def check_channels(genotype: Genotype, C: int) -> None:
+    """The fixed reduction cell runs at 2C and 4C channels in 8 groups: C must be a multiple of 4."""
+    if genotype.fixed_reduction and (2 * C) % FRC_GROUPS:
+        raise GdasError(f"the fixed reduction cell needs 2C divisible by {FRC_GROUPS} (its convolutions use "
+                        f"{FRC_GROUPS} groups), so --C must be divisible by 4; got C={C}")
+
+
+def network_from(genotype: Genotype, args: dict[str, Any]) -> nn.Module:
+    """The network described by `args` (the `network` entry of a checkpoint)."""
+    return build_network(genotype, args["dataset"], args["C"], args["N"], args["num_classes"], args["auxiliary"],
+                         args["in_channels"])
+
+
+def load_network(state: dict[str, Any]) -> tuple[nn.Module, Genotype, dict[str, Any]]:
+    """(network with its weights, genotype, network args) from the `task` entry of best.pt or checkpoint.pt."""
+    genotype = genotype_from_json(state["genotype"])
+    if not isinstance(genotype, Genotype):
+        raise GdasError("the checkpoint holds a recurrent genotype; it is not a CNN training run")
+    model = network_from(genotype, state["network"])
+    model.load_state_dict(state["model"])
+    return model, genotype, state["network"]
+
+
+class TrainTask:
+    """Network, optimizer, batch source and best result of one training run; `loop.fit` drives its epochs."""
+
+    epoch_files: tuple[str, ...] = ()
+
+    def __init__(self, cfg: TrainConfig, genotype: Genotype, data: BatchSource, device: torch.device, *,
+                 show_progress: bool = True):
+        self.cfg, self.genotype, self.data, self.device, self.epochs = cfg, genotype, data, device, cfg.epochs
+        self.ctx = dist.context()
+        check_channels(genotype, cfg.C)
+        seed_everything(cfg.seed)
+        self.network = {"dataset": cfg.dataset, "C": cfg.C, "N": cfg.N, "num_classes": data.num_classes,
+                        "in_channels": data.channels, "image_size": data.image_size, "auxiliary": cfg.auxiliary,
+                        "mean": list(data.mean), "std": list(data.std)}
+        self.model = network_from(genotype, self.network).to(device)
+        if cfg.channels_last:  # on the CPU too: oneDNN's NHWC conv backward is about twice as fast
+            self.model = self.model.to(memory_format=torch.channels_last)
+        dist.broadcast_module(self.model)
+        self.params = list(self.model.parameters())
+        cuda = device.type == "cuda"
+        self.opt = torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                   weight_decay=cfg.weight_decay, foreach=not cuda, fused=cuda or None)
+        self.show_progress = show_progress and self.ctx.is_main
+        self.best = {"epoch": -1, "top1_err": math.inf, "top5_err": math.inf}
+        self.last_metrics: Optional[dict[str, Any]] = None
+
+    # -- one epoch ---------------------------------------------------------------------------------
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One SGD step; returns (main-head loss x batch, correct) on the device."""
+        with autocast(self.device, self.cfg.amp):
+            logits, logits_aux = self.model(x)
+        loss, main = training_loss(logits, logits_aux, y, self.cfg.label_smoothing, self.cfg.auxiliary_weight)
+        optimizer_step(loss, self.opt, self.params, self.cfg.grad_clip, self.ctx)
+        return torch.stack([main.detach() * len(y), (logits.argmax(1) == y).sum().float()])
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Plain cross-entropy, top-1 and top-5 error on the test split (eval mode: no drop-path, no aux)."""
+        self.model.eval()
+        dist.broadcast_module(self.model)  # every rank evaluates rank 0's batch-norm statistics (the saved ones)
+        sums = torch.zeros(4, device=self.device)  # loss x n, top-1 correct, top-5 correct, n
+        for x, y in self.data.test_batches():
+            with autocast(self.device, self.cfg.amp):
+                logits, _ = self.model(x)
+            loss = F.cross_entropy(logits.float(), y, reduction="sum")
+            sums += torch.cat([loss[None], topk_correct(logits, y).float(), sums.new_tensor([len(y)])])
+        loss, top1, top5, n = dist.all_reduce_sum(sums, self.ctx).tolist()
+        if n == 0:
+            raise GdasError("the test split is empty; use a dataset (or --test-subset) with test images")
+        return {"test_loss": loss / n, "top1_err": 1 - top1 / n, "top5_err": 1 - top5 / n}
+
+    def run_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg = self.cfg
+        lr = lr_at(epoch, cfg)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        drop = drop_path_at(epoch, cfg.epochs, cfg.drop_path_prob)
+        self.model.drop_path_prob = drop
+        if self.ctx.world_size > 1:  # every rank seeded alike: give each its own drop-path masks, resumable per epoch
+            torch.manual_seed(cfg.seed * 1_000_003 + epoch * 1_009 + self.ctx.rank)
+        self.model.train()
+        steps, batches = self.data.train_batches(epoch, cfg.steps_per_epoch)
+        if steps == 0:
+            raise GdasError(f"--batch-size {cfg.batch_size} is larger than the training set; lower it or use "
+                            "more training images")
+        sums = torch.zeros(3, device=self.device)  # main loss x n, correct, n
+        began, shown, every = time.perf_counter(), 0, max(1, steps // 25)
+        with ProgressBar(steps, f"train {epoch + 1}/{cfg.epochs}", enabled=self.show_progress) as bar:
+            for step, (x, y) in enumerate(batches):
+                sums += torch.cat([self.train_step(x, y), sums.new_tensor([len(y)])])
+                if self.show_progress and ((step + 1) % every == 0 or step + 1 == steps):
+                    loss, correct, n = sums.tolist()  # syncs the device: only a few times an epoch
+                    bar.update(step + 1 - shown, loss=loss / n, acc=correct / n,
+                               img_s=n * self.ctx.world_size / (time.perf_counter() - began))
+                    shown = step + 1
+        loss, correct, n = dist.all_reduce_sum(sums, self.ctx).tolist()
+        elapsed = time.perf_counter() - began
+        metrics: dict[str, Any] = {"lr": lr, "drop_path_prob": drop, "train_loss": loss / n,
+                                   "train_acc": correct / n, "images_per_s": n / elapsed}
+        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            metrics.update(self.evaluate())
+        else:
+            metrics.update(test_loss=None, top1_err=None, top5_err=None)
+        return metrics
+
+    # -- run-directory hooks -------------------------------------------------------------------------
+    def after_epoch(self, epoch: int, metrics: dict[str, Any], run: RunDir) -> None:
+        self.last_metrics = metrics
+        if metrics["top1_err"] is not None and metrics["top1_err"] < self.best["top1_err"]:
+            self.best = {"epoch": epoch, "top1_err": metrics["top1_err"], "top5_err": metrics["top5_err"]}
+            run.save_checkpoint({"epoch": epoch, "task": self.weights(), **self.best}, name=BEST)
+
+    def weights(self) -> dict[str, Any]:
+        """What rebuilds the trained network: weights, genotype and network arguments."""
+        return {"model": self.model.state_dict(), "genotype": self.genotype.to_json(), "network": self.network}
+
+    def finish(self, run: RunDir, wall_time_s: float) -> dict[str, Any]:
+        last = self.last_metrics or (run.read_jsonl(METRICS)[-1:] or [{}])[0]
+        size = self.network["image_size"]
+        summary = {"kind": KIND, "genotype": str(self.genotype), "genotype_json": self.genotype.to_json(),
+                   "dataset": self.cfg.dataset, "C": self.cfg.C, "N": self.cfg.N,
+                   "params_M": round(count_parameters(self.model) / 1e6, 4),
+                   "mult_adds_M": round(count_mult_adds(self.model, (self.network["in_channels"], size, size)) / 1e6,
+                                        2),
+                   "final_top1_err": last.get("top1_err"), "final_top5_err": last.get("top5_err"),
+                   "final_test_loss": last.get("test_loss"), "best_epoch": self.best["epoch"],
+                   "best_top1_err": _finite(self.best["top1_err"]), "best_top5_err": _finite(self.best["top5_err"]),
+                   "wall_time_s": round(wall_time_s, 2), "device": str(self.device),
+                   "world_size": self.ctx.world_size, "complete": True}
+        run.write_json("summary.json", summary)
+        return summary
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**self.weights(), "opt": self.opt.state_dict(), "best": dict(self.best),
+                "data": self.data.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        stored = state.get("genotype")
+        if stored != self.genotype.to_json():
+            text = str(genotype_from_json(stored))[:80] if isinstance(stored, dict) else "unknown"
+            raise GdasError(f"checkpoint is from another genotype ({text}...) than this run's genotype.json; "
+                            "restore the run's own checkpoint.pt or start a new run")
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["opt"])
+        self.best = dict(state["best"])
+        self.data.load_state_dict(state["data"])
+
+
+def _finite(value: float) -> Optional[float]:
+    return value if math.isfinite(value) else None
+
+
+# -- a run -------------------------------------------------------------------------------------------
+def batch_source(cfg: TrainConfig, device: torch.device, ctx: dist.Context) -> BatchSource:
+    """The run's data: ImageNet folders through loaders, every other dataset as tensors on the device."""
+    channels_last = cfg.channels_last
+    if cfg.imagenet:
+        assert cfg.data_dir is not None  # validate() checked it
+        return LoaderBatches(cfg.data_dir, device, ctx, batch_size=cfg.batch_size, workers=cfg.workers,
+                             image_size=cfg.image_size, use_torchvision=cfg.use_torchvision,
+                             channels_last=channels_last)
+    data = load_image_dataset(cfg.dataset, cfg.data_dir, synthetic_train=cfg.synthetic_train,
+                              synthetic_test=cfg.synthetic_test, seed=cfg.seed)
+    if cfg.train_subset is not None or cfg.test_subset is not None:  # a subset as large as the split: all of it
+        data = data.subset(_smaller(cfg.train_subset, len(data.train_y)), _smaller(cfg.test_subset, len(data.test_y)),
+                           torch.Generator().manual_seed(cfg.seed))
+    return TensorBatches(data, device, ctx, batch_size=cfg.batch_size,
+                         eval_batch_size=cfg.eval_batch_size or cfg.batch_size, seed=cfg.seed,
+                         crop_padding=cfg.crop_padding, flip=cfg.flip, cutout=cfg.cutout,
+                         channels_last=channels_last)
+
+
+def _smaller(k: Optional[int], n: int) -> Optional[int]:
+    return k if k is not None and k < n else None
+
+
+def _create_run(out: Path, cfg: TrainConfig, genotype: Genotype, device: torch.device) -> RunDir:
+    run = RunDir.create(out, KIND, cfgbase.to_json(cfg), environment(device))
+    save_genotype(genotype, run.file(GENOTYPE))
+    return run
+
+
+def run_train(cfg: TrainConfig, out: Path, *, resume_run: bool = False, log: Callable[[str], None] = print,
+              show_progress: bool = True) -> dict[str, Any]:
+    """Train `cfg.genotype` in `out` (new, or continued from its last checkpoint).
+
+    Every check on the user's input (genotype, sizes, data) runs before a new run directory is created.
+    """
+    cfg.validate()
+    ctx = dist.context()
+    dist.local_batch(cfg.batch_size, ctx)
+    device = dist.local_device(resolve_device(cfg.device), ctx)
+    setup_runtime(device, cfg.threads)
+    if resume_run:
+        run, _ = RunDir.open_existing(out, KIND, writer=ctx.is_main)
+        genotype = cnn_genotype(str(run.file(GENOTYPE)))  # the one it started with, whatever --genotype says now
+    else:
+        genotype = cnn_genotype(cfg.genotype)
+    check_channels(genotype, cfg.C)
+    task = TrainTask(cfg, genotype, batch_source(cfg, device, ctx), device, show_progress=show_progress)
+    if not resume_run:  # rank 0 creates the folder; its refusal (an existing run) stops every rank
+        run = dist.main_first(lambda: _create_run(out, cfg, genotype, device), ctx,
+                              lambda: RunDir(out, writer=False))
+    start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
+    if ctx.is_main:
+        log(f"train {cfg.preset}: {cfg.dataset} C={cfg.C} N={cfg.N} genotype {genotype} "
+            f"epochs {start}..{cfg.epochs - 1} on {device} -> {run.path}")
+    return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))
+
+
+def stored_config(out: Path) -> TrainConfig:
+    """The config of an existing training run (for --resume)."""
+    _, stored = RunDir.open_existing(out, KIND)
+    return cfgbase.from_json(TrainConfig, stored)

@@ -1,0 +1,203 @@
+"""Final-network training: schedules, label smoothing, auxiliary loss, top-k, TrainTask steps, presets, resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from gdas import distributed as dist
+from gdas.cli.main import main
+from gdas.configs import base
+from gdas.configs.train import TRAIN_PRESETS, TrainConfig
+from gdas.errors import GdasError
+from gdas.genotypes import REGISTRY
+from gdas.rundir import RunDir
+from gdas.train import (TrainTask, batch_source, check_channels, drop_path_at, lr_at, smoothed_cross_entropy,
+                        topk_correct, training_loss)
+
+FAST = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", "--batch", "8",
+        "--synthetic-train", "16", "--synthetic-test", "8"]
+
+
+def test_cosine_schedule_at_chosen_epochs():
+    cfg = TrainConfig(lr=0.025, lr_min=0.0, epochs=600)
+    assert lr_at(0, cfg) == pytest.approx(0.025)
+    assert lr_at(300, cfg) == pytest.approx(0.0125)
+    assert lr_at(150, cfg) == pytest.approx(0.025 * (1 + math.cos(math.pi / 4)) / 2)
+    assert lr_at(600, cfg) == pytest.approx(0.0, abs=1e-12)
+    floor = TrainConfig(lr=0.1, lr_min=0.02, epochs=10)
+    assert lr_at(5, floor) == pytest.approx(0.06)
+
+
+def test_exponential_schedule_decays_by_gamma_each_epoch():
+    cfg = TRAIN_PRESETS["imagenet"]
+    assert (cfg.schedule, cfg.lr, cfg.lr_gamma) == ("exp", 0.1, 0.97)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(1, cfg) == pytest.approx(0.097)
+    assert lr_at(100, cfg) == pytest.approx(0.1 * 0.97 ** 100)
+    assert lr_at(11, cfg) / lr_at(10, cfg) == pytest.approx(0.97)
+
+
+def test_drop_path_ramp():
+    assert drop_path_at(0, 600, 0.2) == 0.0
+    assert drop_path_at(300, 600, 0.2) == pytest.approx(0.1)
+    assert drop_path_at(599, 600, 0.2) == pytest.approx(0.2 * 599 / 600)
+    assert drop_path_at(5, 10, 0.0) == 0.0
+
+
+def test_label_smoothing_matches_a_hand_computation():
+    rows = [[2.0, 1.0, 0.1], [0.5, 0.2, 3.0]]
+    targets = [0, 2]
+    eps, k = 0.1, 3
+    expected = 0.0
+    for logits, target in zip(rows, targets):
+        log_z = math.log(sum(math.exp(v) for v in logits))
+        log_p = [v - log_z for v in logits]
+        q = [(1 - eps) * (i == target) + eps / k for i in range(k)]
+        expected += -sum(qi * lp for qi, lp in zip(q, log_p))
+    expected /= len(rows)
+    got = smoothed_cross_entropy(torch.tensor(rows), torch.tensor(targets), eps)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    plain = -sum(v[t] - math.log(sum(math.exp(x) for x in v)) for v, t in zip(rows, targets)) / 2
+    assert smoothed_cross_entropy(torch.tensor(rows), torch.tensor(targets)).item() == pytest.approx(plain, rel=1e-6)
+
+
+def test_training_loss_adds_the_weighted_auxiliary_loss():
+    g = torch.Generator().manual_seed(0)
+    logits, aux, y = torch.randn(4, 5, generator=g), torch.randn(4, 5, generator=g), torch.tensor([0, 1, 2, 3])
+    total, main_loss = training_loss(logits, aux, y, 0.1, 0.4)
+    ce = smoothed_cross_entropy
+    assert main_loss.item() == pytest.approx(ce(logits, y, 0.1).item())
+    assert total.item() == pytest.approx((ce(logits, y, 0.1) + 0.4 * ce(aux, y, 0.1)).item())
+    assert training_loss(logits, None, y, 0.1, 0.4)[0].item() == pytest.approx(main_loss.item())
+
+
+def test_topk_correct_by_hand():
+    logits = torch.tensor([[0.1, 0.9, 0.0, 0.0, 0.0, 0.0, 0.5],   # target 1: top-1
+                           [0.9, 0.1, 0.8, 0.7, 0.6, 0.5, 0.0],   # target 5: rank 5 -> top-5 only
+                           [0.9, 0.1, 0.8, 0.7, 0.6, 0.5, 0.0]])  # target 6: rank 7 -> neither
+    assert topk_correct(logits, torch.tensor([1, 5, 6])).tolist() == [1, 2]
+    two = torch.tensor([[0.2, 0.8], [0.9, 0.1]])  # fewer classes than k: top-5 counts everything
+    assert topk_correct(two, torch.tensor([0, 1])).tolist() == [0, 2]
+
+
+def test_every_preset_validates_and_follows_the_paper():
+    for name in TRAIN_PRESETS:
+        base.resolve(TRAIN_PRESETS, name, {"data_dir": "x"} if "imagenet" in name else {}).validate()
+    c10 = TRAIN_PRESETS["cifar10"]
+    assert (c10.C, c10.N, c10.epochs, c10.batch_size, c10.lr, c10.lr_min, c10.schedule) == \
+           (36, 6, 600, 96, 0.025, 0.0, "cosine")
+    assert (c10.momentum, c10.weight_decay, c10.grad_clip, c10.cutout, c10.drop_path_prob) == (0.9, 3e-4, 5.0, 16, 0.2)
+    assert c10.auxiliary and c10.auxiliary_weight == 0.4 and c10.label_smoothing == 0.0
+    inet = TRAIN_PRESETS["imagenet"]
+    assert (inet.C, inet.N, inet.epochs, inet.batch_size, inet.nesterov, inet.weight_decay) == \
+           (50, 4, 250, 128, True, 3e-5)
+    assert (inet.label_smoothing, inet.auxiliary_weight, inet.grad_clip, inet.image_size) == (0.1, 0.4, 5.0, 224)
+    assert TRAIN_PRESETS["imagenet-frc"].C == 52 and TRAIN_PRESETS["imagenet-frc"].genotype == "GDAS_FRC"
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"dataset": "imagenet"}, "--data-dir"),
+    ({"dataset": "imagenet", "data_dir": "x", "image_size": 64}, "--no-auxiliary"),
+    ({"schedule": "step"}, "--schedule"),
+    ({"label_smoothing": 1.0}, "--label-smoothing"),
+    ({"drop_path_prob": 1.0}, "--drop-path-prob"),
+    ({"C": 7}, "even"),
+    ({"lr_min": 1.0}, "--lr-min"),
+])
+def test_bad_configs_are_one_line_errors(changes, needle):
+    with pytest.raises(GdasError, match=needle):
+        dataclasses.replace(TrainConfig(), **changes).validate()
+
+
+def test_fixed_reduction_cell_needs_c_divisible_by_4():
+    check_channels(REGISTRY["GDAS_FRC"], 36)  # 2C = 72 splits into 8 groups
+    check_channels(REGISTRY["GDAS"], 18)  # searched reduction cell: no constraint
+    with pytest.raises(GdasError, match="divisible by 8"):
+        check_channels(REGISTRY["GDAS_FRC"], 18)
+
+
+def _task(**changes) -> TrainTask:
+    cfg = dataclasses.replace(TRAIN_PRESETS["smoke"], device="cpu", batch_size=8, synthetic_train=16,
+                              synthetic_test=8, **changes)
+    device = torch.device("cpu")
+    return TrainTask(cfg, REGISTRY["GDAS"], batch_source(cfg, device, dist.context()), device, show_progress=False)
+
+
+def test_train_task_epoch_updates_weights_and_reports_metrics():
+    task = _task(epochs=4)
+    before = [p.detach().clone() for p in task.params]
+    metrics = task.run_epoch(2)
+    assert task.model.drop_path_prob == pytest.approx(0.2 * 2 / 4)
+    assert task.opt.param_groups[0]["lr"] == pytest.approx(lr_at(2, task.cfg))
+    assert set(metrics) >= {"train_loss", "train_acc", "test_loss", "top1_err", "top5_err", "lr", "drop_path_prob",
+                            "images_per_s"}
+    assert 0 <= metrics["top5_err"] <= metrics["top1_err"] <= 1 and metrics["train_loss"] > 0
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, task.params))
+    assert changed > len(before) // 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, task.model.auxiliary_head.parameters()))
+    assert not task.model.training  # evaluation ran last, in eval mode
+
+
+def test_auxiliary_head_runs_only_in_training():
+    task = _task()
+    x = torch.randn(2, 3, 32, 32)
+    task.model.train()
+    assert task.model(x)[1] is not None
+    task.model.eval()
+    assert task.model(x)[1] is None
+
+
+def test_eval_every_skips_evaluation_but_not_the_last_epoch():
+    task = _task(epochs=3, eval_every=2)
+    assert task.run_epoch(0)["top1_err"] is None
+    assert task.run_epoch(1)["top1_err"] is not None
+    assert task.run_epoch(2)["top1_err"] is not None
+
+
+def test_checkpoint_of_another_genotype_is_refused():
+    task = _task()
+    state = task.state_dict()
+    other = _task()
+    other.genotype = REGISTRY["DARTS_V2"]
+    with pytest.raises(GdasError, match="another genotype"):
+        other.load_state_dict(state)
+
+
+def test_killed_training_resumes_to_the_same_weights(tmp_path: Path, monkeypatch, capsys):
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    args = (*FAST, "--epochs", "3")
+    assert main(["train", *args, "--out", str(full)]) == 0
+
+    saves = {"n": 0}
+    original = RunDir.save_checkpoint
+
+    def save_then_die(self, state, name="checkpoint.pt"):
+        original(self, state, name)
+        if name == "checkpoint.pt":
+            saves["n"] += 1
+            if saves["n"] == 2:  # killed right after the second epoch's checkpoint
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", save_then_die)
+    assert main(["train", *args, "--out", str(killed)]) == 130
+    monkeypatch.setattr(RunDir, "save_checkpoint", original)
+    assert not (killed / "summary.json").exists()
+    with open(killed / "metrics.jsonl", "a") as handle:  # a half-finished epoch's line must not survive
+        handle.write(json.dumps({"epoch": 2, "train_loss": 99.0}) + "\n")
+    assert main(["train", "--resume", str(killed), "--no-progress", "--no-report"]) == 0
+
+    a, b = RunDir(full).load_checkpoint()["task"], RunDir(killed).load_checkpoint()["task"]
+    assert a["model"].keys() == b["model"].keys()
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    metrics = [RunDir(out).read_jsonl("metrics.jsonl") for out in (full, killed)]
+    assert [m["epoch"] for m in metrics[1]] == [0, 1, 2]
+    assert [m["top1_err"] for m in metrics[0]] == [m["top1_err"] for m in metrics[1]]
+    assert [m["train_loss"] for m in metrics[0]] == [m["train_loss"] for m in metrics[1]]
+    best = [RunDir(out).load_checkpoint("best.pt") for out in (full, killed)]
+    assert best[0]["epoch"] == best[1]["epoch"] and best[0]["top1_err"] == best[1]["top1_err"]

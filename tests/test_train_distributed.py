@@ -1,0 +1,77 @@
+"""Distributed training: 2 CPU processes over gloo end with identical weights and one run directory.
+
+Run as a script under torchrun (see `_launch`), this file is also the per-rank entry point: it runs the real
+`gdas train` CLI and dumps each rank's final weights for the test to compare.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import gdas
+from gdas.cli.main import main
+from gdas.distributed import Context
+from gdas.genotypes import REGISTRY
+from gdas.rundir import RunDir
+from gdas.train import TrainTask, batch_source, stored_config
+
+ARGS = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", "--threads", "1", "--batch", "8",
+        "--synthetic-train", "16", "--synthetic-test", "10"]
+
+
+def _launch(out: Path, dumps: Path) -> subprocess.CompletedProcess:
+    src = str(Path(gdas.__file__).resolve().parents[1])
+    env = dict(os.environ, GDAS_DIST_BACKEND="gloo", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           __file__, str(dumps), "train", *ARGS, "--out", str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_two_ranks_train_the_same_network(tmp_path: Path) -> None:
+    out, dumps = tmp_path / "dist", tmp_path / "dumps"
+    proc = _launch(out, dumps)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("test top-1 error") == 1  # only rank 0 prints
+    r0, r1 = (torch.load(dumps / f"rank{r}.pt") for r in (0, 1))
+    assert r0["world_size"] == r1["world_size"] == 2
+    # Gradients are averaged before every step: the ranks' weights stay identical (batch-norm statistics are
+    # per rank, as in DDP, until evaluation takes rank 0's).
+    params = [k for k in r0["model"] if "running" not in k and "num_batches" not in k]
+    assert all(torch.equal(r0["model"][k], r1["model"][k]) for k in params)
+    saved = RunDir(out).load_checkpoint()["task"]["model"]
+    assert all(torch.equal(saved[k], r0["model"][k]) for k in saved)
+    # The test split is sharded and the counts reduced: both ranks report the error of the whole split,
+    # the same as one process evaluating the saved weights.
+    assert r0["summary"]["final_top1_err"] == r1["summary"]["final_top1_err"]
+    cfg, cpu = stored_config(out), torch.device("cpu")
+    single = TrainTask(cfg, REGISTRY["GDAS"], batch_source(cfg, cpu, Context()), cpu, show_progress=False)
+    single.model.load_state_dict(saved)
+    assert single.evaluate()["top1_err"] == pytest.approx(r0["summary"]["final_top1_err"])
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [0, 1]  # written once, by rank 0
+
+
+if __name__ == "__main__":  # one rank of the torchrun job started by `_launch`
+    from gdas import distributed as dist
+
+    dump_dir = Path(sys.argv[1])
+    finish = TrainTask.finish
+
+    def finish_and_dump(self: TrainTask, run: RunDir, wall_time_s: float) -> dict:
+        summary = finish(self, run, wall_time_s)
+        ctx = dist.context()
+        dump_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": {k: v.cpu() for k, v in self.model.state_dict().items()}, "summary": summary,
+                    "world_size": ctx.world_size}, dump_dir / f"rank{ctx.rank}.pt")
+        return summary
+
+    TrainTask.finish = finish_and_dump  # type: ignore[method-assign]
+    sys.exit(main(sys.argv[2:]))
