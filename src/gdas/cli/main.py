@@ -10,8 +10,24 @@ from gdas import __version__
 from gdas.errors import GdasError
 
 # Each module defines `register(subparsers)`, which adds its commands with `func=<handler>`.
-COMMAND_MODULES = ("gdas.cli.search", "gdas.cli.draw", "gdas.cli.bench", "gdas.cli.report",
-                   "gdas.cli.train", "gdas.cli.info", "gdas.cli.export")
+COMMAND_MODULES = ("gdas.cli.search", "gdas.cli.draw", "gdas.cli.bench", "gdas.cli.rnn", "gdas.cli.data",
+                   "gdas.cli.report", "gdas.cli.train", "gdas.cli.info", "gdas.cli.export")
+# `gdas search --task lm ...` is `gdas search-rnn ...`; `gdas train --task lm ...` is `gdas train-lm ...`.
+TASK_ROUTES = {("search", "lm"): "search-rnn", ("train", "lm"): "train-lm"}
+
+
+def route_task(argv: list[str]) -> list[str]:
+    """Rewrite `CMD --task T ...` to the command TASK_ROUTES names (other tasks stay with CMD)."""
+    for i, arg in enumerate(argv[1:], start=1):
+        if arg == "--task" and i + 1 < len(argv):
+            value, end = argv[i + 1], i + 2
+        elif arg.startswith("--task="):
+            value, end = arg.partition("=")[2], i + 1
+        else:
+            continue
+        target = TASK_ROUTES.get((argv[0], value))
+        return [target, *argv[1:i], *argv[end:]] if target else argv
+    return argv
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(route_task(list(sys.argv[1:] if argv is None else argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("search", help="search a CNN cell with GDAS (Algorithm 1)",
                             description="Search a CNN cell with GDAS and derive its genotype.")
     add_run_options(parser, SEARCH_PRESETS, "fashion-mnist")
+    parser.add_argument("--task", choices=("cnn", "lm"), default="cnn",
+                        help="cnn: a CNN cell (this command); lm: a recurrent cell, the same as `gdas search-rnn`")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",
                         help="independent searches, one per seed; keeps the best final validation accuracy")
     cfgbase.add_config_options(parser, SearchConfig)

@@ -1,0 +1,146 @@
+"""Language-model configs: the recurrent-cell search and the final LM training, with their presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from gdas.configs.base import check, check_choice, meta
+from gdas.configs.runtime import validate_runtime
+from gdas.sampler import SAMPLERS
+
+CORPORA = ("ptb", "wt2", "shakespeare", "synthetic")
+
+
+@dataclass(frozen=True)
+class LMConfigBase:
+    """Fields shared by the recurrent search and LM training: corpus, sizes, regularisation, runtime."""
+
+    preset: str = "custom"
+    corpus: str = field(default="ptb", metadata=meta(
+        "corpus: its folder defaults to data/<corpus> (synthetic: a tiny built-in corpus)", CORPORA))
+    data_dir: Optional[str] = field(default=None, metadata=meta(
+        "folder holding train.txt, valid.txt and test.txt (overrides data/<corpus>)"))
+    train_tokens: Optional[int] = field(default=None, metadata=meta("use only the first N training tokens"))
+    valid_tokens: Optional[int] = field(default=None, metadata=meta("use only the first N validation tokens"))
+    emsize: int = field(default=300, metadata=meta("embedding size (tied decoder: must equal --nhid)"))
+    nhid: int = field(default=300, metadata=meta("hidden size of the recurrent cell"))
+    batch_size: int = field(default=128, metadata=meta("training batch (columns of the token stream)",
+                                                       aliases=("batch",)))
+    eval_batch_size: int = field(default=10, metadata=meta("batch of the validation evaluation"))
+    bptt: int = field(default=35, metadata=meta("backpropagation-through-time window"))
+    epochs: int = field(default=200, metadata=meta("epochs"))
+    steps_per_epoch: Optional[int] = field(default=None, metadata=meta(
+        "cap on BPTT windows per epoch (later epochs continue where the last one stopped)"))
+    grad_clip: float = field(default=0.25, metadata=meta("gradient-norm clip of the weights (0 disables)"))
+    alpha: float = field(default=0.0, metadata=meta("activation regularisation (AR) on the dropped outputs"))
+    beta: float = field(default=1e-3, metadata=meta("temporal activation regularisation (TAR)"))
+    dropout: float = field(default=0.75, metadata=meta("locked dropout on the cell output"))
+    dropouth: float = field(default=0.25, metadata=meta("variational dropout on h inside the cell"))
+    dropoutx: float = field(default=0.75, metadata=meta("variational dropout on x inside the cell"))
+    dropouti: float = field(default=0.2, metadata=meta("locked dropout on the embedded input"))
+    dropoute: float = field(default=0.0, metadata=meta("embedding (whole-word) dropout"))
+    seed: int = 0
+    device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
+    amp: str = field(default="none", metadata=meta("mixed precision on CUDA", ("none", "bf16")))
+    threads: Optional[int] = field(default=None, metadata=meta("CPU threads (torch.set_num_threads)"))
+
+    def validate(self) -> None:
+        check_choice(self.corpus, CORPORA, "--corpus")
+        for name in ("emsize", "nhid", "batch_size", "eval_batch_size", "epochs"):
+            value = getattr(self, name)
+            check(value >= 1, f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        check(self.emsize == self.nhid, f"the tied decoder needs --emsize equal to --nhid (got {self.emsize} and "
+                                        f"{self.nhid}); set both to the same value")
+        check(self.bptt >= 2, f"--bptt must be at least 2, got {self.bptt}")
+        check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "--steps-per-epoch must be >= 1")
+        for name in ("train_tokens", "valid_tokens"):
+            value = getattr(self, name)
+            check(value is None or value >= 2, f"--{name.replace('_', '-')} must be at least 2, got {value}")
+        for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute"):
+            value = getattr(self, name)
+            check(0.0 <= value < 1.0, f"--{name} must be in [0, 1), got {value}")
+        check(self.grad_clip >= 0 and self.alpha >= 0 and self.beta >= 0,
+              "--grad-clip, --alpha and --beta must be >= 0")
+        validate_runtime(self.device, self.amp, self.threads)
+
+
+@dataclass(frozen=True)
+class RNNSearchConfig(LMConfigBase):
+    """A recurrent-cell search (GDAS on the DARTS recurrent space); written to config.json."""
+
+    steps: int = field(default=8, metadata=meta("nodes of the recurrent cell"))
+    sampler: str = field(default="gdas", metadata=meta("edge mode: GDAS, GDAS without acceleration, DARTS",
+                                                       SAMPLERS))
+    w_lr: float = field(default=20.0, metadata=meta("SGD learning rate of the weights W"))
+    w_weight_decay: float = 5e-7
+    a_lr: float = field(default=3e-3, metadata=meta("Adam learning rate of A"))
+    a_weight_decay: float = 1e-3
+    a_beta1: float = 0.9
+    a_beta2: float = 0.999
+    tau_max: float = field(default=10.0, metadata=meta("Gumbel temperature at the first epoch"))
+    tau_min: float = field(default=0.1, metadata=meta("Gumbel temperature at the last epoch"))
+
+    def validate(self) -> None:
+        super().validate()
+        check_choice(self.sampler, SAMPLERS, "--sampler")
+        check(self.steps >= 1, f"--steps must be at least 1, got {self.steps}")
+        check(self.w_lr > 0 and self.a_lr > 0, "--w-lr and --a-lr must be > 0")
+        check(self.tau_max >= self.tau_min > 0, f"need --tau-max >= --tau-min > 0, got {self.tau_max}, "
+                                                f"{self.tau_min}")
+
+
+@dataclass(frozen=True)
+class LMTrainConfig(LMConfigBase):
+    """Training the language model of a recurrent genotype with NT-ASGD; written to config.json."""
+
+    genotype: str = field(default="GDAS_RNN", metadata=meta(
+        "recurrent genotype: registry name, genotype.json, genotype text, or a search-rnn RUN_DIR"))
+    emsize: int = field(default=850, metadata=meta("embedding size (tied decoder: must equal --nhid)"))
+    nhid: int = field(default=850, metadata=meta("hidden size of the recurrent cell"))
+    batch_size: int = field(default=64, metadata=meta("training batch (columns of the token stream)",
+                                                      aliases=("batch",)))
+    test_batch_size: int = field(default=1, metadata=meta("batch of the final test evaluation"))
+    epochs: int = field(default=2000, metadata=meta("epochs"))
+    lr: float = field(default=20.0, metadata=meta("SGD / ASGD learning rate (scaled by window length / bptt)"))
+    weight_decay: float = 8e-7
+    nonmono: int = field(default=5, metadata=meta("NT-ASGD: epochs without improvement before averaging"))
+    dropoute: float = field(default=0.1, metadata=meta("embedding (whole-word) dropout"))
+
+    def validate(self) -> None:
+        super().validate()
+        check(self.test_batch_size >= 1, f"--test-batch-size must be at least 1, got {self.test_batch_size}")
+        check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
+        check(self.nonmono >= 0, f"--nonmono must be >= 0, got {self.nonmono}")
+        check(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
+
+
+_TINY = dict(corpus="synthetic", emsize=16, nhid=16, batch_size=4, eval_batch_size=4, bptt=8, epochs=2,
+             steps_per_epoch=4)
+
+RNN_SEARCH_PRESETS: dict[str, RNNSearchConfig] = {
+    # The paper: PTB, embedding/hidden 300, batch 128, BPTT 35, 200 epochs.
+    "ptb": RNNSearchConfig(corpus="ptb"),
+    # The CPU demo on the Shakespeare corpus (`gdas data prepare shakespeare`): minutes on two cores. A
+    # 64-unit model needs far lighter dropout and a lower W learning rate than the paper's 300 units (lr
+    # 20 with clip 0.25 moves its few weights too far per step and diverges); one thread, since its small
+    # matrices gain little from a second one and lose much when the other core is busy.
+    "shakespeare": RNNSearchConfig(corpus="shakespeare", emsize=64, nhid=64, batch_size=32, eval_batch_size=32,
+                                   bptt=20, epochs=10, steps_per_epoch=80, valid_tokens=20000, w_lr=10.0,
+                                   dropout=0.25, dropouth=0.1, dropoutx=0.25, dropouti=0.1, threads=1),
+    # Seconds, offline: the built-in synthetic corpus.
+    "smoke": RNNSearchConfig(**_TINY),
+}
+
+LM_TRAIN_PRESETS: dict[str, LMTrainConfig] = {
+    # The paper's PTB evaluation (DARTS / AWD-LSTM recipe).
+    "ptb": LMTrainConfig(corpus="ptb"),
+    # WikiText-2: 700 units, dropout-h 0.15, wd 5e-7, 3000 epochs.
+    "wt2": LMTrainConfig(corpus="wt2", emsize=700, nhid=700, dropouth=0.15, weight_decay=5e-7, epochs=3000),
+    # The CPU demo on the Shakespeare corpus: minutes on two cores (one thread, as the search demo).
+    "shakespeare": LMTrainConfig(corpus="shakespeare", emsize=128, nhid=128, batch_size=32, eval_batch_size=32,
+                                 test_batch_size=32, epochs=8, steps_per_epoch=100, dropout=0.4, dropouth=0.1,
+                                 dropoutx=0.3, dropouti=0.1, dropoute=0.05, nonmono=2, threads=1),
+    # Seconds, offline: the built-in synthetic corpus.
+    "smoke": LMTrainConfig(genotype="GDAS_RNN", **{**_TINY, "epochs": 3}, test_batch_size=4, nonmono=0),
+}
