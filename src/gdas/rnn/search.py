@@ -14,7 +14,7 @@ from gdas.configs.rnn import RNNSearchConfig
 from gdas.configs.runtime import environment, resolve_device, setup_runtime
 from gdas.errors import GdasError
 from gdas.genotypes import RNN_PRIMITIVES, RecurrentGenotype, save_genotype
-from gdas.loop import fit, optimizer_step, resume, seed_everything
+from gdas.loop import fit, frozen, optimizer_step, resume, seed_everything
 from gdas.progress import ProgressBar
 from gdas.rnn.cells import NONE_INDEX
 from gdas.rnn.corpus import Corpus, Vocabulary, batchify
@@ -81,7 +81,8 @@ class RNNSearchTask:
 
     def a_step(self, tau: float) -> tuple[torch.Tensor, int]:
         """A on the next validation window (straight-through gradients); W gets no gradient."""
-        nll, _, self.hidden_v, n = self._loss(self.valid_cursor, self.hidden_v, tau, arch_grad=True, reg=False)
+        with frozen(self.w_params):
+            nll, _, self.hidden_v, n = self._loss(self.valid_cursor, self.hidden_v, tau, arch_grad=True, reg=False)
         self.a_opt.zero_grad(set_to_none=True)
         nll.backward(inputs=self.a_params)
         self.a_opt.step()
