@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import warnings
@@ -75,9 +76,11 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
     except ImportError:
         raise GdasError("ONNX export needs the onnx package: pip install 'gdas[export]'") from None
     buffer = io.BytesIO()
+    # torch >= 2.5 has a second (dynamo) exporter behind `dynamo=`; older versions only the TorchScript one.
+    legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=ONNX_OPSET,
+        torch.onnx.export(model, (example,), buffer, **legacy, opset_version=ONNX_OPSET,
                           input_names=["images"], output_names=["logits"],
                           dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     return buffer.getvalue()
