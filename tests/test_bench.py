@@ -8,6 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from cli_helpers import expect_error
+
 from gdas.bench import KINDS, BenchConfig, worker_memory
 from gdas.child import ChildCell, child_network
 from gdas.cli.main import main
@@ -150,6 +152,4 @@ def test_bench_data_and_epoch_json(capsys):
     (["bench", "epoch", "--preset", "smoke", "--time-steps", "0"], "--time-steps"),
 ])
 def test_bad_bench_options(capsys, argv, contains):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("gdas: error:") and len(err.splitlines()) == 1 and contains in err, err
+    expect_error(capsys, *argv, contains=contains)

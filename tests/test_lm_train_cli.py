@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from test_rnn_search_cli import SMOKE, _kill_after_second_checkpoint, records, write_corpus
-from test_search_cli import expect_error, run_cli
+from cli_helpers import expect_error, run_cli
 
 from gdas.genotypes import REGISTRY, load_genotype
 from gdas.errors import GdasError

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_helpers import expect_error
+
 from gdas import plots, report
 from gdas.cli.common import write_run_report
 from gdas.cli.main import build_parser, main
@@ -61,13 +63,6 @@ def images(html: str) -> list[bytes]:
 def png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == PNG_MAGIC and data[12:16] == b"IHDR"
     return struct.unpack(">II", data[16:24])
-
-
-def expect_error(capsys: pytest.CaptureFixture, *argv: str, contains: str) -> None:
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("gdas: error:") and len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert contains in err, err
 
 
 # -- a real search run -----------------------------------------------------------------------------

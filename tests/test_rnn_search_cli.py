@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_search_cli import expect_error, run_cli
+from cli_helpers import expect_error, run_cli
 from test_shakespeare import WORKS, make_sdist
 
 from gdas.genotypes import RNN_PRIMITIVES, RecurrentGenotype, load_genotype

@@ -10,25 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gdas.cli.main import main
+from cli_helpers import expect_error, run_cli
 from gdas.genotypes import Genotype, load_genotype
 from gdas.rundir import RunDir
 
 SMOKE = ["--preset", "smoke", "--no-progress", "--no-report"]
-
-
-def run_cli(*argv: str) -> int:
-    return main([str(a) for a in argv])
-
-
-def expect_error(capsys, *argv: str, contains: str) -> str:
-    """The command fails with exit 2 and a single 'gdas: error:' line, no traceback."""
-    assert run_cli(*argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    assert err.startswith("gdas: error:") and len(err.splitlines()) == 1, err
-    assert contains in err, err
-    return err
 
 
 def test_smoke_search_writes_a_complete_run(tmp_path: Path, capsys) -> None:

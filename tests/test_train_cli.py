@@ -9,27 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from gdas.cli.main import main
+from cli_helpers import expect_error, run_cli
 from gdas.export import load_trained
 from gdas.genotypes import REGISTRY, save_genotype
 from gdas.rundir import RunDir
 
 FAST = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", "--batch", "8",
         "--synthetic-train", "16", "--synthetic-test", "8"]
-
-
-def run_cli(*argv: object) -> int:
-    return main([str(a) for a in argv])
-
-
-def expect_error(capsys, *argv: object, contains: str) -> str:
-    """The command fails with exit 2 and a single 'gdas: error:' line, no traceback."""
-    assert run_cli(*argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err
-    assert err.startswith("gdas: error:") and len(err.splitlines()) == 1, err
-    assert contains in err, err
-    return err
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import Any, Callable, Mapping
-
-from gdas.cli.common import add_run_options, default_out, overrides, resumed_config, write_run_report
+from gdas.cli.common import add_run_options, start_or_resume, write_run_report
 from gdas.configs import base as cfgbase
 from gdas.configs.rnn import LM_TRAIN_PRESETS, RNN_SEARCH_PRESETS, LMTrainConfig, RNNSearchConfig
-from gdas.errors import GdasError
 from gdas.progress import format_duration
 from gdas.rnn import search as rnn_search
 from gdas.rnn import train as rnn_train
@@ -30,24 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(func=train_main)
 
 
-def _run(args: argparse.Namespace, command: str, cls: type, presets: Mapping[str, Any],
-         stored: Callable[[Path], Any], runner: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """Start a new run from a preset and overrides, or resume one with its stored config."""
-    show = not args.no_progress
-    if args.resume is not None:
-        out: Path = args.resume
-        cfg = resumed_config(stored(out), args)
-        if (out / "summary.json").exists():
-            raise GdasError(f"{out} is already complete (summary.json exists); nothing to resume")
-        return runner(cfg, out, resume_run=True, show_progress=show) | {"out": out}
-    cfg = cfgbase.resolve(presets, args.preset, overrides(args, cls))
-    cfg.validate()
-    out = args.out or default_out(command, args.preset)
-    return runner(cfg, out, show_progress=show) | {"out": out}
-
-
 def search_main(args: argparse.Namespace) -> int:
-    summary = _run(args, "search-rnn", RNNSearchConfig, RNN_SEARCH_PRESETS, rnn_search.stored_config,
+    summary = start_or_resume(args, "search-rnn", RNNSearchConfig, RNN_SEARCH_PRESETS, rnn_search.stored_config,
                    rnn_search.run_rnn_search)
     print(f"genotype: {summary['genotype']}")
     print(f"final valid ppl {summary['final_valid_ppl']:.2f} (sampled cells), derived cell "
@@ -58,7 +38,7 @@ def search_main(args: argparse.Namespace) -> int:
 
 
 def train_main(args: argparse.Namespace) -> int:
-    summary = _run(args, "train-lm", LMTrainConfig, LM_TRAIN_PRESETS, rnn_train.stored_config,
+    summary = start_or_resume(args, "train-lm", LMTrainConfig, LM_TRAIN_PRESETS, rnn_train.stored_config,
                    rnn_train.run_train_lm)
     print(f"valid ppl {summary['valid_ppl']:.2f}  test ppl {summary['test_ppl']:.2f}  (best epoch "
           f"{summary['best_epoch']}, {summary['params_M']}M params, wall time "

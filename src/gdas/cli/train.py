@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from gdas import distributed as dist
-from gdas.cli.common import add_run_options, default_out, overrides, resumed_config, write_run_report
+from gdas.cli.common import add_run_options, start_or_resume, write_run_report
 from gdas.configs import base as cfgbase
 from gdas.configs.train import TRAIN_PRESETS, TrainConfig
-from gdas.errors import GdasError
 from gdas.progress import format_duration
 from gdas.train import run_train, stored_config
 
@@ -41,19 +40,8 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    show = not args.no_progress
-    if args.resume is not None:
-        out: Path = args.resume
-        cfg = resumed_config(stored_config(out), args)
-        if (out / "summary.json").exists():
-            raise GdasError(f"{out} is already complete (summary.json exists); nothing to resume")
-        summary = run_train(cfg, out, resume_run=True, show_progress=show)
-    else:
-        cfg = cfgbase.resolve(TRAIN_PRESETS, args.preset, overrides(args, TrainConfig))
-        cfg.validate()
-        out = args.out or default_out("train", args.preset)
-        summary = run_train(cfg, out, show_progress=show)
+    summary = start_or_resume(args, "train", TrainConfig, TRAIN_PRESETS, stored_config, run_train)
     if dist.context().is_main:
-        print_summary(summary, out)
-    write_run_report(args, [out])
+        print_summary(summary, summary["out"])
+    write_run_report(args, [summary["out"]])
     return 0
