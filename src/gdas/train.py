@@ -137,13 +137,16 @@ class TrainTask:
         """Plain cross-entropy, top-1 and top-5 error on the test split (eval mode: no drop-path, no aux)."""
         self.model.eval()
         dist.broadcast_module(self.model)  # every rank evaluates rank 0's batch-norm statistics (the saved ones)
-        sums = torch.zeros(4, device=self.device)  # loss x n, top-1 correct, top-5 correct, n
+        sums = torch.zeros(3, device=self.device)  # loss x n, top-1 correct, top-5 correct
+        seen = 0
         for x, y in self.data.test_batches():
             with autocast(self.device, self.cfg.amp):
                 logits, _ = self.model(x)
             loss = F.cross_entropy(logits.float(), y, reduction="sum")
-            sums += torch.cat([loss[None], topk_correct(logits, y).float(), sums.new_tensor([len(y)])])
-        loss, top1, top5, n = dist.all_reduce_sum(sums, self.ctx).tolist()
+            sums += torch.cat([loss[None], topk_correct(logits, y).float()])
+            seen += len(y)
+        totals = torch.cat([sums, sums.new_tensor([seen])])
+        loss, top1, top5, n = dist.all_reduce_sum(totals, self.ctx).tolist()
         if n == 0:
             raise GdasError("the test split is empty; use a dataset (or --test-subset) with test images")
         return {"test_loss": loss / n, "top1_err": 1 - top1 / n, "top5_err": 1 - top5 / n}
@@ -162,17 +165,20 @@ class TrainTask:
         if steps == 0:
             raise GdasError(f"--batch-size {cfg.batch_size} is larger than the training set; lower it or use "
                             "more training images")
-        sums = torch.zeros(3, device=self.device)  # main loss x n, correct, n
+        sums = torch.zeros(2, device=self.device)  # main loss x n, correct (on the device: no sync per step)
+        seen = 0  # this rank's images
         began, shown, every = time.perf_counter(), 0, max(1, steps // 25)
         with ProgressBar(steps, f"train {epoch + 1}/{cfg.epochs}", enabled=self.show_progress) as bar:
             for step, (x, y) in enumerate(batches):
-                sums += torch.cat([self.train_step(x, y), sums.new_tensor([len(y)])])
+                sums += self.train_step(x, y)
+                seen += len(y)
                 if self.show_progress and ((step + 1) % every == 0 or step + 1 == steps):
-                    loss, correct, n = sums.tolist()  # syncs the device: only a few times an epoch
-                    bar.update(step + 1 - shown, loss=loss / n, acc=correct / n,
-                               img_s=n * self.ctx.world_size / (time.perf_counter() - began))
+                    loss, correct = sums.tolist()  # syncs the device: only a few times an epoch
+                    bar.update(step + 1 - shown, loss=loss / seen, acc=correct / seen,
+                               img_s=seen * self.ctx.world_size / (time.perf_counter() - began))
                     shown = step + 1
-        loss, correct, n = dist.all_reduce_sum(sums, self.ctx).tolist()
+        totals = torch.cat([sums, sums.new_tensor([seen])])
+        loss, correct, n = dist.all_reduce_sum(totals, self.ctx).tolist()
         elapsed = time.perf_counter() - began
         metrics: dict[str, Any] = {"lr": lr, "drop_path_prob": drop, "train_loss": loss / n,
                                    "train_acc": correct / n, "images_per_s": n / elapsed}
