@@ -107,6 +107,26 @@ def test_straight_through_output_equals_the_hard_cell():
     assert torch.allclose(mixed, hard, atol=1e-6)
 
 
+def test_gdas_weight_gradient_equals_the_no_acceleration_one_at_sampled_entries():
+    """GDAS computes only the sampled functions, yet the gradient reaching each sampled weight is the one
+    the no-acceleration ablation (every function, one-hot weighted) gives it; unsampled weights get none."""
+    cell, x, h = make_search()
+    gen = torch.Generator().manual_seed(11)
+    indices = torch.randint(1, K, (36,), generator=gen).tolist()
+    indices[7] = NONE  # a `none` edge: zero output, so zero gradient in both modes
+    grads = []
+    for mode_indices in (indices, None):
+        weights = one_hot(indices).requires_grad_(True)
+        out, _ = cell(x, h, weights, mode_indices)
+        out.pow(2).sum().backward()
+        grads.append(weights.grad)
+    gdas, noaccel = grads
+    sampled = one_hot(indices).bool()
+    assert torch.allclose(gdas[sampled], noaccel[sampled], rtol=1e-4, atol=1e-6)
+    assert gdas[~sampled].abs().sum() == 0 and noaccel[~sampled].abs().sum() > 0
+    assert gdas[sampled].abs().sum() > 0 and gdas[7, NONE] == 0
+
+
 def test_search_cell_matches_hand_computation(monkeypatch):
     """Node i = sum over its sampled edges of s_j + sigmoid(c) * (f(g) - s_j), [c, g] = s_j W_i; h = mean."""
     steps = 3

@@ -121,21 +121,25 @@ class RecurrentSearchCell(_RecurrentBase):
 
     def _plan(self, weights: Optional[torch.Tensor], indices: Optional[list[int]]) -> list[_NodePlan]:
         """What each node computes; fixed for the whole sequence, so built (and A gathered) once."""
-        plan, edge = [], 0
-        for node in range(1, self.steps + 1):
-            if indices is None:
-                assert weights is not None
+        plan: list = []
+        if indices is None:
+            assert weights is not None
+            edge = 0
+            for node in range(1, self.steps + 1):
                 plan.append(("mixed", weights[edge:edge + node]))
-            else:
-                active = sorted((int(indices[edge + j]), j) for j in range(node)
-                                if int(indices[edge + j]) != NONE_INDEX)
-                scale = None
-                if weights is not None and active:
-                    rows = torch.tensor([edge + j for _, j in active], device=weights.device)
-                    cols = torch.tensor([k for k, _ in active], device=weights.device)
-                    scale = weights[rows, cols].view(-1, 1, 1)
-                plan.append(("sampled", active, scale))
+                edge += node
+            return plan
+        actives, flat, edge = [], [], 0
+        for node in range(1, self.steps + 1):
+            active = sorted((int(indices[edge + j]), j) for j in range(node) if int(indices[edge + j]) != NONE_INDEX)
+            actives.append(active)
+            flat += [(edge + j) * weights.shape[1] + k for k, j in active] if weights is not None else []
             edge += node
+        # The sampled entries' straight-through weights, gathered in one index copy for the whole cell.
+        scales = (weights.flatten()[torch.tensor(flat, device=weights.device)].split([len(a) for a in actives])
+                  if weights is not None else [None] * len(actives))
+        for active, scale in zip(actives, scales):
+            plan.append(("sampled", active, None if scale is None or not active else scale.view(-1, 1, 1)))
         return plan
 
     def _nodes(self, s0: torch.Tensor, h_mask: Optional[torch.Tensor], plan: object) -> torch.Tensor:
