@@ -17,10 +17,11 @@ import torch
 
 import gdas
 from gdas.cli.main import main
+from gdas.configs.train import TrainConfig
 from gdas.distributed import Context
 from gdas.genotypes import REGISTRY
-from gdas.rundir import RunDir
-from gdas.train import TrainTask, batch_source, stored_config
+from gdas.rundir import RunDir, stored_config
+from gdas.train import KIND, TrainTask, batch_source
 
 ARGS = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", "--threads", "1", "--batch", "8",
         "--synthetic-train", "16", "--synthetic-test", "10"]
@@ -51,7 +52,7 @@ def test_two_ranks_train_the_same_network(tmp_path: Path) -> None:
     # The test split is sharded and the counts reduced: both ranks report the error of the whole split,
     # the same as one process evaluating the saved weights.
     assert r0["summary"]["final_top1_err"] == r1["summary"]["final_top1_err"]
-    cfg, cpu = stored_config(out), torch.device("cpu")
+    cfg, cpu = stored_config(out, KIND, TrainConfig), torch.device("cpu")
     single = TrainTask(cfg, REGISTRY["GDAS"], batch_source(cfg, cpu, Context()), cpu, show_progress=False)
     single.model.load_state_dict(saved)
     assert single.evaluate()["top1_err"] == pytest.approx(r0["summary"]["final_top1_err"])

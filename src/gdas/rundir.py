@@ -7,16 +7,18 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, TypeVar
 
 import torch
 
+from gdas.configs.base import from_json
 from gdas.errors import GdasError
 
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
+T = TypeVar("T")
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -161,3 +163,9 @@ class RunDir:
         if not isinstance(state, dict) or "epoch" not in state or "task" not in state:
             raise GdasError(f"{path} is not a gdas checkpoint (no epoch/task state); start the run again")
         return state
+
+
+def stored_config(path: str | Path, kind: str, cls: type[T]) -> T:
+    """The typed config of an existing run of `kind` (for --resume); refuses a run of another kind."""
+    _, stored = RunDir.open_existing(path, kind)
+    return from_json(cls, stored)

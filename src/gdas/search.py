@@ -232,11 +232,6 @@ def run_search(cfg: SearchConfig, out: Path, *, resume_run: bool = False, log: C
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))
 
 
-def stored_config(out: Path) -> SearchConfig:
-    """The config of an existing search run (for --resume)."""
-    _, stored = RunDir.open_existing(out, KIND)
-    return cfgbase.from_json(SearchConfig, stored)
-
 
 def with_seed(cfg: SearchConfig, seed: int) -> SearchConfig:
     return dataclasses.replace(cfg, seed=seed)

@@ -291,9 +291,3 @@ def run_train(cfg: TrainConfig, out: Path, *, resume_run: bool = False, log: Cal
         log(f"train {cfg.preset}: {cfg.dataset} C={cfg.C} N={cfg.N} genotype {genotype} "
             f"epochs {start}..{cfg.epochs - 1} on {device} -> {run.path}")
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))
-
-
-def stored_config(out: Path) -> TrainConfig:
-    """The config of an existing training run (for --resume)."""
-    _, stored = RunDir.open_existing(out, KIND)
-    return cfgbase.from_json(TrainConfig, stored)

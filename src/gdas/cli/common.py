@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 from gdas import distributed as dist
 from gdas.configs import base as cfgbase
 from gdas.errors import GdasError
+from gdas.rundir import stored_config
 
 C = TypeVar("C")
 
@@ -71,20 +72,20 @@ def resumed_config(stored: C, args: argparse.Namespace) -> C:
     return cfgbase.apply_overrides(stored, {k: v for k, v in changes.items() if k in RESUME_MUTABLE})
 
 
-def start_or_resume(args: argparse.Namespace, command: str, cls: type, presets: Mapping[str, Any],
-                    stored: Callable[[Path], Any], runner: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """Start a new run from a preset and overrides, or resume one with its stored config.
+def start_or_resume(args: argparse.Namespace, kind: str, cls: type, presets: Mapping[str, Any],
+                    runner: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """Start a new run of `kind` from a preset and overrides, or resume one with its stored config.
 
     `runner(cfg, out, resume_run=..., show_progress=...)` runs it; its summary comes back with `out` added.
     """
     show = not args.no_progress
     if args.resume is not None:
         out: Path = args.resume
-        cfg = resumed_config(stored(out), args)
+        cfg = resumed_config(stored_config(out, kind, cls), args)
         if (out / "summary.json").exists():
             raise GdasError(f"{out} is already complete (summary.json exists); nothing to resume")
         return runner(cfg, out, resume_run=True, show_progress=show) | {"out": out}
     cfg = cfgbase.resolve(presets, args.preset, overrides(args, cls))
     cfg.validate()
-    out = args.out or default_out(command, args.preset)
+    out = args.out or default_out(kind, args.preset)
     return runner(cfg, out, show_progress=show) | {"out": out}

@@ -27,8 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def search_main(args: argparse.Namespace) -> int:
-    summary = start_or_resume(args, "search-rnn", RNNSearchConfig, RNN_SEARCH_PRESETS, rnn_search.stored_config,
-                   rnn_search.run_rnn_search)
+    summary = start_or_resume(args, rnn_search.KIND, RNNSearchConfig, RNN_SEARCH_PRESETS, rnn_search.run_rnn_search)
     print(f"genotype: {summary['genotype']}")
     print(f"final valid ppl {summary['final_valid_ppl']:.2f} (sampled cells), derived cell "
           f"{summary['final_derived_valid_ppl']:.2f}  wall time {format_duration(summary['wall_time_s'])}")
@@ -38,8 +37,7 @@ def search_main(args: argparse.Namespace) -> int:
 
 
 def train_main(args: argparse.Namespace) -> int:
-    summary = start_or_resume(args, "train-lm", LMTrainConfig, LM_TRAIN_PRESETS, rnn_train.stored_config,
-                   rnn_train.run_train_lm)
+    summary = start_or_resume(args, rnn_train.KIND, LMTrainConfig, LM_TRAIN_PRESETS, rnn_train.run_train_lm)
     print(f"valid ppl {summary['valid_ppl']:.2f}  test ppl {summary['test_ppl']:.2f}  (best epoch "
           f"{summary['best_epoch']}, {summary['params_M']}M params, wall time "
           f"{format_duration(summary['wall_time_s'])})")

@@ -13,8 +13,8 @@ from gdas.configs import base as cfgbase
 from gdas.configs.search import SEARCH_PRESETS, SearchConfig
 from gdas.errors import GdasError
 from gdas.progress import format_duration, summary_table
-from gdas.rundir import RunDir, read_json
-from gdas.search import run_search, stored_config, with_seed
+from gdas.rundir import RunDir, read_json, stored_config
+from gdas.search import KIND, run_search, with_seed
 
 MULTISEED = "multiseed.json"
 
@@ -64,7 +64,7 @@ def _resume(args: argparse.Namespace, show: bool) -> int:
         _multi_seed(cfg, out, meta["seeds"], show, resume=True)
         write_run_report(args, [out])
         return 0
-    cfg = resumed_config(stored_config(out), args)
+    cfg = resumed_config(stored_config(out, KIND, SearchConfig), args)
     if (out / "summary.json").exists():
         raise GdasError(f"{out} is already complete (summary.json exists); nothing to resume")
     summary = run_search(cfg, out, resume_run=True, show_progress=show)

@@ -11,7 +11,7 @@ from gdas.cli.common import add_run_options, start_or_resume, write_run_report
 from gdas.configs import base as cfgbase
 from gdas.configs.train import TRAIN_PRESETS, TrainConfig
 from gdas.progress import format_duration
-from gdas.train import run_train, stored_config
+from gdas.train import KIND, run_train
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    summary = start_or_resume(args, "train", TrainConfig, TRAIN_PRESETS, stored_config, run_train)
+    summary = start_or_resume(args, KIND, TrainConfig, TRAIN_PRESETS, run_train)
     if dist.context().is_main:
         print_summary(summary, summary["out"])
     write_run_report(args, [summary["out"]])

@@ -191,9 +191,3 @@ def run_rnn_search(cfg: RNNSearchConfig, out: Path, *, resume_run: bool = False,
     log(f"search-rnn {cfg.preset}: {cfg.corpus} ({len(corpus.vocab)} words, {corpus.train.numel()} train tokens) "
         f"nhid={cfg.nhid} sampler={cfg.sampler} epochs {start}..{cfg.epochs - 1} on {device} -> {run.path}")
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log)
-
-
-def stored_config(out: Path) -> RNNSearchConfig:
-    """The config of an existing recurrent search run (for --resume)."""
-    _, stored = RunDir.open_existing(out, KIND)
-    return cfgbase.from_json(RNNSearchConfig, stored)

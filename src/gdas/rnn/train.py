@@ -10,7 +10,6 @@ from typing import Any, Callable, Optional
 import torch
 
 from gdas import distributed as dist
-from gdas.configs import base as cfgbase
 from gdas.configs.rnn import LM_TRAIN_PRESETS, LMTrainConfig
 from gdas.configs.runtime import resolve_device, setup_runtime
 from gdas.errors import GdasError
@@ -186,9 +185,3 @@ def run_train_lm(cfg: LMTrainConfig, out: Path, *, resume_run: bool = False, log
     log(f"train-lm {cfg.preset}: {genotype} on {cfg.corpus} ({len(corpus.vocab)} words) nhid={cfg.nhid} "
         f"epochs {start}..{cfg.epochs - 1} on {device} -> {run.path}")
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log)
-
-
-def stored_config(out: Path) -> LMTrainConfig:
-    """The config of an existing LM training run (for --resume)."""
-    _, stored = RunDir.open_existing(out, KIND)
-    return cfgbase.from_json(LMTrainConfig, stored)
