@@ -1,7 +1,13 @@
-"""Helpers the CLI tests share: run `gdas` in-process, and expect a one-line user error."""
+"""Helpers the CLI tests share: run `gdas` in-process, expect a one-line user error, launch two torchrun ranks."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import gdas
 from gdas.cli.main import main
 
 
@@ -17,3 +23,13 @@ def expect_error(capsys, *argv: object, contains: str) -> str:
     assert err.startswith("gdas: error:") and len(err.splitlines()) == 1, err
     assert contains in err, err
     return err
+
+
+def launch_two_ranks(entry: str, *argv: object) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node 2 entry argv...` on CPU over gloo, one thread per rank, gdas importable."""
+    src = str(Path(gdas.__file__).resolve().parents[1])
+    env = dict(os.environ, GDAS_DIST_BACKEND="gloo", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           entry, *(str(a) for a in argv)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -6,7 +6,6 @@ Run as a script under torchrun (see `_launch`), this file is also the per-rank e
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import gdas
+from cli_helpers import launch_two_ranks
+
 from gdas import search
 from gdas.cli.main import main
 from gdas.distributed import Context, local_batch, shard
@@ -28,12 +28,7 @@ ARGS = ["--preset", "smoke", "--no-progress", "--threads", "1", "--crop-padding"
 
 
 def _launch(out: Path, dumps: Path, *extra: str) -> subprocess.CompletedProcess:
-    src = str(Path(gdas.__file__).resolve().parents[1])
-    env = dict(os.environ, GDAS_DIST_BACKEND="gloo", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           __file__, str(dumps), "search", *ARGS, "--out", str(out), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return launch_two_ranks(__file__, dumps, "search", *ARGS, "--out", out, *extra)
 
 
 def test_two_ranks_agree_and_match_one_process(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -7,7 +7,6 @@ Run as a script under torchrun (see `_launch`), this file is also the per-rank e
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import gdas
+from cli_helpers import launch_two_ranks
+
 from gdas.cli.main import main
 from gdas.configs.train import TrainConfig
 from gdas.distributed import Context
@@ -28,12 +28,7 @@ ARGS = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", 
 
 
 def _launch(out: Path, dumps: Path) -> subprocess.CompletedProcess:
-    src = str(Path(gdas.__file__).resolve().parents[1])
-    env = dict(os.environ, GDAS_DIST_BACKEND="gloo", OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           __file__, str(dumps), "train", *ARGS, "--out", str(out)]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return launch_two_ranks(__file__, dumps, "train", *ARGS, "--out", out)
 
 
 def test_two_ranks_train_the_same_network(tmp_path: Path) -> None:
