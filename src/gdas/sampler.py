@@ -75,6 +75,29 @@ def _nest(flat: list[int], shape: list[int]) -> list:
     return [_nest(flat[i * step:(i + 1) * step], shape[1:]) for i in range(shape[0])]
 
 
+@dataclass
+class CellArch:
+    """What one searched cell computes in a forward pass (the same contract in every search space).
+
+    `indices` set: only op `indices[e]` runs on edge e (GDAS); its output is scaled by
+    `weights[e, k]` when `weights` is given (exactly 1.0 forward, gradient to A), left unscaled when
+    `weights` is None (the W step, where A needs no gradient). `indices` None: every op runs,
+    mixed by `weights` (DARTS softmax, or the no-acceleration ablation's one-hot).
+    """
+
+    weights: Optional[torch.Tensor]
+    indices: Optional[list[int]]
+
+
+def cell_arch(drawn: Sample, row: int, mode: str, arch_grad: bool) -> CellArch:
+    """The `CellArch` of one cell from row `row` of a draw (see `SearchNetwork.sample_arch`)."""
+    indices = None if drawn.indices is None or mode == "gdas-noaccel" else drawn.indices[row]
+    weights = drawn.weights[row]
+    if not arch_grad:
+        weights = None if indices is not None else weights.detach()
+    return CellArch(weights, indices)
+
+
 def sample(logits: torch.Tensor, tau: float, mode: str, generator: Optional[torch.Generator] = None) -> Sample:
     """Draw edge weights for `mode` in SAMPLERS."""
     if mode == "darts":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -10,7 +9,7 @@ from torch import nn
 
 from gdas.fixed_cell import FixedReductionCell
 from gdas.ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, make_op
-from gdas.sampler import SAMPLE_SCOPES, SAMPLERS, sample
+from gdas.sampler import SAMPLE_SCOPES, SAMPLERS, CellArch, cell_arch, sample
 
 NONE_INDEX = PRIMITIVES.index("none")
 
@@ -37,20 +36,6 @@ def node_output(terms: list[torch.Tensor], x0: torch.Tensor, C: int, reduction: 
     if reduction:
         h, w = (h + 1) // 2, (w + 1) // 2
     return x0.new_zeros(x0.shape[0], C, h, w)
-
-
-@dataclass
-class CellArch:
-    """What one cell computes in a forward pass.
-
-    `indices` set: only op `indices[e]` runs on edge e (GDAS); its output is scaled by
-    `weights[e, k]` when `weights` is given (exactly 1.0 forward, gradient to A), left unscaled when
-    `weights` is None (the W step, where A needs no gradient). `indices` None: every op runs,
-    mixed by `weights` (DARTS softmax, or the no-acceleration ablation's one-hot).
-    """
-
-    weights: Optional[torch.Tensor]
-    indices: Optional[list[int]]
 
 
 class SearchCell(nn.Module):
@@ -163,11 +148,7 @@ class SearchNetwork(nn.Module):
             drawn = sample(torch.stack(params), tau, self.sampler, generator)
         archs: list[Optional[CellArch]] = [None] * len(self.cells)
         for (cell_index, _), row in zip(searched, rows):
-            indices = None if drawn.indices is None or self.sampler == "gdas-noaccel" else drawn.indices[row]
-            weights = drawn.weights[row]
-            if not arch_grad:
-                weights = None if indices is not None else weights.detach()
-            archs[cell_index] = CellArch(weights, indices)
+            archs[cell_index] = cell_arch(drawn, row, self.sampler, arch_grad)
         return archs
 
     def forward(self, x: torch.Tensor, archs: list[Optional[CellArch]]) -> torch.Tensor:
