@@ -36,8 +36,8 @@ args = p.parse_args()
 sys.path.insert(0, args.src)
 torch.set_num_threads(args.threads)
 
-from gdas.bench import BenchConfig, SearchBench
-from gdas.ops import PRIMITIVES
+from gdas.bench.measure import BenchConfig, SearchBench
+from gdas.spaces.darts.ops import PRIMITIVES
 from xautodl.models.cell_searchs import NASNetworkGDAS
 from xautodl.models.cell_operations import SearchSpaceNames
 

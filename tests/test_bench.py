@@ -10,15 +10,15 @@ import torch.nn.functional as F
 
 from cli_helpers import expect_error
 
-from gdas.bench import KINDS, BenchConfig, worker_memory
-from gdas.child import ChildCell, child_network
+from gdas.bench.measure import KINDS, BenchConfig, worker_memory
+from gdas.bench.child import ChildCell, child_network
 from gdas.cli.main import main
 from gdas.configs.search import SearchConfig
-from gdas.distributed import Context
-from gdas.loop import optimizer_step
-from gdas.ops import PRIMITIVES
+from gdas.engine.distributed import Context
+from gdas.engine.loop import optimizer_step
+from gdas.spaces.darts.ops import PRIMITIVES
 from gdas.search import weight_optimizer
-from gdas.supernet import CellArch, SearchCell, SearchNetwork
+from gdas.spaces.darts.supernet import CellArch, SearchCell, SearchNetwork
 
 NONE = PRIMITIVES.index("none")
 

@@ -7,9 +7,9 @@ import itertools
 import pytest
 import torch
 
-from gdas.derive import derive_cell, derive_genotype
+from gdas.spaces.darts.derive import derive_cell, derive_genotype
 from gdas.genotypes import Genotype
-from gdas.ops import PRIMITIVES
+from gdas.spaces.darts.ops import PRIMITIVES
 
 OP = {name: k for k, name in enumerate(PRIMITIVES)}
 NODE_START = {2: 0, 3: 2, 4: 5, 5: 9}  # first edge of each node (inputs 0..i-1 follow in order)

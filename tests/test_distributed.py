@@ -17,10 +17,10 @@ from cli_helpers import launch_two_ranks
 
 from gdas import search
 from gdas.cli.main import main
-from gdas.distributed import Context, local_batch, shard
+from gdas.engine.distributed import Context, local_batch, shard
 from gdas.errors import GdasError
 from gdas.genotypes import load_genotype
-from gdas.rundir import RunDir
+from gdas.engine.rundir import RunDir
 from gdas.search import loss_and_correct
 
 # Crop padding 0 and no flip: every image is seen unaugmented, so one process and two see the same pixels.

@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from gdas import draw
-from gdas.draw import draw_genotype, genotype_to_dot, resolve_and_draw
+from gdas.reporting import draw
+from gdas.reporting.draw import draw_genotype, genotype_to_dot, resolve_and_draw
 from gdas.errors import GdasError
 from gdas.genotypes import REGISTRY, Genotype, save_genotype
 

@@ -7,7 +7,7 @@ from torch import nn
 from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters, network_info
 from gdas.genotypes import REGISTRY
-from gdas.networks import NetworkCIFAR
+from gdas.spaces.darts.networks import NetworkCIFAR
 
 
 def test_conv_mult_adds_by_hand():

@@ -12,9 +12,9 @@ from cli_helpers import expect_error, run_cli
 
 from gdas.genotypes import REGISTRY, load_genotype
 from gdas.errors import GdasError
-from gdas.rnn.model import perplexity
-from gdas.rnn.train import paper_lm_size
-from gdas.rundir import RunDir
+from gdas.spaces.rnn.model import perplexity
+from gdas.lm.train import paper_lm_size
+from gdas.engine.rundir import RunDir
 
 
 def test_smoke_training_reports_validation_and_test_perplexity(tmp_path: Path, capsys) -> None:

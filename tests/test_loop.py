@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gdas.distributed import Context
-from gdas.loop import frozen, optimizer_step
-from gdas.supernet import SearchNetwork
+from gdas.engine.distributed import Context
+from gdas.engine.loop import frozen, optimizer_step
+from gdas.spaces.darts.supernet import SearchNetwork
 
 
 def _net() -> SearchNetwork:

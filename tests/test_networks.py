@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from gdas.errors import GdasError
-from gdas.fixed_cell import FixedReductionCell
+from gdas.spaces.darts.fixed_cell import FixedReductionCell
 from gdas.genotypes import REGISTRY, Genotype
-from gdas.networks import (AuxiliaryHeadCIFAR, AuxiliaryHeadImageNet, Cell, NetworkCIFAR, NetworkImageNet,
+from gdas.spaces.darts.networks import (AuxiliaryHeadCIFAR, AuxiliaryHeadImageNet, Cell, NetworkCIFAR, NetworkImageNet,
                            build_network, drop_path)
 
 GDAS = REGISTRY["GDAS"]

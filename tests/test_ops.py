@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from gdas.ops import PARAMETER_FREE, PRIMITIVES, FactorizedReduce, make_op
+from gdas.spaces.darts.ops import PARAMETER_FREE, PRIMITIVES, FactorizedReduce, make_op
 
 C = 4
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from gdas.progress import ProgressBar, format_duration, format_value, summary_table
+from gdas.engine.progress import ProgressBar, format_duration, format_value, summary_table
 
 
 class FakeClock:

@@ -17,14 +17,14 @@ import pytest
 
 from cli_helpers import expect_error
 
-from gdas import plots, report
+from gdas.reporting import plots, report
 from gdas.cli.common import write_run_report
 from gdas.cli.main import build_parser, main
-from gdas.draw import dot_available
+from gdas.reporting.draw import dot_available
 from gdas.errors import GdasError
 from gdas.genotypes import REGISTRY, RNN_PRIMITIVES
-from gdas.ops import PRIMITIVES
-from gdas.runview import edge_labels, load_run, load_runs
+from gdas.spaces.darts.ops import PRIMITIVES
+from gdas.reporting.runview import edge_labels, load_run, load_runs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTIONS = ("results", "cells", "heatmaps", "trajectory", "entropy", "curves", "cost", "config", "environment")

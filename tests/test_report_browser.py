@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gdas.cli.main import main
-from gdas.draw import dot_available
+from gdas.reporting.draw import dot_available
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),

@@ -8,8 +8,8 @@ from torch import nn
 
 from gdas.errors import GdasError
 from gdas.genotypes import REGISTRY, RNN_PRIMITIVES
-from gdas.rnn import cells
-from gdas.rnn.cells import RecurrentCell, RecurrentSearchCell, num_rnn_edges
+from gdas.spaces.rnn import cells
+from gdas.spaces.rnn.cells import RecurrentCell, RecurrentSearchCell, num_rnn_edges
 
 T, B, H = 3, 4, 6
 K = len(RNN_PRIMITIVES)

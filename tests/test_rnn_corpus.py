@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gdas.errors import GdasError
-from gdas.rnn.corpus import (EOS, UNK, VOCAB_SIZES, Vocabulary, batchify, bptt_windows, get_batch,
+from gdas.lm.corpus import (EOS, UNK, VOCAB_SIZES, Vocabulary, batchify, bptt_windows, get_batch,
                              load_corpus)
 
 

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 
 from gdas.errors import GdasError
 from gdas.genotypes import REGISTRY, RNN_PRIMITIVES, RecurrentGenotype
-from gdas.rnn.asgd import NTASGD
-from gdas.rnn.cells import RecurrentCell
-from gdas.rnn.model import (LockedDropout, RNNModel, RNNSearchModel, derive_recurrent, embedded_dropout,
+from gdas.lm.asgd import NTASGD
+from gdas.spaces.rnn.cells import RecurrentCell
+from gdas.spaces.rnn.model import (LockedDropout, RNNModel, RNNSearchModel, derive_recurrent, embedded_dropout,
                             lm_param_count, perplexity)
 
 K = len(RNN_PRIMITIVES)

@@ -11,8 +11,8 @@ from cli_helpers import expect_error, run_cli
 from test_shakespeare import WORKS, make_sdist
 
 from gdas.genotypes import RNN_PRIMITIVES, RecurrentGenotype, load_genotype
-from gdas.rnn.model import derive_recurrent
-from gdas.rundir import RunDir
+from gdas.spaces.rnn.model import derive_recurrent
+from gdas.engine.rundir import RunDir
 
 SMOKE = ["--preset", "smoke", "--no-progress", "--no-report"]
 

@@ -12,7 +12,7 @@ import torch
 
 from cli_helpers import expect_error, run_cli
 from gdas.genotypes import Genotype, load_genotype
-from gdas.rundir import RunDir
+from gdas.engine.rundir import RunDir
 
 SMOKE = ["--preset", "smoke", "--no-progress", "--no-report"]
 

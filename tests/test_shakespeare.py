@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from gdas.errors import GdasError
-from gdas.rnn import shakespeare
-from gdas.rnn.corpus import EOS, UNK, load_corpus
-from gdas.rnn.shakespeare import prepare_shakespeare, split_works, tokenise_sentence, work_sentences
+from gdas.lm import shakespeare
+from gdas.lm.corpus import EOS, UNK, load_corpus
+from gdas.lm.shakespeare import prepare_shakespeare, split_works, tokenise_sentence, work_sentences
 
 PLAY = """THE {title}
 

@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gdas import supernet as supernet_module
+from gdas.spaces.darts import supernet as supernet_module
 from gdas.errors import GdasError
-from gdas.fixed_cell import FixedReductionCell
-from gdas.ops import PRIMITIVES
+from gdas.spaces.darts.fixed_cell import FixedReductionCell
+from gdas.spaces.darts.ops import PRIMITIVES
 from gdas.sampler import gumbel_noise
-from gdas.supernet import CellArch, SearchCell, SearchNetwork, num_edges
+from gdas.spaces.darts.supernet import CellArch, SearchCell, SearchNetwork, num_edges
 
 NONE = PRIMITIVES.index("none")
 SKIP = PRIMITIVES.index("skip_connect")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gdas.tbevents import EventWriter, crc32c, encode_event, masked_crc32c
+from gdas.engine.tbevents import EventWriter, crc32c, encode_event, masked_crc32c
 
 
 def _read_records(path: Path) -> list[bytes]:

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from gdas import distributed as dist
+from gdas.engine import distributed as dist
 from gdas.cli.main import main
 from gdas.configs import base
 from gdas.configs.train import TRAIN_PRESETS, TrainConfig
 from gdas.errors import GdasError
 from gdas.genotypes import REGISTRY
-from gdas.rundir import RunDir
+from gdas.engine.rundir import RunDir
 from gdas.train import (TrainTask, batch_source, check_channels, drop_path_at, lr_at, smoothed_cross_entropy,
                         topk_correct, training_loss)
 

@@ -12,7 +12,7 @@ import torch
 from cli_helpers import expect_error, run_cli
 from gdas.export import load_trained
 from gdas.genotypes import REGISTRY, save_genotype
-from gdas.rundir import RunDir
+from gdas.engine.rundir import RunDir
 
 FAST = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", "--batch", "8",
         "--synthetic-train", "16", "--synthetic-test", "8"]

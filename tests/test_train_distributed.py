@@ -18,9 +18,9 @@ from cli_helpers import launch_two_ranks
 
 from gdas.cli.main import main
 from gdas.configs.train import TrainConfig
-from gdas.distributed import Context
+from gdas.engine.distributed import Context
 from gdas.genotypes import REGISTRY
-from gdas.rundir import RunDir, stored_config
+from gdas.engine.rundir import RunDir, stored_config
 from gdas.train import KIND, TrainTask, batch_source
 
 ARGS = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", "--threads", "1", "--batch", "8",
@@ -56,7 +56,7 @@ def test_two_ranks_train_the_same_network(tmp_path: Path) -> None:
 
 
 if __name__ == "__main__":  # one rank of the torchrun job started by `_launch`
-    from gdas import distributed as dist
+    from gdas.engine import distributed as dist
 
     dump_dir = Path(sys.argv[1])
     finish = TrainTask.finish

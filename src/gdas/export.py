@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from gdas.errors import GdasError
-from gdas.rundir import CHECKPOINT, RunDir, atomic_write_bytes
+from gdas.engine.rundir import CHECKPOINT, RunDir, atomic_write_bytes
 from gdas.train import BEST, load_network
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}

@@ -67,7 +67,7 @@ def count_mult_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 def network_info(genotype: Genotype, dataset: str, C: int, N: int) -> dict[str, Any]:
     """Size of the final network for `dataset`: params (M, without / with the auxiliary head), mult-adds (M)."""
-    from gdas.networks import build_network  # networks imports nothing from here; keep the import local
+    from gdas.spaces.darts.networks import build_network  # networks imports nothing from here; keep the import local
 
     key = dataset.lower()
     if key not in DATASETS:

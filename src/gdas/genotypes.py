@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from gdas.errors import GdasError
-from gdas.ops import PRIMITIVES
+from gdas.spaces.darts.ops import PRIMITIVES
 
 # One node of a cell: the (op, input-node) pairs summed into it.
 Node = tuple[tuple[str, int], ...]

@@ -10,21 +10,21 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from gdas import distributed as dist
+from gdas.engine import distributed as dist
 from gdas.configs import base as cfgbase
 from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime
 from gdas.configs.search import SearchConfig
 from gdas.data.augment import BatchAugment, batch_indices
 from gdas.data.images import ImageDataset, load_image_dataset
-from gdas.derive import derive_genotype
+from gdas.spaces.darts.derive import derive_genotype
 from gdas.errors import GdasError
 from gdas.genotypes import Genotype, save_genotype
-from gdas.loop import fit, frozen, optimizer_step, resume, seed_everything
-from gdas.ops import PRIMITIVES
-from gdas.progress import ProgressBar
-from gdas.rundir import RunDir
+from gdas.engine.loop import fit, frozen, optimizer_step, resume, seed_everything
+from gdas.spaces.darts.ops import PRIMITIVES
+from gdas.engine.progress import ProgressBar
+from gdas.engine.rundir import RunDir
 from gdas.sampler import tau_at
-from gdas.supernet import SearchNetwork
+from gdas.spaces.darts.supernet import SearchNetwork
 
 KIND = "search"
 ALPHAS = "alphas.jsonl"

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gdas import distributed as dist
+from gdas.engine import distributed as dist
 from gdas.configs import base as cfgbase
 from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime
 from gdas.configs.train import TrainConfig
@@ -20,10 +20,10 @@ from gdas.data.images import load_image_dataset
 from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters
 from gdas.genotypes import Genotype, genotype_from_json, load_genotype, save_genotype
-from gdas.loop import fit, optimizer_step, resume, seed_everything
-from gdas.networks import build_network
-from gdas.progress import ProgressBar
-from gdas.rundir import METRICS, RunDir
+from gdas.engine.loop import fit, optimizer_step, resume, seed_everything
+from gdas.spaces.darts.networks import build_network
+from gdas.engine.progress import ProgressBar
+from gdas.engine.rundir import METRICS, RunDir
 
 KIND = "train"
 BEST = "best.pt"

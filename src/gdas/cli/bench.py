@@ -8,12 +8,12 @@ import json
 import sys
 from typing import Any
 
-from gdas.bench import KINDS, BenchConfig, bench_data, bench_epoch, bench_search, memory_worker
+from gdas.bench.measure import KINDS, BenchConfig, bench_data, bench_epoch, bench_search, memory_worker
 from gdas.cli.common import overrides
 from gdas.configs import base as cfgbase
 from gdas.configs.search import SEARCH_PRESETS, SearchConfig
 from gdas.errors import GdasError
-from gdas.progress import summary_table
+from gdas.engine.progress import summary_table
 
 
 def _add_model_options(parser: argparse.ArgumentParser, batch: int) -> None:

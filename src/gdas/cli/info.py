@@ -55,7 +55,7 @@ def _cnn_text(info: dict[str, Any]) -> str:
 
 
 def rnn_info(genotype: RecurrentGenotype, args: argparse.Namespace) -> dict[str, Any]:
-    from gdas.rnn.train import paper_lm_size
+    from gdas.lm.train import paper_lm_size
     return paper_lm_size(genotype, args.task)
 
 

@@ -56,7 +56,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("gdas: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
         return 130
     finally:
-        from gdas.distributed import shutdown
+        from gdas.engine.distributed import shutdown
         shutdown()  # a torchrun job ends with its process group torn down
 
 

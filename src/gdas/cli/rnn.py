@@ -6,9 +6,9 @@ import argparse
 from gdas.cli.common import add_run_options, start_or_resume, write_run_report
 from gdas.configs import base as cfgbase
 from gdas.configs.rnn import LM_TRAIN_PRESETS, RNN_SEARCH_PRESETS, LMTrainConfig, RNNSearchConfig
-from gdas.progress import format_duration
-from gdas.rnn import search as rnn_search
-from gdas.rnn import train as rnn_train
+from gdas.engine.progress import format_duration
+from gdas.lm import search as rnn_search
+from gdas.lm import train as rnn_train
 
 
 def register(sub: argparse._SubParsersAction) -> None:

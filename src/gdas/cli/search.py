@@ -7,13 +7,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from gdas import distributed as dist
+from gdas.engine import distributed as dist
 from gdas.cli.common import add_run_options, default_out, overrides, resumed_config, write_run_report
 from gdas.configs import base as cfgbase
 from gdas.configs.search import SEARCH_PRESETS, SearchConfig
 from gdas.errors import GdasError
-from gdas.progress import format_duration, summary_table
-from gdas.rundir import RunDir, read_json, stored_config
+from gdas.engine.progress import format_duration, summary_table
+from gdas.engine.rundir import RunDir, read_json, stored_config
 from gdas.search import KIND, run_search, with_seed
 
 MULTISEED = "multiseed.json"

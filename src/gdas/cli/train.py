@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gdas import distributed as dist
+from gdas.engine import distributed as dist
 from gdas.cli.common import add_run_options, start_or_resume, write_run_report
 from gdas.configs import base as cfgbase
 from gdas.configs.train import TRAIN_PRESETS, TrainConfig
-from gdas.progress import format_duration
+from gdas.engine.progress import format_duration
 from gdas.train import KIND, run_train
 
 

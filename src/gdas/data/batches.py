@@ -6,7 +6,7 @@ from typing import Any, Iterator, Optional, Protocol
 
 import torch
 
-from gdas import distributed as dist
+from gdas.engine import distributed as dist
 from gdas.data.augment import BatchAugment, batch_indices, normalize
 from gdas.data.images import ImageDataset
 

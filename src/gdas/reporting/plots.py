@@ -12,8 +12,8 @@ import numpy as np
 
 from gdas.errors import GdasError
 from gdas.genotypes import RNN_PRIMITIVES
-from gdas.ops import PARAMETER_FREE
-from gdas.runview import RunView, edge_labels, epoch_of
+from gdas.spaces.darts.ops import PARAMETER_FREE
+from gdas.reporting.runview import RunView, edge_labels, epoch_of
 
 # Recurrent ops without weights of their own (every recurrent edge has a projection, these add nothing).
 RNN_PARAMETER_FREE: frozenset[str] = frozenset({"none", "identity"})

@@ -19,14 +19,14 @@ from typing import Any, Callable, Optional
 import torch
 
 import gdas
-from gdas.child import child_network
+from gdas.bench.child import child_network
 from gdas.configs import base as cfgbase
 from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime
 from gdas.configs.search import SearchConfig
 from gdas.data.augment import BatchAugment
 from gdas.data.images import load_image_dataset
 from gdas.errors import GdasError
-from gdas.loop import optimizer_step
+from gdas.engine.loop import optimizer_step
 from gdas.search import SearchTask, load_search_data, loss_and_correct, split_indices, weight_optimizer
 
 KINDS = ("gdas", "child", "darts", "arch")  # W step of GDAS / of the static child / of DARTS; A step of GDAS

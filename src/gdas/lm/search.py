@@ -8,20 +8,20 @@ from typing import Any, Callable
 
 import torch
 
-from gdas import distributed as dist
+from gdas.engine import distributed as dist
 from gdas.configs import base as cfgbase
 from gdas.configs.rnn import RNNSearchConfig
 from gdas.configs.runtime import environment, resolve_device, setup_runtime
 from gdas.errors import GdasError
 from gdas.genotypes import RNN_PRIMITIVES, RecurrentGenotype, save_genotype
-from gdas.loop import fit, frozen, optimizer_step, resume, seed_everything
-from gdas.progress import ProgressBar
-from gdas.rnn.cells import NONE_INDEX
-from gdas.rnn.corpus import Corpus, Vocabulary, batchify
-from gdas.rnn.data import check_run_vocab, load_lm_corpus, save_vocab
-from gdas.rnn.model import RNNSearchModel, perplexity
-from gdas.rnn.steps import TokenCursor, check_finite, evaluate, window_loss
-from gdas.rundir import RunDir
+from gdas.engine.loop import fit, frozen, optimizer_step, resume, seed_everything
+from gdas.engine.progress import ProgressBar
+from gdas.spaces.rnn.cells import NONE_INDEX
+from gdas.lm.corpus import Corpus, Vocabulary, batchify
+from gdas.lm.data import check_run_vocab, load_lm_corpus, save_vocab
+from gdas.spaces.rnn.model import RNNSearchModel, perplexity
+from gdas.lm.steps import TokenCursor, check_finite, evaluate, window_loss
+from gdas.engine.rundir import RunDir
 from gdas.sampler import tau_at
 
 KIND = "search-rnn"

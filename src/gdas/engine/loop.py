@@ -9,9 +9,9 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 
 import torch
 
-from gdas import distributed as dist
+from gdas.engine import distributed as dist
 from gdas.errors import GdasError
-from gdas.rundir import METRICS, RunDir
+from gdas.engine.rundir import METRICS, RunDir
 
 Log = Callable[[str], None]
 

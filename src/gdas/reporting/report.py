@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import gdas
-from gdas import plots as P
-from gdas.draw import cells_of, draw_genotype
+from gdas.reporting import plots as P
+from gdas.reporting.draw import cells_of, draw_genotype
 from gdas.errors import GdasError
 from gdas.genotypes import AnyGenotype
-from gdas.progress import format_duration, format_value
-from gdas.rundir import atomic_write_bytes
-from gdas.runview import RunView, epoch_of, is_number, load_runs
+from gdas.engine.progress import format_duration, format_value
+from gdas.engine.rundir import atomic_write_bytes
+from gdas.reporting.runview import RunView, epoch_of, is_number, load_runs
 
 REPORT = "report.html"
 # Summary fields shown first (others follow in file order); the genotype is drawn instead.

@@ -7,8 +7,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from gdas.fixed_cell import FixedReductionCell
-from gdas.ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, make_op
+from gdas.spaces.darts.fixed_cell import FixedReductionCell
+from gdas.spaces.darts.ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, make_op
 from gdas.sampler import SAMPLE_SCOPES, SAMPLERS, CellArch, cell_arch, sample
 
 NONE_INDEX = PRIMITIVES.index("none")

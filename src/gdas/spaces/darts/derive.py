@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 
 from gdas.genotypes import Genotype, Node
-from gdas.ops import PRIMITIVES
+from gdas.spaces.darts.ops import PRIMITIVES
 
 NONE_INDEX = PRIMITIVES.index("none")
 

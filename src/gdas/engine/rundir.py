@@ -132,7 +132,7 @@ class RunDir:
         if not self.writer:
             return
         if self._events is None:
-            from gdas.tbevents import EventWriter
+            from gdas.engine.tbevents import EventWriter
             self._events = EventWriter(self.file("tb"))
         for key, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":

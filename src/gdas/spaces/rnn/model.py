@@ -11,7 +11,7 @@ from torch import nn
 
 from gdas.errors import GdasError
 from gdas.genotypes import RNN_PRIMITIVES, RecurrentGenotype
-from gdas.rnn.cells import NONE_INDEX, RecurrentCell, RecurrentSearchCell, num_rnn_edges
+from gdas.spaces.rnn.cells import NONE_INDEX, RecurrentCell, RecurrentSearchCell, num_rnn_edges
 from gdas.sampler import SAMPLERS, sample
 
 EMBED_INIT_RANGE = 0.1

@@ -9,20 +9,20 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from gdas import distributed as dist
+from gdas.engine import distributed as dist
 from gdas.configs.rnn import LM_TRAIN_PRESETS, LMTrainConfig
 from gdas.configs.runtime import resolve_device, setup_runtime
 from gdas.errors import GdasError
 from gdas.genotypes import RecurrentGenotype, load_genotype, save_genotype
-from gdas.loop import fit, optimizer_step, resume, seed_everything
-from gdas.progress import ProgressBar
-from gdas.rnn.asgd import NTASGD
-from gdas.rnn.cells import RecurrentCell
-from gdas.rnn.corpus import VOCAB_SIZES, Corpus, batchify
-from gdas.rnn.model import RNNModel, lm_param_count, perplexity
-from gdas.rnn.search import lm_corpus, lm_run_dir
-from gdas.rnn.steps import TokenCursor, check_finite, evaluate, window_loss
-from gdas.rundir import RunDir
+from gdas.engine.loop import fit, optimizer_step, resume, seed_everything
+from gdas.engine.progress import ProgressBar
+from gdas.lm.asgd import NTASGD
+from gdas.spaces.rnn.cells import RecurrentCell
+from gdas.lm.corpus import VOCAB_SIZES, Corpus, batchify
+from gdas.spaces.rnn.model import RNNModel, lm_param_count, perplexity
+from gdas.lm.search import lm_corpus, lm_run_dir
+from gdas.lm.steps import TokenCursor, check_finite, evaluate, window_loss
+from gdas.engine.rundir import RunDir
 
 KIND = "train-lm"
 BEST = "best.pt"

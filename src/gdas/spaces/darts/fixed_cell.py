@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from gdas.errors import GdasError
-from gdas.ops import FactorizedReduce, ReLUConvBN
+from gdas.spaces.darts.ops import FactorizedReduce, ReLUConvBN
 
 DropPath = Callable[[torch.Tensor], torch.Tensor]
 

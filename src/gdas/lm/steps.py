@@ -12,7 +12,7 @@ from torch import nn
 
 from gdas.configs.runtime import autocast
 from gdas.errors import GdasError
-from gdas.rnn.corpus import bptt_windows, get_batch
+from gdas.lm.corpus import bptt_windows, get_batch
 
 
 class TokenCursor:

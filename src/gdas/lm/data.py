@@ -8,8 +8,8 @@ from typing import Optional
 import torch
 
 from gdas.errors import GdasError
-from gdas.rnn.corpus import Corpus, Vocabulary, load_corpus
-from gdas.rundir import RunDir
+from gdas.lm.corpus import Corpus, Vocabulary, load_corpus
+from gdas.engine.rundir import RunDir
 
 VOCAB = "vocab.json"
 SYNTHETIC_SEED = 1234

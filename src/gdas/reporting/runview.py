@@ -12,8 +12,8 @@ import numpy as np
 
 from gdas.errors import GdasError
 from gdas.genotypes import RNN_PRIMITIVES, AnyGenotype, genotype_from_json, load_genotype
-from gdas.ops import PRIMITIVES
-from gdas.rundir import CONFIG, METRICS, SUMMARY, read_json
+from gdas.spaces.darts.ops import PRIMITIVES
+from gdas.engine.rundir import CONFIG, METRICS, SUMMARY, read_json
 
 MULTISEED = "multiseed.json"
 SEEDS = "seeds.json"

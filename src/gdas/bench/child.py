@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from gdas.supernet import NONE_INDEX, CellArch, SearchCell, SearchNetwork, node_output
+from gdas.spaces.darts.supernet import NONE_INDEX, CellArch, SearchCell, SearchNetwork, node_output
 
 
 class ChildCell(nn.Module):

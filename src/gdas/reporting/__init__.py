@@ -1,0 +1,1 @@
+"""Reporting: reading run directories, plots, cell drawings, the HTML report."""

@@ -1,1 +1,0 @@
-"""The recurrent search space: corpora, recurrent cells, language models, NT-ASGD."""

@@ -1,0 +1,1 @@
+"""The DARTS recurrent search space: cells, language models with A, derivation (T=1)."""
