@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from cli_helpers import expect_error
 
 from gdas.bench.measure import KINDS, BenchConfig, worker_memory
-from gdas.bench.child import ChildCell, child_network
+from gdas.spaces.darts.child import ChildCell, child_network
 from gdas.cli.main import main
 from gdas.configs.search import SearchConfig
 from gdas.engine.distributed import Context
@@ -105,7 +105,7 @@ def test_all_none_cell_matches_supernet():
     assert torch.equal(ChildCell(cell, arch.indices)(s, s), cell(s, s, arch))
 
 
-TINY = ["--steps", "2", "--warmup", "1", "--C", "8", "--N", "1", "--batch", "4", "--threads", "1", "--device", "cpu"]
+TINY = ["--samples", "2", "--warmup", "1", "--C", "8", "--N", "1", "--batch", "4", "--threads", "1", "--device", "cpu"]
 
 
 def test_bench_search_json_keys(capsys):
@@ -122,7 +122,7 @@ def test_bench_search_json_keys(capsys):
 
 
 def test_memory_worker_runs_in_its_own_process():
-    b = BenchConfig(device="cpu", C=8, N=1, batch=4, steps=1, warmup=0, threads=1)
+    b = BenchConfig(device="cpu", C=8, N=1, batch=4, samples=1, warmup=0, threads=1)
     assert worker_memory(b, "gdas") > 0
 
 
@@ -146,7 +146,7 @@ def test_bench_data_and_epoch_json(capsys):
 
 @pytest.mark.parametrize("argv,contains", [
     (["bench", "search", "--C", "7"], "--C must be even"),
-    (["bench", "search", "--steps", "0"], "--steps"),
+    (["bench", "search", "--samples", "0"], "--samples"),
     (["bench", "search", "--device", "tpu"], "--device"),
     (["bench", "epoch", "--preset", "smoke", "--warmup-steps", "-1"], "--warmup-steps"),
     (["bench", "epoch", "--preset", "smoke", "--time-steps", "0"], "--time-steps"),

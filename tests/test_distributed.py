@@ -21,7 +21,7 @@ from gdas.engine.distributed import Context, local_batch, shard
 from gdas.errors import GdasError
 from gdas.genotypes import load_genotype
 from gdas.engine.rundir import RunDir
-from gdas.search import loss_and_correct
+from gdas.data.search import ImageSearchData, loss_and_correct
 
 # Crop padding 0 and no flip: every image is seen unaugmented, so one process and two see the same pixels.
 ARGS = ["--preset", "smoke", "--no-progress", "--threads", "1", "--crop-padding", "0", "--no-flip"]
@@ -53,7 +53,7 @@ def test_two_ranks_agree_and_match_one_process(tmp_path: Path, capsys, monkeypat
     # samples at tau 0.1) that rounding shows in the update. Tolerance: 2% of how far A moved. The plain
     # single-process run (BN over all 16 images) differs by about as much as A moved, so this discriminates.
     emulated = tmp_path / "emulated"
-    monkeypatch.setattr(search.SearchTask, "_loss", _loss_per_half)
+    monkeypatch.setattr(ImageSearchData, "batch_loss", _loss_per_half)
     assert main(["search", *ARGS, "--out", str(emulated)]) == 0
     capsys.readouterr()
     ref = RunDir(emulated).load_checkpoint()["task"]["model"]
@@ -65,11 +65,11 @@ def test_two_ranks_agree_and_match_one_process(tmp_path: Path, capsys, monkeypat
     assert str(load_genotype(emulated)) == r0["genotype"]
 
 
-def _loss_per_half(self, x, y, tau, arch_grad):
-    """SearchTask._loss as two ranks compute it together: one draw, one forward (and BN batch) per half."""
-    archs = self.model.sample_arch(tau, arch_grad=arch_grad, generator=self.arch_gen)
-    parts = [loss_and_correct(self.model(xs, archs), ys) for xs, ys in zip(x.chunk(2), y.chunk(2))]
-    return (parts[0][0] + parts[1][0]) / 2, parts[0][1] + parts[1][1]
+def _loss_per_half(self, model, archs, x, y):
+    """ImageSearchData.batch_loss as two ranks compute it together: one draw, one forward (and BN batch) per half."""
+    parts = [loss_and_correct(model(xs, archs), ys) for xs, ys in zip(x.chunk(2), y.chunk(2))]
+    loss = (parts[0][0] + parts[1][0]) / 2
+    return loss, torch.stack([loss.detach(), (parts[0][1] + parts[1][1]).float()])
 
 
 def test_rank_zero_refusal_stops_every_rank(tmp_path: Path) -> None:

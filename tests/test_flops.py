@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from gdas.errors import GdasError
-from gdas.flops import count_mult_adds, count_parameters, network_info
+from gdas.flops import count_mult_adds, count_parameters
+from gdas.spaces.darts.space import info as network_info
 from gdas.genotypes import REGISTRY
 from gdas.spaces.darts.networks import NetworkCIFAR
 

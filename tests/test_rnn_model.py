@@ -72,25 +72,24 @@ def test_search_model_arch_and_sampling():
     assert all(p is not arch for p in model.weight_parameters())
     x, hidden = torch.randint(0, 30, (4, 3)), model.init_hidden(3)
 
-    drawn = model.sample_arch(5.0, "gdas", torch.Generator().manual_seed(1))
-    assert len(drawn["indices"]) == 36 and torch.equal(drawn["weights"].detach().argmax(-1),
-                                                       torch.tensor(drawn["indices"]))
-    log_probs, _ = model(x, hidden, **drawn)
+    (drawn,) = model.sample_arch(5.0, arch_grad=True, generator=torch.Generator().manual_seed(1))
+    assert len(drawn.indices) == 36 and torch.equal(drawn.weights.detach().argmax(-1), torch.tensor(drawn.indices))
+    log_probs, _ = model(x, hidden, [drawn])
     log_probs.mean().backward()
     assert arch.grad is not None and arch.grad.abs().sum() > 0
 
     arch.grad = None
-    w_step = model.sample_arch(5.0, "gdas", arch_grad=False)
-    assert w_step["weights"] is None
-    model(x, hidden, **w_step)[0].mean().backward()
+    (w_step,) = model.sample_arch(5.0, arch_grad=False)
+    assert w_step.weights is None
+    model(x, hidden, [w_step])[0].mean().backward()
     assert arch.grad is None
 
-    darts = model.sample_arch(1.0, "darts")
-    assert darts["indices"] is None and torch.allclose(darts["weights"].sum(-1), torch.ones(36))
-    noaccel = model.sample_arch(1.0, "gdas-noaccel")
-    assert noaccel["indices"] is None and noaccel["weights"].detach().sum().item() == 36.0
+    (darts,) = RNNSearchModel(30, 8, 8, steps=8, sampler="darts").sample_arch(1.0, arch_grad=True)
+    assert darts.indices is None and torch.allclose(darts.weights.sum(-1), torch.ones(36))
+    (noaccel,) = RNNSearchModel(30, 8, 8, steps=8, sampler="gdas-noaccel").sample_arch(1.0, arch_grad=True)
+    assert noaccel.indices is None and noaccel.weights.detach().sum().item() == 36.0
     with pytest.raises(ValueError, match="unknown sampler"):
-        model.sample_arch(1.0, "random")
+        RNNSearchModel(30, 8, 8, steps=8, sampler="random")
 
 
 def test_derive_recurrent_keeps_one_input_per_node():

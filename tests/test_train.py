@@ -17,7 +17,8 @@ from gdas.configs.train import TRAIN_PRESETS, TrainConfig
 from gdas.errors import GdasError
 from gdas.genotypes import REGISTRY
 from gdas.engine.rundir import RunDir
-from gdas.train import (TrainTask, batch_source, check_channels, drop_path_at, lr_at, smoothed_cross_entropy,
+from gdas.spaces.darts.space import check_channels
+from gdas.train import (TrainTask, batch_source, drop_path_at, lr_at, smoothed_cross_entropy,
                         topk_correct, training_loss)
 
 FAST = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", "--batch", "8",

@@ -14,7 +14,8 @@ from torch import nn
 
 from gdas.errors import GdasError
 from gdas.engine.rundir import CHECKPOINT, RunDir, atomic_write_bytes
-from gdas.train import BEST, load_network
+from gdas.engine.rundir import BEST
+from gdas.networks import load_network
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 ONNX_OPSET = 17

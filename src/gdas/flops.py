@@ -1,4 +1,4 @@
-"""Parameter and multiply-add counting from the real modules (forward hooks), and network size summaries."""
+"""Parameter and multiply-add counting from the real modules (forward hooks)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from gdas.errors import GdasError
-from gdas.genotypes import Genotype
-
-# dataset -> (input channels, resolution, classes) used for the paper's size reports.
-DATASETS: dict[str, tuple[int, int, int]] = {
-    "cifar10": (3, 32, 10),
-    "cifar100": (3, 32, 100),
-    "imagenet": (3, 224, 1000),
-    "fashion-mnist": (1, 28, 10),
-}
 
 
 def count_parameters(module: nn.Module, exclude: tuple[str, ...] = ("auxiliary",)) -> int:
@@ -63,23 +52,3 @@ def count_mult_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
             handle.remove()
         model.train(was_training)
     return total
-
-
-def network_info(genotype: Genotype, dataset: str, C: int, N: int) -> dict[str, Any]:
-    """Size of the final network for `dataset`: params (M, without / with the auxiliary head), mult-adds (M)."""
-    from gdas.spaces.darts.networks import build_network  # networks imports nothing from here; keep the import local
-
-    key = dataset.lower()
-    if key not in DATASETS:
-        raise GdasError(f"unknown dataset {dataset!r} for network size; choose one of {', '.join(DATASETS)}")
-    channels, size, classes = DATASETS[key]
-    model = build_network(genotype, key, C, N, classes, auxiliary=True, in_channels=channels)
-    return {
-        "params_M": count_parameters(model) / 1e6,
-        "params_aux_M": count_parameters(model, exclude=()) / 1e6,
-        "mult_adds_M": count_mult_adds(model, (channels, size, size)) / 1e6,
-        "C": C,
-        "N": N,
-        "dataset": key,
-        "input_size": size,
-    }

@@ -9,7 +9,6 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from gdas.engine import distributed as dist
 from gdas.configs import base as cfgbase
@@ -19,16 +18,13 @@ from gdas.data.batches import BatchSource, LoaderBatches, TensorBatches
 from gdas.data.images import load_image_dataset
 from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters
-from gdas.genotypes import Genotype, genotype_from_json, load_genotype, save_genotype
+from gdas.genotypes import AnyGenotype, genotype_from_json, save_genotype
+from gdas.networks import check_sizes, image_genotype, network_from
 from gdas.engine.loop import fit, optimizer_step, resume, seed_everything
-from gdas.spaces.darts.networks import build_network
 from gdas.engine.progress import ProgressBar
-from gdas.engine.rundir import METRICS, RunDir
+from gdas.engine.rundir import BEST, GENOTYPE, METRICS, SUMMARY, RunDir
 
 KIND = "train"
-BEST = "best.pt"
-GENOTYPE = "genotype.json"
-FRC_GROUPS = 8  # the fixed reduction cell's grouped convolutions
 
 
 # -- schedules and losses ----------------------------------------------------------------------------
@@ -65,48 +61,16 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]
     return torch.stack([hits[:, :k].any(1).sum() for k in ks])
 
 
-# -- genotype and network ----------------------------------------------------------------------------
-def cnn_genotype(spec: str) -> Genotype:
-    genotype = load_genotype(spec)
-    if not isinstance(genotype, Genotype):
-        raise GdasError(f"--genotype {spec} is a {genotype.kind} genotype; a CNN needs a CNN one (e.g. GDAS, "
-                        "GDAS_FRC or a `gdas search` run directory); recurrent cells train with gdas train-lm")
-    return genotype
-
-
-def check_channels(genotype: Genotype, C: int) -> None:
-    """The fixed reduction cell runs at 2C and 4C channels in 8 groups: C must be a multiple of 4."""
-    if genotype.fixed_reduction and (2 * C) % FRC_GROUPS:
-        raise GdasError(f"the fixed reduction cell needs 2C divisible by {FRC_GROUPS} (its convolutions use "
-                        f"{FRC_GROUPS} groups), so --C must be divisible by 4; got C={C}")
-
-
-def network_from(genotype: Genotype, args: dict[str, Any]) -> nn.Module:
-    """The network described by `args` (the `network` entry of a checkpoint)."""
-    return build_network(genotype, args["dataset"], args["C"], args["N"], args["num_classes"], args["auxiliary"],
-                         args["in_channels"])
-
-
-def load_network(state: dict[str, Any]) -> tuple[nn.Module, Genotype, dict[str, Any]]:
-    """(network with its weights, genotype, network args) from the `task` entry of best.pt or checkpoint.pt."""
-    genotype = genotype_from_json(state["genotype"])
-    if not isinstance(genotype, Genotype):
-        raise GdasError("the checkpoint holds a recurrent genotype; it is not a CNN training run")
-    model = network_from(genotype, state["network"])
-    model.load_state_dict(state["model"])
-    return model, genotype, state["network"]
-
-
 class TrainTask:
     """Network, optimizer, batch source and best result of one training run; `loop.fit` drives its epochs."""
 
     epoch_files: tuple[str, ...] = ()
 
-    def __init__(self, cfg: TrainConfig, genotype: Genotype, data: BatchSource, device: torch.device, *,
+    def __init__(self, cfg: TrainConfig, genotype: AnyGenotype, data: BatchSource, device: torch.device, *,
                  show_progress: bool = True):
         self.cfg, self.genotype, self.data, self.device, self.epochs = cfg, genotype, data, device, cfg.epochs
         self.ctx = dist.context()
-        check_channels(genotype, cfg.C)
+        check_sizes(genotype, cfg.C)
         seed_everything(cfg.seed)
         self.network = {"dataset": cfg.dataset, "C": cfg.C, "N": cfg.N, "num_classes": data.num_classes,
                         "in_channels": data.channels, "image_size": data.image_size, "auxiliary": cfg.auxiliary,
@@ -212,7 +176,7 @@ class TrainTask:
                    "best_top1_err": _finite(self.best["top1_err"]), "best_top5_err": _finite(self.best["top5_err"]),
                    "wall_time_s": round(wall_time_s, 2), "device": str(self.device),
                    "world_size": self.ctx.world_size, "complete": True}
-        run.write_json("summary.json", summary)
+        run.write_json(SUMMARY, summary)
         return summary
 
     def state_dict(self) -> dict[str, Any]:
@@ -259,7 +223,7 @@ def _smaller(k: Optional[int], n: int) -> Optional[int]:
     return k if k is not None and k < n else None
 
 
-def _create_run(out: Path, cfg: TrainConfig, genotype: Genotype, device: torch.device) -> RunDir:
+def _create_run(out: Path, cfg: TrainConfig, genotype: AnyGenotype, device: torch.device) -> RunDir:
     run = RunDir.create(out, KIND, cfgbase.to_json(cfg), environment(device))
     save_genotype(genotype, run.file(GENOTYPE))
     return run
@@ -278,10 +242,10 @@ def run_train(cfg: TrainConfig, out: Path, *, resume_run: bool = False, log: Cal
     setup_runtime(device, cfg.threads)
     if resume_run:
         run, _ = RunDir.open_existing(out, KIND, writer=ctx.is_main)
-        genotype = cnn_genotype(str(run.file(GENOTYPE)))  # the one it started with, whatever --genotype says now
+        genotype = image_genotype(str(run.file(GENOTYPE)))  # the one it started with, whatever --genotype says now
     else:
-        genotype = cnn_genotype(cfg.genotype)
-    check_channels(genotype, cfg.C)
+        genotype = image_genotype(cfg.genotype, cfg.space)
+    check_sizes(genotype, cfg.C)
     task = TrainTask(cfg, genotype, batch_source(cfg, device, ctx), device, show_progress=show_progress)
     if not resume_run:  # rank 0 creates the folder; its refusal (an existing run) stops every rank
         run = dist.main_first(lambda: _create_run(out, cfg, genotype, device), ctx,

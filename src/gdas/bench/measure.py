@@ -19,46 +19,21 @@ from typing import Any, Callable, Optional
 import torch
 
 import gdas
-from gdas.bench.child import child_network
+from gdas.spaces.darts.child import child_network
 from gdas.configs import base as cfgbase
 from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime
+from gdas.configs.bench import BenchConfig
 from gdas.configs.search import SearchConfig
 from gdas.data.augment import BatchAugment
 from gdas.data.images import load_image_dataset
 from gdas.errors import GdasError
 from gdas.engine.loop import optimizer_step
-from gdas.search import SearchTask, load_search_data, loss_and_correct, split_indices, weight_optimizer
+from gdas.data.search import ImageSearchData, load_search_data, loss_and_correct, split_indices
+from gdas.search import SearchTask, weight_optimizer
+from gdas.spaces import get_space
 
 KINDS = ("gdas", "child", "darts", "arch")  # W step of GDAS / of the static child / of DARTS; A step of GDAS
 NUM_CLASSES = 10  # CIFAR size: 32x32x3 images, 10 classes
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """What `gdas bench search|data` measures on: supernet size, batch, samples, device settings."""
-
-    device: str = "auto"
-    C: int = 16
-    N: int = 2
-    batch: int = 64
-    steps: int = 10  # architecture samples (timed steps per kind)
-    warmup: int = 2  # untimed steps per kind before timing
-    threads: Optional[int] = 2
-    frc: bool = False
-    amp: str = "none"
-    channels_last: bool = False
-    seed: int = 0
-    memory: bool = True
-
-    def search_config(self, sampler: str) -> SearchConfig:
-        return SearchConfig(preset="bench", dataset="synthetic", synthetic_train=2 * self.batch, C=self.C, N=self.N,
-                            frc=self.frc, sampler=sampler, batch_size=self.batch, epochs=1, seed=self.seed,
-                            device=self.device, amp=self.amp, channels_last=self.channels_last, threads=self.threads)
-
-    def validate(self) -> None:
-        self.search_config("gdas").validate()
-        if self.steps < 1 or self.warmup < 0:
-            raise GdasError(f"--steps must be >= 1 and --warmup >= 0, got {self.steps} and {self.warmup}")
 
 
 # ---------------------------------------------------------------- machine and timing helpers
@@ -107,11 +82,23 @@ def measure(fn: Callable[[], Any], device: torch.device) -> Measurement:
     return Measurement(ms, cpu_ms, (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20 if cuda else None)
 
 
-def build_task(cfg: SearchConfig, device: torch.device) -> SearchTask:
+class FixedBatches(ImageSearchData):
+    """The search's own data side, but every W / A step reads one fixed, already augmented batch."""
+
+    def fix(self) -> "FixedBatches":
+        self.fixed = {"w": self.batch(self.d_t.to(self.device)), "a": self.batch(self.d_v.to(self.device))}
+        return self
+
+    def loss(self, model: torch.nn.Module, archs: list, phase: str, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batch_loss(model, archs, *self.fixed[phase])
+
+
+def build_task(cfg: SearchConfig, device: torch.device, split: Optional[tuple] = None) -> SearchTask:
     """A search task on synthetic CIFAR-sized data: exactly the code `gdas search` runs."""
     data = load_image_dataset("synthetic", synthetic_train=cfg.synthetic_train, synthetic_test=2,
                               synthetic_classes=NUM_CLASSES, seed=cfg.seed)
-    return SearchTask(cfg, data, split_indices(len(data.train_y), cfg.train_portion, cfg.seed), device,
+    split = split or split_indices(len(data.train_y), cfg.train_portion, cfg.seed)
+    return SearchTask(cfg, get_space(cfg.space), FixedBatches(cfg, data, split, device).fix(), device,
                       show_progress=False)
 
 
@@ -126,20 +113,21 @@ class SearchBench:
         self.b, self.device = b, device
         gdas_cfg = b.search_config("gdas")
         self.tau = gdas_cfg.tau_max
-        self.seeds = [b.seed * 100_003 + 1_000 + i for i in range(b.warmup + b.steps)]
+        self.seeds = [b.seed * 100_003 + 1_000 + i for i in range(b.warmup + b.samples)]
+        self.space = get_space(b.space)
         self.gdas = build_task(gdas_cfg, device) if set(kinds) & {"gdas", "child", "arch"} else None
         self.darts = build_task(b.search_config("darts"), device) if "darts" in kinds else None
         task = self.gdas or self.darts
         assert task is not None
-        self.x, self.y = task.batch(task.d_t.to(device))
-        self.xv, self.yv = task.batch(task.d_v.to(device))
+        self.x, self.y = task.data.fixed["w"]
         self.children: dict[int, tuple[torch.nn.Module, torch.optim.Optimizer, list]] = {}
         if "child" in kinds:
             assert self.gdas is not None
             for i in range(b.warmup, len(self.seeds)):
                 self.gdas.arch_gen.manual_seed(self.seeds[i])
                 archs = self.gdas.model.sample_arch(self.tau, arch_grad=False, generator=self.gdas.arch_gen)
-                child = child_network(self.gdas.model, archs)
+                assert self.space.child is not None
+                child = self.space.child(self.gdas.model, archs)
                 params = list(child.parameters())
                 self.children[i] = (child, weight_optimizer(params, gdas_cfg, device), params)
 
@@ -155,7 +143,7 @@ class SearchBench:
     def step(self, kind: str, i: int) -> None:
         if kind == "darts":
             assert self.darts is not None
-            self.darts.w_step(self.x, self.y, self.tau)
+            self.darts.w_step(0, self.tau)
             return
         assert self.gdas is not None
         if kind == "child":
@@ -167,9 +155,9 @@ class SearchBench:
             return
         self.gdas.arch_gen.manual_seed(self.seeds[i])  # the same draw as the child's
         if kind == "gdas":
-            self.gdas.w_step(self.x, self.y, self.tau)
+            self.gdas.w_step(0, self.tau)
         elif kind == "arch":
-            self.gdas.a_step(self.xv, self.yv, self.tau)
+            self.gdas.a_step(0, self.tau)
         else:
             raise ValueError(f"unknown kind {kind!r}")
 
@@ -205,14 +193,14 @@ def bench_search(b: BenchConfig, log: Callable[[str], None] = lambda _: None) ->
     for i in range(b.warmup):
         bench.step("gdas", i)
         bench.step("darts", i)
-    timed = range(b.warmup, b.warmup + b.steps)
+    timed = range(b.warmup, b.warmup + b.samples)
     for n, i in enumerate(timed):  # interleaved, so that load changes hit every kind alike
         bench.step("gdas", i)  # the first step on a sample creates its ops' optimizer state: untimed
         record("gdas", i)
         bench.step("child", i)
         record("child", i)
         record("darts", i)
-        log(f"sample {n + 1}/{b.steps}: gdas {times['gdas'][-1]:.1f} ms, child {times['child'][-1]:.1f} ms, "
+        log(f"sample {n + 1}/{b.samples}: gdas {times['gdas'][-1]:.1f} ms, child {times['child'][-1]:.1f} ms, "
             f"darts {times['darts'][-1]:.1f} ms")
     for i in range(b.warmup):
         bench.step("arch", i)
@@ -238,6 +226,7 @@ def bench_search(b: BenchConfig, log: Callable[[str], None] = lambda _: None) ->
     info["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     result["machine"] = info
     result["config"] = dataclasses.asdict(b)
+    result["config_search"] = cfgbase.to_json(b.search_config("gdas"))
     return result
 
 
@@ -279,7 +268,7 @@ def memory_worker(b: BenchConfig, kind: str) -> dict[str, Any]:
     gc.collect()
     base = _rss_bytes("VmRSS") if _reset_peak_rss() else None
     base = _peak_rss_bytes() if base is None else base  # no reset: the build's peak is the baseline
-    indices = list(range(b.warmup, b.warmup + b.steps))
+    indices = list(range(b.warmup, b.warmup + b.samples))
     for i in indices[:2] if kind == "darts" else indices:  # DARTS runs every op whatever the sample
         bench.release_grads()
         bench.step(kind, i)
@@ -310,17 +299,18 @@ def bench_data(b: BenchConfig, cutout: int = 16) -> dict[str, Any]:
     bench = SearchBench(b, device, kinds=("gdas",))
     task = bench.gdas
     assert task is not None
-    images = task.data.train_x[task.d_t.to(device)]
-    augment = BatchAugment(task.data.mean, task.data.std, crop_padding=4, flip=True, cutout=cutout,
-                           channels_last=task.augment.channels_last)
+    data = task.data
+    images = data.data.train_x[data.d_t.to(device)]
+    augment = BatchAugment(data.data.mean, data.data.std, crop_padding=4, flip=True, cutout=cutout,
+                           channels_last=data.augment.channels_last)
     generator = torch.Generator(device=device).manual_seed(b.seed)
-    reps = max(10, b.steps)
+    reps = max(10, b.samples)
     for _ in range(3):
         augment(images, generator)
     augment_ms = statistics.median(measure(lambda: augment(images, generator), device).ms for _ in range(reps))
     for i in range(b.warmup):
         bench.step("gdas", i)
-    step_ms = statistics.median(bench.timed("gdas", i).ms for i in range(b.warmup, b.warmup + b.steps))
+    step_ms = statistics.median(bench.timed("gdas", i).ms for i in range(b.warmup, b.warmup + b.samples))
     augment_ips, step_ips = b.batch / augment_ms * 1000, b.batch / step_ms * 1000
     return {"augment_ms": round(augment_ms, 3), "augment_images_per_s": round(augment_ips, 1),
             "w_step_ms": round(step_ms, 3), "w_step_images_per_s": round(step_ips, 1),
@@ -346,11 +336,13 @@ def bench_epoch(cfg: SearchConfig, warmup_steps: int = 5, time_steps: Optional[i
     steps = min(len(split[0]), len(split[1])) // cfg.batch_size
     steps = min(steps, cfg.steps_per_epoch or steps)
     timed = steps if time_steps is None else max(1, min(time_steps, steps))
-    task = SearchTask(dataclasses.replace(cfg, steps_per_epoch=timed), data, split, device, show_progress=show_progress)
-    first_t, first_v = task.d_t[:cfg.batch_size].to(device), task.d_v[:cfg.batch_size].to(device)
+    cfg = dataclasses.replace(cfg, steps_per_epoch=timed)
+    task = SearchTask(cfg, get_space(cfg.space), ImageSearchData(cfg, data, split, device), device,
+                      show_progress=show_progress)
+    task.data.start_epoch(0)
     for _ in range(warmup_steps):  # cudnn autotuning and allocator warm-up, outside the timed epoch
-        task.w_step(*task.batch(first_t), cfg.tau_max)
-        task.a_step(*task.batch(first_v), cfg.tau_max)
+        task.w_step(0, cfg.tau_max)
+        task.a_step(0, cfg.tau_max)
     measured_s = measure(lambda: task.run_epoch(0), device).ms / 1000
     epoch_s = measured_s * steps / timed
     return {"epoch_s": round(epoch_s, 3), "steps_per_epoch": steps, "timed_steps": timed,

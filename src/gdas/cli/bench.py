@@ -8,26 +8,18 @@ import json
 import sys
 from typing import Any
 
-from gdas.bench.measure import KINDS, BenchConfig, bench_data, bench_epoch, bench_search, memory_worker
+from gdas.bench.measure import KINDS, bench_data, bench_epoch, bench_search, memory_worker
 from gdas.cli.common import overrides
 from gdas.configs import base as cfgbase
+from gdas.configs.bench import BenchConfig
 from gdas.configs.search import SEARCH_PRESETS, SearchConfig
 from gdas.errors import GdasError
 from gdas.engine.progress import summary_table
 
 
 def _add_model_options(parser: argparse.ArgumentParser, batch: int) -> None:
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--C", type=int, default=16, help="initial channels of the supernet (default: 16)")
-    parser.add_argument("--N", type=int, default=2, help="normal cells per block, 3N+2 cells (default: 2)")
-    parser.add_argument("--batch", type=int, default=batch, help=f"images per step (default: {batch})")
-    parser.add_argument("--steps", type=int, default=10, help="timed steps / architecture samples (default: 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before timing (default: 2)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads, torch.set_num_threads (default: 2)")
-    parser.add_argument("--frc", action="store_true", help="fixed reduction cell (search the normal cell only)")
-    parser.add_argument("--amp", default="none", choices=("none", "bf16"), help="bf16 autocast on CUDA")
-    parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
-    parser.add_argument("--seed", type=int, default=0, help="seed of weights, data and samples (default: 0)")
+    cfgbase.add_config_options(parser, BenchConfig, skip=("memory",))
+    parser.set_defaults(batch=batch)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -63,9 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace) -> BenchConfig:
-    names = {f.name for f in dataclasses.fields(BenchConfig)}
-    values = {k: v for k, v in vars(args).items() if k in names}
-    return BenchConfig(**values, memory=not getattr(args, "no_memory", False))
+    values = overrides(args, BenchConfig)
+    return cfgbase.apply_overrides(BenchConfig(memory=not getattr(args, "no_memory", False)), values)
 
 
 def _emit(result: dict[str, Any], as_json: bool, rows: list[dict[str, Any]], columns: list[str],
@@ -89,7 +80,8 @@ def _search(args: argparse.Namespace) -> int:
     rows = [{"step": labels[k], "median_ms": r[f"{k}_step_ms"], "peak_mb": r.get(f"{k}_peak_mb")} for k in KINDS]
     notes = [f"gdas/child {r['gdas_over_child']}  darts/gdas {r['darts_over_gdas']}  "
              f"gdas/darts memory {r.get('gdas_over_darts_memory', '-')}  W+A iteration {r['iteration_ms']} ms",
-             f"C={b.C} N={b.N} batch {b.batch}, {b.steps} samples; memory: {r['memory_method']}"]
+             f"space {b.space}, C={r['config_search']['C']} N={r['config_search']['N']} batch {b.batch}, "
+             f"{b.samples} samples; memory: {r['memory_method']}"]
     _emit(r, args.json, rows, ["step", "median_ms", "peak_mb"], notes)
     return 0
 

@@ -8,6 +8,7 @@ from gdas.configs import base as cfgbase
 from gdas.configs.rnn import LM_TRAIN_PRESETS, RNN_SEARCH_PRESETS, LMTrainConfig, RNNSearchConfig
 from gdas.engine.progress import format_duration
 from gdas.lm import search as rnn_search
+from gdas.search import run_search
 from gdas.lm import train as rnn_train
 
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def search_main(args: argparse.Namespace) -> int:
-    summary = start_or_resume(args, rnn_search.KIND, RNNSearchConfig, RNN_SEARCH_PRESETS, rnn_search.run_rnn_search)
+    summary = start_or_resume(args, rnn_search.KIND, RNNSearchConfig, RNN_SEARCH_PRESETS, run_search)
     print(f"genotype: {summary['genotype']}")
     print(f"final valid ppl {summary['final_valid_ppl']:.2f} (sampled cells), derived cell "
           f"{summary['final_derived_valid_ppl']:.2f}  wall time {format_duration(summary['wall_time_s'])}")

@@ -69,11 +69,16 @@ class LMConfigBase:
 class RNNSearchConfig(LMConfigBase):
     """A recurrent-cell search (GDAS on the DARTS recurrent space); written to config.json."""
 
+    space: str = field(default="rnn", metadata=meta("search space (the DARTS recurrent space)", ("rnn",)))
     steps: int = field(default=8, metadata=meta("nodes of the recurrent cell"))
     sampler: str = field(default="gdas", metadata=meta("edge mode: GDAS, GDAS without acceleration, DARTS",
                                                        SAMPLERS))
     w_lr: float = field(default=20.0, metadata=meta("SGD learning rate of the weights W"))
     w_weight_decay: float = 5e-7
+    w_momentum: float = field(default=0.0, metadata=meta("momentum of the W SGD"))
+    w_nesterov: bool = False
+    w_lr_min: Optional[float] = field(default=None, metadata=meta(
+        "cosine floor of the W learning rate (none: constant, as the paper's recurrent search)"))
     a_lr: float = field(default=3e-3, metadata=meta("Adam learning rate of A"))
     a_weight_decay: float = 1e-3
     a_beta1: float = 0.9
@@ -83,6 +88,7 @@ class RNNSearchConfig(LMConfigBase):
 
     def validate(self) -> None:
         super().validate()
+        check_choice(self.space, ("rnn",), "--space")
         check_choice(self.sampler, SAMPLERS, "--sampler")
         check(self.steps >= 1, f"--steps must be at least 1, got {self.steps}")
         check(self.w_lr > 0 and self.a_lr > 0, "--w-lr and --a-lr must be > 0")

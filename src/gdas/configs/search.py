@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from gdas.configs.base import check, check_choice, meta
 from gdas.configs.runtime import validate_runtime
 from gdas.sampler import SAMPLE_SCOPES, SAMPLERS
+from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 
-SEARCH_DATASETS = ("cifar10", "cifar100", "fashion-mnist", "synthetic")
+from gdas.data.images import IMAGE_DATASETS
+
+IMAGE_SPACES = ("darts", "nb201")  # the registered spaces whose networks read images
 
 
 @dataclass(frozen=True)
@@ -17,15 +20,16 @@ class SearchConfig:
     """Everything a CNN search run depends on; written to the run directory as config.json."""
 
     preset: str = "custom"
-    dataset: str = field(default="cifar10", metadata=meta("dataset to search on", SEARCH_DATASETS))
+    space: str = field(default="darts", metadata=meta("search space", IMAGE_SPACES))
+    dataset: str = field(default="cifar10", metadata=meta("dataset to search on", IMAGE_DATASETS))
     data_dir: Optional[str] = field(default=None, metadata=meta("folder holding the dataset files"))
     train_subset: Optional[int] = field(default=None, metadata=meta(
         "use a seeded random subset of this many training images (before the D_T/D_V split)"))
     synthetic_train: int = field(default=512, metadata=meta("images of the synthetic dataset"))
     C: int = field(default=16, metadata=meta("initial channels of the supernet"))
     N: int = field(default=2, metadata=meta("normal cells per block (3N+2 cells)"))
-    steps: int = field(default=4, metadata=meta("intermediate nodes per cell (B)"))
-    frc: bool = field(default=False, metadata=meta("search the normal cell only; fixed reduction cell"))
+    steps: int = field(default=4, metadata=meta("intermediate nodes per cell (B; NAS-Bench-201: 3)"))
+    frc: bool = field(default=False, metadata=meta("darts space: search the normal cell only; fixed reduction cell"))
     sampler: str = field(default="gdas", metadata=meta("edge mode: GDAS, GDAS without acceleration, DARTS",
                                                        SAMPLERS))
     sample_scope: str = field(default="network", metadata=meta(
@@ -38,6 +42,7 @@ class SearchConfig:
     w_lr: float = field(default=0.025, metadata=meta("SGD learning rate of the weights W"))
     w_lr_min: float = field(default=0.001, metadata=meta("cosine floor of the W learning rate"))
     w_momentum: float = 0.9
+    w_nesterov: bool = False
     w_weight_decay: float = 3e-4
     grad_clip: float = field(default=5.0, metadata=meta("gradient-norm clip of W (0 disables)"))
     a_lr: float = field(default=3e-4, metadata=meta("Adam learning rate of A"))
@@ -57,7 +62,8 @@ class SearchConfig:
     threads: Optional[int] = field(default=None, metadata=meta("CPU threads (torch.set_num_threads)"))
 
     def validate(self) -> None:
-        check_choice(self.dataset, SEARCH_DATASETS, "--dataset")
+        check_choice(self.space, IMAGE_SPACES, "--space")
+        check_choice(self.dataset, IMAGE_DATASETS, "--dataset")
         check_choice(self.sampler, SAMPLERS, "--sampler")
         check_choice(self.sample_scope, SAMPLE_SCOPES, "--sample-scope")
         check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
@@ -65,9 +71,12 @@ class SearchConfig:
         check(self.C >= 1 and self.N >= 1 and self.steps >= 2,
               f"--C and --N must be at least 1 and --steps at least 2 (got C={self.C}, N={self.N}, "
               f"steps={self.steps})")
-        check(self.C % 2 == 0, f"--C must be even (factorized reductions halve it), got {self.C}")
+        check(self.space != "darts" or self.C % 2 == 0,
+              f"--C must be even (factorized reductions halve it), got {self.C}")
+        check(not self.frc or self.space == "darts", "--frc is an option of the darts space; drop it")
         check(not self.frc or self.C % 8 == 0,
-              f"--frc needs --C divisible by 8 (the fixed reduction cell uses 8 groups), got C={self.C}")
+              f"--frc needs --C divisible by {FRC_GROUPS} (the fixed reduction cell uses {FRC_GROUPS} groups), got C={self.C}")
+        check(not self.w_nesterov or self.w_momentum > 0, "--w-nesterov needs --w-momentum > 0")
         check(0.0 < self.train_portion < 1.0, f"--train-portion must be in (0, 1), got {self.train_portion}")
         check(self.tau_max >= self.tau_min > 0, f"need --tau-max >= --tau-min > 0, got {self.tau_max}, "
                                                 f"{self.tau_min}")
@@ -78,6 +87,8 @@ class SearchConfig:
         validate_runtime(self.device, self.amp, self.threads)
 
 
+_NB201_SEARCH = SearchConfig(space="nb201", C=16, N=5, steps=3, w_nesterov=True, w_weight_decay=5e-4)
+
 SEARCH_PRESETS: dict[str, SearchConfig] = {
     # The paper's CIFAR-10 search (SPEC defaults).
     "cifar10": SearchConfig(),
@@ -87,7 +98,17 @@ SEARCH_PRESETS: dict[str, SearchConfig] = {
     "fashion-mnist": SearchConfig(dataset="fashion-mnist", C=8, N=1, epochs=10, batch_size=64,
                                   train_subset=4000, w_lr_min=0.0, tau_max=10.0, crop_padding=2,
                                   channels_last=True),  # NHWC halves the step on CPU
+    # NAS-Bench-201 with the reference's GDAS settings: 240 epochs, batch 64, nesterov SGD 0.025 cosine to
+    # 0.001, wd 5e-4; A by Adam 3e-4 (0.5, 0.999), wd 1e-3; tau 10 -> 0.1; C=16, N=5, 4-node cells.
+    "nb201-cifar10": _NB201_SEARCH,
+    "nb201-cifar100": replace(_NB201_SEARCH, dataset="cifar100"),
+    "nb201-imagenet16": replace(_NB201_SEARCH, dataset="imagenet16-120"),
+    # The NAS-Bench-201 CPU demo: C=8, N=1 on 4,000 Fashion-MNIST images; minutes on two cores.
+    "nb201-fashion-mnist": replace(_NB201_SEARCH, dataset="fashion-mnist", C=8, N=1, epochs=10, train_subset=4000,
+                                   crop_padding=2, channels_last=True),
     # Seconds: for tests and for checking an installation.
     "smoke": SearchConfig(dataset="synthetic", synthetic_train=128, C=8, N=1, epochs=2, batch_size=16,
                           steps_per_epoch=4),
+    "nb201-smoke": replace(_NB201_SEARCH, dataset="synthetic", synthetic_train=128, C=8, N=1, epochs=2,
+                           batch_size=16, steps_per_epoch=4),
 }

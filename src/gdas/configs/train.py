@@ -8,7 +8,10 @@ from typing import Optional
 from gdas.configs.base import check, check_choice, meta
 from gdas.configs.runtime import validate_runtime
 
-TRAIN_DATASETS = ("cifar10", "cifar100", "fashion-mnist", "imagenet", "synthetic")
+from gdas.data.images import IMAGE_DATASETS
+
+TRAIN_DATASETS = IMAGE_DATASETS + ("imagenet",)
+SPACES = ("darts", "nb201")  # the image spaces whose final networks train here
 SCHEDULES = ("cosine", "exp")
 # The ImageNet stem divides the input by 8 and two reductions by 4 more: the auxiliary head needs 6x6 there.
 MIN_IMAGENET_AUX_SIZE = 192
@@ -19,6 +22,7 @@ class TrainConfig:
     """Everything a final-network training run depends on; written to the run directory as config.json."""
 
     preset: str = "custom"
+    space: str = field(default="darts", metadata=meta("search space of the genotype's network", SPACES))
     genotype: str = field(default="GDAS", metadata=meta(
         "cell to train: registry name (GDAS, GDAS_FRC, DARTS_V2, ...), genotype.json, or a search RUN_DIR"))
     dataset: str = field(default="cifar10", metadata=meta("dataset to train on", TRAIN_DATASETS))
@@ -70,12 +74,13 @@ class TrainConfig:
         return self.dataset == "imagenet"
 
     def validate(self) -> None:
+        check_choice(self.space, SPACES, "--space")
         check_choice(self.dataset, TRAIN_DATASETS, "--dataset")
         check_choice(self.schedule, SCHEDULES, "--schedule")
         for name in ("C", "N", "epochs", "batch_size", "eval_every"):
             value = getattr(self, name)
             check(value >= 1, f"{_opt(name)} must be at least 1, got {value}")
-        check(self.C % 2 == 0, f"--C must be even (factorized reductions halve it), got {self.C}")
+        check(self.space != "darts" or self.C % 2 == 0, f"--C must be even (factorized reductions halve it), got {self.C}")
         for name in ("eval_batch_size", "steps_per_epoch", "train_subset", "test_subset"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"{_opt(name)} must be at least 1, got {value}")
@@ -91,6 +96,9 @@ class TrainConfig:
         check(self.crop_padding >= 0 and self.cutout >= 0, "--crop-padding and --cutout must be >= 0")
         check(self.synthetic_train >= 1 and self.synthetic_test >= 1,
               "--synthetic-train and --synthetic-test must be at least 1")
+        check(self.space != "nb201" or not (self.auxiliary or self.imagenet),
+              "NAS-Bench-201 networks have no auxiliary head and no ImageNet layout; pass --no-auxiliary and an "
+              "image dataset such as cifar10 or imagenet16-120 (the nb201-* presets do)")
         if self.imagenet:
             check(self.data_dir is not None, "--dataset imagenet needs --data-dir DIR (the folder with train/ and "
                                              "val/, one sub-folder of JPEGs per class)")
@@ -113,6 +121,9 @@ def _opt(name: str) -> str:
 _IMAGENET = TrainConfig(dataset="imagenet", C=50, N=4, epochs=250, batch_size=128, lr=0.1, schedule="exp",
                         lr_gamma=0.97, nesterov=True, weight_decay=3e-5, label_smoothing=0.1, drop_path_prob=0.0,
                         cutout=0, crop_padding=0)
+_NB201_TRAIN = TrainConfig(space="nb201", genotype="nb201-best-cifar100", C=16, N=5, epochs=200, batch_size=256,
+                           lr=0.1, lr_min=0.0, nesterov=True, weight_decay=5e-4, grad_clip=0.0, cutout=0,
+                           drop_path_prob=0.0, auxiliary=False)
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # Paper: C=36, N=6, 600 epochs, batch 96, SGD 0.025 cosine to 0, cutout 16, drop-path 0.2, aux 0.4
     # (the defaults of the fields).
@@ -125,6 +136,16 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "fashion-mnist": TrainConfig(dataset="fashion-mnist", C=8, N=1, epochs=5, batch_size=64, lr=0.05,
                                  train_subset=5000, test_subset=2000, crop_padding=2, cutout=0,
                                  drop_path_prob=0.1, eval_batch_size=250, channels_last=True),
+    # NAS-Bench-201's 200-epoch recipe: nesterov SGD 0.1 cosine to 0, wd 5e-4, batch 256, crop + flip; C=16, N=5.
+    "nb201-cifar10": _NB201_TRAIN,
+    "nb201-cifar100": replace(_NB201_TRAIN, dataset="cifar100"),
+    "nb201-imagenet16": replace(_NB201_TRAIN, dataset="imagenet16-120", crop_padding=2),
+    # The NAS-Bench-201 CPU demo: train a cell (e.g. --genotype runs/nb201-demo) on a Fashion-MNIST subset.
+    "nb201-fashion-mnist": replace(_NB201_TRAIN, dataset="fashion-mnist", C=8, N=1, epochs=5, batch_size=64, lr=0.05,
+                                   train_subset=5000, test_subset=2000, crop_padding=2, eval_batch_size=250,
+                                   channels_last=True),
+    "nb201-smoke": replace(_NB201_TRAIN, dataset="synthetic", synthetic_train=64, synthetic_test=32, C=8, N=1,
+                           epochs=2, batch_size=16),
     # Seconds: for tests and for checking an installation (every part of the recipe switched on).
     "smoke": TrainConfig(dataset="synthetic", synthetic_train=64, synthetic_test=32, C=8, N=1, epochs=2,
                          batch_size=16, label_smoothing=0.1, cutout=8),

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from gdas.errors import GdasError
 
-IMAGE_DATASETS = ("cifar10", "cifar100", "fashion-mnist", "synthetic")
+IMAGE_DATASETS = ("cifar10", "cifar100", "imagenet16-120", "fashion-mnist", "synthetic")
 FASHION_MNIST_DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -323,6 +323,9 @@ def load_image_dataset(name: str, data_dir: str | None = None, *, synthetic_trai
         return _load_cifar10(data_dir)
     if name == "cifar100":
         return _load_cifar100(data_dir)
+    if name == "imagenet16-120":
+        from gdas.data.imagenet16 import load_imagenet16  # it imports this module's helpers
+        return load_imagenet16(data_dir, 120)
     if name == "fashion-mnist":
         return _load_fashion_mnist(data_dir)
     if name == "synthetic":

@@ -14,10 +14,22 @@ import torch
 from gdas.configs.base import from_json
 from gdas.errors import GdasError
 
+# Every file name a run directory holds (README's table), defined once.
 CONFIG = "config.json"
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
+ALPHAS = "alphas.jsonl"  # softmax(A) after each epoch (searches)
+GENOTYPES = "genotypes.jsonl"  # the genotype derived after each epoch (searches)
+GENOTYPE = "genotype.json"  # the final genotype (searches) or the trained one (training runs)
+SPLIT = "split.json"  # the seeded D_T / D_V split (image searches)
+VOCAB = "vocab.json"  # the vocabulary (language-model runs)
+BEST = "best.pt"  # the weights of the best epoch (training runs)
+MULTISEED = "multiseed.json"  # the seeds and config of a multi-seed search folder
+SEEDS = "seeds.json"  # per-seed results and the kept seed of a multi-seed search
+REPORT = "report.html"
+PLOTS = "plots"
+EVENTS = "tb"
 T = TypeVar("T")
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -133,7 +145,7 @@ class RunDir:
             return
         if self._events is None:
             from gdas.engine.tbevents import EventWriter
-            self._events = EventWriter(self.file("tb"))
+            self._events = EventWriter(self.file(EVENTS))
         for key, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
                 self._events.add_scalar(prefix + key, float(value), step)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
+from gdas.configs import base as cfgbase
+from gdas.configs.runtime import environment
+from gdas.engine import distributed as dist
+from gdas.engine.rundir import VOCAB, RunDir
 from gdas.errors import GdasError
 from gdas.lm.corpus import Corpus, Vocabulary, load_corpus
-from gdas.engine.rundir import RunDir
 
-VOCAB = "vocab.json"
 SYNTHETIC_SEED = 1234
 _SYNTHETIC_LINES = {"train": 400, "valid": 80, "test": 80}
 # A toy grammar: [adjective] subject verb [adjective] object [adverb]; enough structure to learn.
@@ -86,3 +88,22 @@ def check_run_vocab(run: RunDir, vocab: Vocabulary) -> None:
     if stored != vocab:
         raise GdasError(f"the corpus has a different vocabulary ({len(vocab)} words) than the run in {run.path} "
                         f"({len(stored)} words in {VOCAB}); resume with the run's original --data-dir")
+
+
+def lm_corpus(cfg: Any, kind: str) -> Corpus:
+    """The corpus of an LM run (search or training), which runs on one device."""
+    if dist.context().world_size > 1:
+        raise GdasError(f"{kind} runs on one device; launch it without torchrun")
+    return load_lm_corpus(cfg.corpus, cfg.data_dir, cfg.train_tokens, cfg.valid_tokens)
+
+
+def lm_run_dir(out: Path, kind: str, cfg: Any, device: torch.device, vocab: Vocabulary, resume_run: bool
+               ) -> RunDir:
+    """The run directory, new (with vocab.json) or existing (whose vocabulary the corpus must reproduce)."""
+    if resume_run:
+        run, _ = RunDir.open_existing(out, kind)
+        check_run_vocab(run, vocab)
+        return run
+    run = RunDir.create(out, kind, cfgbase.to_json(cfg), environment(device))
+    save_vocab(run, vocab)
+    return run

@@ -41,11 +41,12 @@ class TokenCursor:
 
 
 def window_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hidden: torch.Tensor, *,
-                device: torch.device, amp: str, alpha: float = 0.0, beta: float = 0.0, **cell_kwargs: Any
+                device: torch.device, amp: str, alpha: float = 0.0, beta: float = 0.0,
+                archs: Optional[list] = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean NLL, NLL + AR/TAR, new hidden) of one window; the hidden state comes in detached."""
     with autocast(device, amp):
-        log_probs, hidden, raw, dropped = model(x, hidden.detach(), return_h=True, **cell_kwargs)
+        log_probs, hidden, raw, dropped = model(x, hidden.detach(), archs, return_h=True)
     nll = F.nll_loss(log_probs.reshape(-1, log_probs.size(-1)).float(), y.reshape(-1))
     loss = nll
     if alpha > 0:  # AR: large activations of the dropped outputs
@@ -78,7 +79,7 @@ def batch_statistics(model: nn.Module) -> Iterator[None]:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: torch.Tensor, bptt: int, *, device: torch.device, amp: str,
-             norm_batch_stats: bool = False, **cell_kwargs: Any) -> tuple[float, int]:
+             norm_batch_stats: bool = False, archs: Optional[list] = None) -> tuple[float, int]:
     """(summed NLL, tokens) over a batchified split in eval mode, the hidden state carried throughout.
 
     `norm_batch_stats`: batch norms use batch statistics (a search cell evaluated as a different
@@ -93,7 +94,7 @@ def evaluate(model: nn.Module, data: torch.Tensor, bptt: int, *, device: torch.d
         for start, seq_len in bptt_windows(data.size(0), bptt):
             x, y = get_batch(data, start, seq_len)
             with autocast(device, amp):
-                log_probs, hidden = model(x, hidden, **cell_kwargs)
+                log_probs, hidden = model(x, hidden, archs)
             total += F.nll_loss(log_probs.reshape(-1, log_probs.size(-1)).float(), y.reshape(-1),
                                 reduction="sum")
             tokens += y.numel()

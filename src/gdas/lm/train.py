@@ -17,21 +17,19 @@ from gdas.genotypes import RecurrentGenotype, load_genotype, save_genotype
 from gdas.engine.loop import fit, optimizer_step, resume, seed_everything
 from gdas.engine.progress import ProgressBar
 from gdas.lm.asgd import NTASGD
-from gdas.spaces.rnn.cells import RecurrentCell
 from gdas.lm.corpus import VOCAB_SIZES, Corpus, batchify
 from gdas.spaces.rnn.model import RNNModel, lm_param_count, perplexity
-from gdas.lm.search import lm_corpus, lm_run_dir
+from gdas.lm.data import lm_corpus, lm_run_dir
 from gdas.lm.steps import TokenCursor, check_finite, evaluate, window_loss
-from gdas.engine.rundir import RunDir
+from gdas.engine.rundir import BEST, GENOTYPE, METRICS, SUMMARY, RunDir
+from gdas.spaces.rnn.space import build_network
 
 KIND = "train-lm"
-BEST = "best.pt"
-GENOTYPE = "genotype.json"
 
 
 def build_lm(cfg: LMTrainConfig, genotype: RecurrentGenotype, ntoken: int) -> RNNModel:
-    cell = RecurrentCell(cfg.emsize, cfg.nhid, cfg.dropoutx, cfg.dropouth, genotype)
-    return RNNModel(ntoken, cfg.emsize, cfg.nhid, cell, cfg.dropout, None, None, cfg.dropouti, cfg.dropoute)
+    return build_network(genotype, ntoken=ntoken, emsize=cfg.emsize, nhid=cfg.nhid, dropout=cfg.dropout,
+                         dropouth=cfg.dropouth, dropoutx=cfg.dropoutx, dropouti=cfg.dropouti, dropoute=cfg.dropoute)
 
 
 def recurrent_genotype(spec: str) -> RecurrentGenotype:
@@ -138,7 +136,7 @@ class LMTrainTask:
             self.model.load_state_dict(run.load_checkpoint(BEST, map_location=self.device)["task"]["model"])
         valid_nll, valid_tokens = self.evaluate(self.valid_data)
         test_nll, test_tokens = self.evaluate(self.test_data)
-        history = run.read_jsonl("metrics.jsonl")
+        history = run.read_jsonl(METRICS)
         switch = next((r["epoch"] for r in history if r.get("switched_to_asgd")), None)
         params = sum(p.numel() for p in self.model.parameters())
         summary = {"kind": KIND, "genotype": str(self.genotype), "genotype_json": self.genotype.to_json(),
@@ -146,7 +144,7 @@ class LMTrainTask:
                    "test_ppl": perplexity(test_nll, test_tokens), "asgd_from_epoch": switch,
                    "params": params, "params_M": round(params / 1e6, 2),
                    "wall_time_s": round(wall_time_s, 2), "device": str(self.device), "complete": True}
-        run.write_json("summary.json", summary)
+        run.write_json(SUMMARY, summary)
         return summary
 
     def state_dict(self) -> dict[str, Any]:

@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from gdas.errors import GdasError
-from gdas.genotypes import AnyGenotype, Genotype, Node, RecurrentGenotype, load_genotype
+from gdas.genotypes import AnyGenotype, load_genotype
+from gdas.spaces import space_of
 
-_INPUT, _NODE, _OUTPUT = "darkseagreen2", "lightblue", "palegoldenrod"
+INPUT, NODE, OUTPUT = "darkseagreen2", "lightblue", "palegoldenrod"
 _RENDER_TIMEOUT_S = 60
-# FIX-R (SPEC / paper Fig. 3): each input feeds one conv branch and one pool branch, all concatenated.
-_FIXR_CONV = "conv_1x3_3x1 (groups 8, stride 2)\nconv_1x1"
-_FIXR_POOL = "max_pool_3x3 (stride 2)"
 
 
 def _q(text: str) -> str:
@@ -23,7 +21,9 @@ def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-class _Dot:
+class DotGraph:
+    """A DOT digraph in the DARTS drawing style: inputs green, nodes blue, the output yellow."""
+
     def __init__(self, title: str):
         self.lines = [
             f"digraph {_q(title)} {{",
@@ -45,79 +45,24 @@ class _Dot:
         return "\n".join(self.lines + ["}"]) + "\n"
 
 
-def _cnn_dot(nodes: Sequence[Node], concat: Iterable[int], title: str) -> str:
-    inputs = ("c_{k-2}", "c_{k-1}")
-
-    def name(index: int) -> str:  # genotype node index -> drawn name (intermediates count from 0)
-        return inputs[index] if index < 2 else str(index - 2)
-
-    g = _Dot(title)
-    for inp in inputs:
-        g.node(inp, _INPUT)
-    for i in range(len(nodes)):
-        g.node(str(i), _NODE)
-    for i, node in enumerate(nodes):
-        for op, src in node:
-            g.edge(name(src), str(i), op)
-    g.node("c_{k}", _OUTPUT)
-    for index in concat:
-        g.edge(name(index), "c_{k}")
-    return g.text()
-
-
-def _fixed_reduce_dot() -> str:
-    g = _Dot("reduce")
-    for inp in ("c_{k-2}", "c_{k-1}"):
-        g.node(inp, _INPUT)
-    branches = [("c_{k-2}", _FIXR_CONV), ("c_{k-1}", _FIXR_CONV),
-                ("c_{k-2}", _FIXR_POOL), ("c_{k-1}", _FIXR_POOL)]
-    for i, (src, op) in enumerate(branches):
-        g.node(str(i), _NODE)
-        g.edge(src, str(i), op)
-    g.node("c_{k}", _OUTPUT, label="c_{k} (concat, FIX-R)")
-    for i in range(len(branches)):
-        g.edge(str(i), "c_{k}")
-    return g.text()
-
-
-def _recurrent_dot(genotype: RecurrentGenotype) -> str:
-    g = _Dot("recurrent")
-    for inp in ("x_{t}", "h_{t-1}"):
-        g.node(inp, _INPUT)
-    g.node("0", _NODE)
-    g.edge("x_{t}", "0")
-    g.edge("h_{t-1}", "0")
-    for i in range(1, len(genotype.recurrent) + 1):
-        g.node(str(i), _NODE)
-    for i, node in enumerate(genotype.recurrent, start=1):
-        for op, src in node:
-            g.edge(str(src), str(i), op)
-    g.node("h_{t}", _OUTPUT, label="h_{t} (mean)")
-    for index in genotype.concat:
-        g.edge(str(index), "h_{t}")
-    return g.text()
+def _cells(genotype: AnyGenotype) -> dict[str, str]:
+    if not hasattr(genotype, "kind") or not hasattr(genotype, "to_json"):
+        raise GdasError(f"cannot draw a {type(genotype).__name__}; pass a genotype (a registry name, "
+                        "run directory or genotype JSON)")
+    return space_of(genotype).dot(genotype)
 
 
 def cells_of(genotype: AnyGenotype) -> tuple[str, ...]:
-    """The cell names `genotype_to_dot` accepts for this genotype."""
-    return ("recurrent",) if isinstance(genotype, RecurrentGenotype) else ("normal", "reduce")
+    """The cell names `genotype_to_dot` accepts for this genotype (its space draws them)."""
+    return tuple(_cells(genotype))
 
 
 def genotype_to_dot(genotype: AnyGenotype, cell: str) -> str:
-    """DOT source of one cell: 'normal' or 'reduce' of a CNN genotype, 'recurrent' of an RNN one."""
-    if isinstance(genotype, RecurrentGenotype) and cell == "recurrent":
-        return _recurrent_dot(genotype)
-    if isinstance(genotype, Genotype) and cell == "normal":
-        return _cnn_dot(genotype.normal, genotype.normal_concat, "normal")
-    if isinstance(genotype, Genotype) and cell == "reduce":
-        if genotype.reduce is None:
-            return _fixed_reduce_dot()
-        return _cnn_dot(genotype.reduce, genotype.reduce_concat or (), "reduce")
-    if not isinstance(genotype, (Genotype, RecurrentGenotype)):
-        raise GdasError(f"cannot draw a {type(genotype).__name__}; pass a genotype (a registry name, "
-                        "run directory or genotype JSON)")
-    raise GdasError(f"unknown cell {cell!r} for a {genotype.kind} genotype; "
-                    f"use one of: {', '.join(cells_of(genotype))}")
+    """DOT source of one cell: 'normal' or 'reduce' of a CNN genotype, 'recurrent' of an RNN one, ..."""
+    cells = _cells(genotype)
+    if cell not in cells:
+        raise GdasError(f"unknown cell {cell!r} for a {genotype.kind} genotype; use one of: {', '.join(cells)}")
+    return cells[cell]
 
 
 def dot_available() -> bool:

@@ -6,10 +6,9 @@ from typing import Optional
 
 import torch
 
-from gdas.genotypes import Genotype, Node
-from gdas.spaces.darts.ops import PRIMITIVES
-
-NONE_INDEX = PRIMITIVES.index("none")
+from gdas.spaces.base import Node
+from gdas.spaces.darts.genotype import Genotype
+from gdas.spaces.darts.ops import NONE_INDEX, PRIMITIVES
 
 
 def derive_cell(probs: torch.Tensor, steps: int = 4, top_t: int = 2) -> tuple[Node, ...]:

@@ -12,12 +12,14 @@ from gdas.spaces.darts.ops import FactorizedReduce, ReLUConvBN
 
 DropPath = Callable[[torch.Tensor], torch.Tensor]
 
+FRC_GROUPS = 8  # groups of the fixed reduction cell's 1x3 / 3x1 convolutions (paper Fig. 3)
+
 
 def _conv_branch(C: int, affine: bool) -> nn.Sequential:
     return nn.Sequential(
         nn.ReLU(inplace=False),
-        nn.Conv2d(C, C, (1, 3), stride=(1, 2), padding=(0, 1), groups=8, bias=False),
-        nn.Conv2d(C, C, (3, 1), stride=(2, 1), padding=(1, 0), groups=8, bias=False),
+        nn.Conv2d(C, C, (1, 3), stride=(1, 2), padding=(0, 1), groups=FRC_GROUPS, bias=False),
+        nn.Conv2d(C, C, (3, 1), stride=(2, 1), padding=(1, 0), groups=FRC_GROUPS, bias=False),
         nn.BatchNorm2d(C, affine=affine),
         nn.ReLU(inplace=False),
         nn.Conv2d(C, C, 1, bias=False),
@@ -36,8 +38,9 @@ class FixedReductionCell(nn.Module):
 
     def __init__(self, C_pp: int, C_p: int, C: int, reduction_prev: bool, affine: bool):
         super().__init__()
-        if C % 8:
-            raise GdasError(f"the fixed reduction cell needs C divisible by 8 (its convs use 8 groups); "
+        if C % FRC_GROUPS:
+            raise GdasError(f"the fixed reduction cell needs C divisible by {FRC_GROUPS} (its convs use "
+                            f"{FRC_GROUPS} groups); "
                             f"got C={C}: pick C as a multiple of 8")
         self.pre0 = FactorizedReduce(C_pp, C, affine) if reduction_prev else ReLUConvBN(C_pp, C, 1, 1, 0, affine)
         self.pre1 = ReLUConvBN(C_p, C, 1, 1, 0, affine)

@@ -9,7 +9,8 @@ from torch import nn
 
 from gdas.errors import GdasError
 from gdas.spaces.darts.fixed_cell import FixedReductionCell
-from gdas.genotypes import Genotype, Node
+from gdas.spaces.base import Node
+from gdas.spaces.darts.genotype import Genotype
 from gdas.spaces.darts.ops import FactorizedReduce, ReLUConvBN, make_op
 
 

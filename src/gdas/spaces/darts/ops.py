@@ -21,6 +21,7 @@ PRIMITIVES: tuple[str, ...] = (
 
 # Ops without weights: the "parameter-free" share that signals skip-connect collapse.
 PARAMETER_FREE: frozenset[str] = frozenset({"none", "max_pool_3x3", "avg_pool_3x3", "skip_connect"})
+NONE_INDEX = PRIMITIVES.index("none")
 
 
 class Zero(nn.Module):

@@ -8,10 +8,8 @@ import torch
 from torch import nn
 
 from gdas.spaces.darts.fixed_cell import FixedReductionCell
-from gdas.spaces.darts.ops import PRIMITIVES, FactorizedReduce, ReLUConvBN, make_op
+from gdas.spaces.darts.ops import NONE_INDEX, PRIMITIVES, FactorizedReduce, ReLUConvBN, make_op
 from gdas.sampler import SAMPLE_SCOPES, SAMPLERS, CellArch, cell_arch, sample
-
-NONE_INDEX = PRIMITIVES.index("none")
 
 
 def num_edges(steps: int) -> int:

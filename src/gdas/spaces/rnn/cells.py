@@ -8,10 +8,9 @@ import torch
 from torch import nn
 
 from gdas.errors import GdasError
-from gdas.genotypes import RNN_PRIMITIVES, RecurrentGenotype
+from gdas.spaces.rnn.genotype import NONE_INDEX, RNN_PRIMITIVES, RecurrentGenotype
 
 INIT_RANGE = 0.04  # DARTS: uniform(-0.04, 0.04) for every cell matrix
-NONE_INDEX = RNN_PRIMITIVES.index("none")
 # Looked up at call time (not bound at construction), so tests can count which functions run.
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda x: x,

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdas.errors import GdasError
-from gdas.genotypes import RNN_PRIMITIVES, RecurrentGenotype
-from gdas.spaces.rnn.cells import NONE_INDEX, RecurrentCell, RecurrentSearchCell, num_rnn_edges
-from gdas.sampler import SAMPLERS, sample
+from gdas.sampler import SAMPLERS, CellArch, cell_arch, sample
+from gdas.spaces.rnn.cells import RecurrentCell, RecurrentSearchCell, num_rnn_edges
+from gdas.spaces.rnn.genotype import NONE_INDEX, RNN_PRIMITIVES, RecurrentGenotype
 
 EMBED_INIT_RANGE = 0.1
 
@@ -71,15 +71,21 @@ class RNNModel(nn.Module):
         weight = self.encoder.weight
         return weight.new_zeros(bsz, self.nhid)
 
-    def forward(self, input: torch.Tensor, hidden: torch.Tensor, return_h: bool = False, **cell_kwargs: Any):
+    def forward(self, input: torch.Tensor, hidden: torch.Tensor, archs: Optional[list[CellArch]] = None,
+                return_h: bool = False):
         """Log-probabilities (T, B, ntoken) and the new hidden state (B, nhid).
+
+        `archs`: for a search cell, what it computes (`sample_arch`, or a fixed `CellArch`); None for a final cell.
 
         With `return_h`, also the cell's raw outputs and their dropped version (T, B, nhid), for
         activation (AR) and temporal activation (TAR) regularisation.
         """
         emb = embedded_dropout(self.encoder, input, self.dropoute if self.training else 0.0)
         emb = self.lockdrop(emb, self.dropouti)
-        raw, hidden = self.cell(emb, hidden, **cell_kwargs)
+        if archs is None:
+            raw, hidden = self.cell(emb, hidden)
+        else:
+            raw, hidden = self.cell(emb, hidden, archs[0].weights, archs[0].indices)
         dropped = self.lockdrop(raw, self.dropout)
         log_probs = F.log_softmax(self.decoder(dropped), dim=-1)
         if return_h:
@@ -91,9 +97,13 @@ class RNNSearchModel(RNNModel):
     """The search language model: a RecurrentSearchCell and the architecture logits A (edges, 5)."""
 
     def __init__(self, ntoken: int, ninp: int, nhid: int, dropout: float = 0.75, dropouth: float = 0.25,
-                 dropoutx: float = 0.75, dropouti: float = 0.2, dropoute: float = 0.0, steps: int = 8):
+                 dropoutx: float = 0.75, dropouti: float = 0.2, dropoute: float = 0.0, steps: int = 8,
+                 sampler: str = "gdas"):
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
         cell = RecurrentSearchCell(ninp, nhid, dropoutx, dropouth, steps)
         super().__init__(ntoken, ninp, nhid, cell, dropout, None, None, dropouti, dropoute)
+        self.sampler = sampler
         self.arch = nn.Parameter(1e-3 * torch.randn(num_rnn_edges(steps), len(RNN_PRIMITIVES)))
 
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -102,21 +112,21 @@ class RNNSearchModel(RNNModel):
     def weight_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p is not self.arch]
 
-    def sample_arch(self, tau: float, mode: str = "gdas", generator: Optional[torch.Generator] = None,
-                    *, arch_grad: bool = True) -> dict[str, Any]:
-        """Cell keyword arguments for the next forward: `model(x, hidden, **model.sample_arch(...))`.
+    def sample_arch(self, tau: float, *, arch_grad: bool, generator: Optional[torch.Generator] = None
+                    ) -> list[CellArch]:
+        """What the cell computes in the next forward: `model(x, hidden, model.sample_arch(...))`.
 
         gdas: the sampled `indices` with straight-through `weights` (None when `arch_grad` is False:
         the W step runs the sampled cell unscaled); gdas-noaccel: the one-hot `weights` over every
         function; darts: softmax `weights`.
         """
-        if mode not in SAMPLERS:
-            raise ValueError(f"unknown sampler {mode!r}; choose one of {', '.join(SAMPLERS)}")
         with torch.set_grad_enabled(arch_grad and torch.is_grad_enabled()):
-            drawn = sample(self.arch, tau, mode, generator)
-        if mode == "gdas":
-            return {"weights": drawn.weights if arch_grad else None, "indices": drawn.indices}
-        return {"weights": drawn.weights, "indices": None}
+            drawn = sample(self.arch[None], tau, self.sampler, generator)
+        return [cell_arch(drawn, 0, self.sampler, arch_grad)]
+
+    def probabilities(self) -> dict[str, Optional[torch.Tensor]]:
+        with torch.no_grad():
+            return {"recurrent": torch.softmax(self.arch, -1)}
 
     def genotype(self) -> RecurrentGenotype:
         return derive_recurrent(self.arch)
@@ -127,7 +137,12 @@ def derive_recurrent(logits: torch.Tensor) -> RecurrentGenotype:
 
     Ties break towards the earlier input and the earlier function.
     """
-    probs = torch.softmax(logits.detach().float().cpu(), dim=-1)
+    return derive_recurrent_probs(torch.softmax(logits.detach().float().cpu(), dim=-1))
+
+
+def derive_recurrent_probs(probs: torch.Tensor) -> RecurrentGenotype:
+    """`derive_recurrent` from softmax(A) (edges, functions)."""
+    probs = probs.detach().float().cpu().clone()
     rows, cols = probs.shape
     steps = int((math.isqrt(8 * rows + 1) - 1) // 2)
     if cols != len(RNN_PRIMITIVES) or num_rnn_edges(steps) != rows:

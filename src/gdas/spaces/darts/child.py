@@ -8,7 +8,8 @@ from typing import Optional
 import torch
 from torch import nn
 
-from gdas.spaces.darts.supernet import NONE_INDEX, CellArch, SearchCell, SearchNetwork, node_output
+from gdas.spaces.darts.ops import NONE_INDEX
+from gdas.spaces.darts.supernet import CellArch, SearchCell, SearchNetwork, node_output
 
 
 class ChildCell(nn.Module):

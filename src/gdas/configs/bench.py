@@ -1,0 +1,45 @@
+"""The config of `gdas bench search|data`: which space and supernet size, how many samples are timed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from gdas.configs.base import check, check_choice, meta
+from gdas.configs.search import IMAGE_SPACES, SEARCH_PRESETS, SearchConfig
+from gdas.configs.runtime import validate_runtime
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What `gdas bench search|data` measures on: space, supernet size, batch, samples, device settings."""
+
+    space: str = field(default="darts", metadata=meta("search space of the measured supernet", IMAGE_SPACES))
+    device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
+    C: Optional[int] = field(default=None, metadata=meta("initial channels (default: the space's CIFAR-10 search)"))
+    N: Optional[int] = field(default=None, metadata=meta("cells per block (default: the space's CIFAR-10 search)"))
+    batch: int = field(default=64, metadata=meta("images per step"))
+    samples: int = field(default=10, metadata=meta("architecture samples timed (one step per kind each)"))
+    warmup: int = field(default=2, metadata=meta("untimed samples per kind before timing"))
+    threads: Optional[int] = field(default=2, metadata=meta("CPU threads (torch.set_num_threads)"))
+    frc: bool = field(default=False, metadata=meta("darts space: fixed reduction cell (search the normal cell only)"))
+    amp: str = field(default="none", metadata=meta("mixed precision on CUDA", ("none", "bf16")))
+    channels_last: bool = field(default=False, metadata=meta("channels_last memory format"))
+    seed: int = field(default=0, metadata=meta("seed of weights, data and samples"))
+    memory: bool = field(default=True, metadata=meta("measure peak memory (CPU: one child process per kind)"))
+
+    def search_config(self, sampler: str) -> SearchConfig:
+        """The search config `gdas search` would run: the space's CIFAR-10 preset at this size, synthetic data."""
+        base = SEARCH_PRESETS["nb201-cifar10" if self.space == "nb201" else "cifar10"]
+        return SearchConfig(preset="bench", space=self.space, dataset="synthetic", synthetic_train=2 * self.batch,
+                            C=base.C if self.C is None else self.C, N=base.N if self.N is None else self.N,
+                            steps=base.steps, w_nesterov=base.w_nesterov, w_weight_decay=base.w_weight_decay,
+                            frc=self.frc, sampler=sampler, batch_size=self.batch, epochs=1, seed=self.seed,
+                            device=self.device, amp=self.amp, channels_last=self.channels_last, threads=self.threads)
+
+    def validate(self) -> None:
+        check_choice(self.space, IMAGE_SPACES, "--space")
+        check(self.samples >= 1 and self.warmup >= 0,
+              f"--samples must be >= 1 and --warmup >= 0, got {self.samples} and {self.warmup}")
+        validate_runtime(self.device, self.amp, self.threads)
+        self.search_config("gdas").validate()

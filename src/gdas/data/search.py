@@ -1,0 +1,135 @@
+"""The image side of a search: the seeded D_T / D_V split, on-device augmented batches, cross-entropy and accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from gdas.configs.runtime import autocast
+from gdas.data.augment import BatchAugment, batch_indices
+from gdas.data.images import ImageDataset, load_image_dataset
+from gdas.engine import distributed as dist
+from gdas.engine import rundir as files
+from gdas.engine.rundir import RunDir
+from gdas.errors import GdasError
+
+
+def split_indices(n: int, train_portion: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded random split of n training images into D_T and D_V."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    cut = int(round(n * train_portion))
+    if cut < 1 or cut >= n:
+        raise GdasError(f"cannot split {n} images into D_T/D_V with --train-portion {train_portion}; "
+                        "use more images or a portion nearer 0.5")
+    return order[:cut].sort().values, order[cut:].sort().values
+
+
+def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy (in float32 under autocast) and the number of correct predictions, both on the device."""
+    return F.cross_entropy(logits.float(), y), (logits.argmax(1) == y).sum()
+
+
+def load_search_data(cfg: Any) -> ImageDataset:
+    data = load_image_dataset(cfg.dataset, cfg.data_dir, synthetic_train=cfg.synthetic_train, seed=cfg.seed)
+    if cfg.train_subset is not None and cfg.train_subset < len(data.train_y):
+        data = data.subset(cfg.train_subset, None, torch.Generator().manual_seed(cfg.seed))
+    return data
+
+
+class ImageSearchData:
+    """D_T / D_V batches of one image search (see `search.SearchData`): sums are (loss, correct) per step."""
+
+    kind = "search"
+    n_stats = 2
+    unit = "images"
+
+    def __init__(self, cfg: Any, data: ImageDataset, split: tuple[torch.Tensor, torch.Tensor], device: torch.device):
+        self.cfg, self.device, self.ctx = cfg, device, dist.context()
+        self.local_batch = dist.local_batch(cfg.batch_size, self.ctx)
+        self.dataset_name = cfg.dataset
+        self.data = data.to(device)
+        self.num_classes, self.in_channels = data.num_classes, data.channels
+        self.d_t, self.d_v = split
+        self.augment = BatchAugment(data.mean, data.std, crop_padding=cfg.crop_padding, flip=cfg.flip,
+                                    cutout=cfg.cutout, channels_last=cfg.channels_last)
+        # Every rank draws the same batch order; the augmentation differs per rank.
+        self.order_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2 + self.ctx.rank)
+        self.indices: dict[str, torch.Tensor] = {}
+
+    def describe(self) -> str:
+        return f"{self.dataset_name} C={self.cfg.C} N={self.cfg.N}"
+
+    def _epoch_indices(self, split: torch.Tensor, batches: list[torch.Tensor], steps: int) -> torch.Tensor:
+        """(steps, local batch) image indices of this rank for an epoch, moved to the device in one copy."""
+        rows = split[torch.stack(batches[:steps])]
+        return dist.shard(rows, self.ctx, dim=1).to(self.device)
+
+    def start_epoch(self, epoch: int) -> int:
+        cfg = self.cfg
+        t_batches = batch_indices(len(self.d_t), cfg.batch_size, self.order_gen, drop_last=True)
+        v_batches = batch_indices(len(self.d_v), cfg.batch_size, self.order_gen, drop_last=True)
+        steps = min(len(t_batches), len(v_batches), cfg.steps_per_epoch or 10 ** 12)
+        if steps == 0:
+            raise GdasError(f"--batch-size {cfg.batch_size} is larger than D_T/D_V ({len(self.d_t)}/"
+                            f"{len(self.d_v)} images); lower it or use more data")
+        self.indices = {"w": self._epoch_indices(self.d_t, t_batches, steps),
+                        "a": self._epoch_indices(self.d_v, v_batches, steps)}
+        return steps
+
+    def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Augmented images and labels at device-resident training-set `indices`."""
+        return self.augment(self.data.train_x[indices], self.aug_gen), self.data.train_y[indices]
+
+    def loss(self, model: torch.nn.Module, archs: list, phase: str, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.batch_loss(model, archs, *self.batch(self.indices[phase][step]))
+
+    def batch_loss(self, model: torch.nn.Module, archs: list, x: torch.Tensor, y: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(self.device, self.cfg.amp):
+            logits = model(x, archs)
+        loss, correct = loss_and_correct(logits, y)
+        return loss, torch.stack([loss.detach(), correct.float()])
+
+    def progress(self, sums: list[float], steps_done: int) -> dict[str, float]:
+        return {"loss": sums[0] / steps_done, "acc": sums[1] / (steps_done * self.local_batch),
+                "per_s": 2 * steps_done * self.cfg.batch_size}
+
+    def epoch_metrics(self, task: Any, epoch: int, totals: list[float], steps: int, elapsed: float
+                      ) -> dict[str, Any]:
+        n, world = steps * self.cfg.batch_size, self.ctx.world_size
+        return {"train_loss": totals[0] / (steps * world), "train_acc": totals[1] / n,
+                "valid_loss": totals[2] / (steps * world), "valid_acc": totals[3] / n,
+                "images_per_s": 2 * n / elapsed}
+
+    def summary(self, last: dict[str, Any]) -> dict[str, Any]:
+        return {"final_valid_acc": last.get("valid_acc"), "final_train_acc": last.get("train_acc")}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.order_gen.set_state(state["order_gen"])
+        self.aug_gen.set_state(state["aug_gen"])
+
+
+def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: bool) -> tuple[ImageSearchData, RunDir]:
+    """The data and run directory of an image search: a new run writes its split, a resumed one reads it."""
+    from gdas.search import new_run_dir
+
+    ctx = dist.context()
+    dist.local_batch(cfg.batch_size, ctx)  # every rank fails alike on a batch that does not split
+    if resume_run:
+        run, _ = RunDir.open_existing(out, ImageSearchData.kind, writer=ctx.is_main)
+    data = load_search_data(cfg)  # a missing dataset fails before a new run folder exists
+    if resume_run:
+        split_json = run.read_json(files.SPLIT)
+        split = (torch.tensor(split_json["train"]), torch.tensor(split_json["valid"]))
+    else:
+        split = split_indices(len(data.train_y), cfg.train_portion, cfg.seed)
+        run = new_run_dir(out, ImageSearchData.kind, cfg, device)
+        run.write_json(files.SPLIT, {"seed": cfg.seed, "train": split[0].tolist(), "valid": split[1].tolist()})
+    return ImageSearchData(cfg, data, split, device), run

@@ -1,0 +1,121 @@
+"""The DARTS CNN space's registration: supernet, derivation, final networks, drawing and sizes of its genotypes."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+
+from gdas.errors import GdasError
+from gdas.flops import count_mult_adds, count_parameters
+from gdas.reporting.draw import INPUT, NODE, OUTPUT, DotGraph
+from gdas.spaces.base import Node, SearchSpace
+from gdas.spaces.darts.child import child_network
+from gdas.spaces.darts.derive import derive_genotype
+from gdas.spaces.darts.fixed_cell import FRC_GROUPS
+from gdas.spaces.darts.genotype import PUBLISHED, Genotype
+from gdas.spaces.darts.networks import build_network as _build_network
+from gdas.spaces.darts.ops import PARAMETER_FREE, PRIMITIVES
+from gdas.spaces.darts.supernet import SearchNetwork
+
+# dataset -> (input channels, resolution, classes) of the size reports (`gdas info`).
+INFO_DATASETS: dict[str, tuple[int, int, int]] = {
+    "cifar10": (3, 32, 10),
+    "cifar100": (3, 32, 100),
+    "imagenet": (3, 224, 1000),
+    "fashion-mnist": (1, 28, 10),
+}
+
+
+def check_channels(genotype: Genotype, C: int) -> None:
+    """The fixed reduction cell runs at 2C and 4C channels in FRC_GROUPS groups: 2C must divide by them."""
+    if genotype.fixed_reduction and (2 * C) % FRC_GROUPS:
+        raise GdasError(f"the fixed reduction cell needs 2C divisible by {FRC_GROUPS} (its convolutions use "
+                        f"{FRC_GROUPS} groups), so --C must be divisible by {FRC_GROUPS // 2}; got C={C}")
+
+
+def build_supernet(cfg: Any, num_classes: int, in_channels: int) -> SearchNetwork:
+    return SearchNetwork(cfg.C, cfg.N, num_classes, in_channels=in_channels, steps=cfg.steps, frc=cfg.frc,
+                         sampler=cfg.sampler, sample_scope=cfg.sample_scope)
+
+
+def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any) -> Genotype:
+    normal = probs["normal"]
+    assert normal is not None
+    return derive_genotype(normal, probs.get("reduce"), steps=cfg.steps)
+
+
+def build_network(genotype: Genotype, *, dataset: str, C: int, N: int, num_classes: int, auxiliary: bool = False,
+                  in_channels: int = 3) -> nn.Module:
+    """The CIFAR layout (ImageNet-mobile for dataset "imagenet"); forward gives (logits, auxiliary logits)."""
+    check_channels(genotype, C)
+    return _build_network(genotype, dataset, C, N, num_classes, auxiliary, in_channels)
+
+
+def info(genotype: Genotype, dataset: str, C: int, N: int) -> dict[str, Any]:
+    """Size of the final network: params (M, without / with the auxiliary head), mult-adds (M, one image)."""
+    key = dataset.lower()
+    if key not in INFO_DATASETS:
+        raise GdasError(f"unknown dataset {dataset!r} for a DARTS network's size; choose one of "
+                        f"{', '.join(INFO_DATASETS)}")
+    channels, size, classes = INFO_DATASETS[key]
+    model = build_network(genotype, dataset=key, C=C, N=N, num_classes=classes, auxiliary=True, in_channels=channels)
+    return {"params_M": count_parameters(model) / 1e6, "params_aux_M": count_parameters(model, exclude=()) / 1e6,
+            "mult_adds_M": count_mult_adds(model, (channels, size, size)) / 1e6, "C": C, "N": N, "dataset": key,
+            "input_size": size}
+
+
+# FIX-R (SPEC / paper Fig. 3): each input feeds one conv branch and one pool branch, all concatenated.
+_FIXR_CONV = f"conv_1x3_3x1 (groups {FRC_GROUPS}, stride 2)\nconv_1x1"
+_FIXR_POOL = "max_pool_3x3 (stride 2)"
+
+
+
+def _cnn_dot(nodes: Sequence[Node], concat: Iterable[int], title: str) -> str:
+    inputs = ("c_{k-2}", "c_{k-1}")
+
+    def name(index: int) -> str:  # genotype node index -> drawn name (intermediates count from 0)
+        return inputs[index] if index < 2 else str(index - 2)
+
+    g = DotGraph(title)
+    for inp in inputs:
+        g.node(inp, INPUT)
+    for i in range(len(nodes)):
+        g.node(str(i), NODE)
+    for i, node in enumerate(nodes):
+        for op, src in node:
+            g.edge(name(src), str(i), op)
+    g.node("c_{k}", OUTPUT)
+    for index in concat:
+        g.edge(name(index), "c_{k}")
+    return g.text()
+
+
+def _fixed_reduce_dot() -> str:
+    g = DotGraph("reduce")
+    for inp in ("c_{k-2}", "c_{k-1}"):
+        g.node(inp, INPUT)
+    branches = [("c_{k-2}", _FIXR_CONV), ("c_{k-1}", _FIXR_CONV),
+                ("c_{k-2}", _FIXR_POOL), ("c_{k-1}", _FIXR_POOL)]
+    for i, (src, op) in enumerate(branches):
+        g.node(str(i), NODE)
+        g.edge(src, str(i), op)
+    g.node("c_{k}", OUTPUT, label="c_{k} (concat, FIX-R)")
+    for i in range(len(branches)):
+        g.edge(str(i), "c_{k}")
+    return g.text()
+
+
+
+def dot(genotype: Genotype) -> dict[str, str]:
+    reduce = (_fixed_reduce_dot() if genotype.reduce is None
+              else _cnn_dot(genotype.reduce, genotype.reduce_concat or (), "reduce"))
+    return {"normal": _cnn_dot(genotype.normal, genotype.normal_concat, "normal"), "reduce": reduce}
+
+
+SPACE = SearchSpace(
+    name="darts", description="DARTS CNN cells: normal + reduction (or the fixed reduction cell), 8 ops, 14 edges",
+    data="image", ops=PRIMITIVES, param_free=PARAMETER_FREE, genotype_kind=Genotype.kind,
+    build_supernet=build_supernet, derive=derive, parse=Genotype.parse, from_json=Genotype.from_json,
+    build_network=build_network, dot=dot, published=PUBLISHED, info=info, child=child_network)

@@ -1,0 +1,66 @@
+"""The NAS-Bench-201 space's registration: supernet, argmax derivation, inference network, drawing, sizes."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import torch
+from torch import nn
+
+from gdas.reporting.draw import INPUT, NODE, OUTPUT, DotGraph
+from gdas.spaces.base import SearchSpace
+from gdas.spaces.nb201.child import child_network
+from gdas.spaces.nb201.cost import nb201_info
+from gdas.spaces.nb201.derive import derive_nb201
+from gdas.spaces.nb201.genotype import NB201_REGISTRY, NB201Genotype
+from gdas.spaces.nb201.networks import NB201Network
+from gdas.spaces.nb201.ops import NB201_OPS, PARAM_FREE
+from gdas.spaces.nb201.supernet import NB201SearchNetwork
+
+
+def build_supernet(cfg: Any, num_classes: int, in_channels: int) -> NB201SearchNetwork:
+    return NB201SearchNetwork(cfg.C, cfg.N, num_classes, in_channels=in_channels, steps=cfg.steps,
+                              sampler=cfg.sampler, sample_scope=cfg.sample_scope)
+
+
+def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any) -> NB201Genotype:
+    cell = probs["cell"]
+    assert cell is not None
+    return derive_nb201(cell)
+
+
+def parse(text: str) -> Optional[NB201Genotype]:
+    """NB201's string form, or None when the text is not meant as one."""
+    return NB201Genotype.parse(text) if NB201Genotype.looks_like(text) else None
+
+
+def build_network(genotype: NB201Genotype, *, dataset: str = "cifar10", C: int = 16, N: int = 5,
+                  num_classes: int = 10, auxiliary: bool = False, in_channels: int = 3) -> nn.Module:
+    """The NB201 inference network; forward gives (logits, None). It has no auxiliary head."""
+    return NB201Network(genotype, C, N, num_classes, in_channels)
+
+
+def info(genotype: NB201Genotype, dataset: str, C: int, N: int) -> dict[str, Any]:
+    return nb201_info(genotype, dataset, C=C, N=N)
+
+
+def dot(genotype: NB201Genotype) -> dict[str, str]:
+    """The cell: node 0 is its input, the last node its output; every edge drawn with its op (`none` too)."""
+    g = DotGraph("cell")
+    last = len(genotype.nodes)
+    g.node("0", INPUT, label="in (0)")
+    for i in range(1, last):
+        g.node(str(i), NODE)
+    g.node(str(last), OUTPUT, label=f"out ({last})")
+    for op, src, dst in genotype.edges:
+        g.edge(str(src), str(dst), op)
+    return {"cell": g.text()}
+
+
+SPACE = SearchSpace(
+    name="nb201", description="NAS-Bench-201 cells: 4 nodes, 6 edges, 5 ops; argmax on every edge",
+    data="image", ops=NB201_OPS, param_free=PARAM_FREE, genotype_kind=NB201Genotype.kind,
+    build_supernet=build_supernet, derive=derive, parse=parse, from_json=NB201Genotype.from_json,
+    build_network=build_network, dot=dot,
+    published={name: NB201Genotype.parse(arch) for name, arch in NB201_REGISTRY.items()}, info=info,
+    child=child_network)
