@@ -11,12 +11,9 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from gdas.errors import GdasError
-from gdas.genotypes import RNN_PRIMITIVES
-from gdas.spaces.darts.ops import PARAMETER_FREE
+from gdas.genotypes import genotype_from_json
 from gdas.reporting.runview import RunView, edge_labels, epoch_of
-
-# Recurrent ops without weights of their own (every recurrent edge has a projection, these add nothing).
-RNN_PARAMETER_FREE: frozenset[str] = frozenset({"none", "identity"})
+from gdas.spaces import all_spaces, space_of
 DPI = 80
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]
 
@@ -32,8 +29,11 @@ class Plot:
 
 # -- numbers behind the plots ---------------------------------------------------------------------
 def parameter_free_ops(ops: Sequence[str]) -> frozenset[str]:
-    """The parameter-free ops among `ops` (RNN: none and identity; CNN: none, pools, skip)."""
-    return RNN_PARAMETER_FREE if tuple(ops) == RNN_PRIMITIVES else PARAMETER_FREE & frozenset(ops)
+    """The parameter-free ops of the space whose op list is `ops` (empty for an unknown list)."""
+    for space in all_spaces().values():
+        if tuple(ops) == space.ops:
+            return space.param_free
+    return frozenset()
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:
@@ -50,15 +50,13 @@ def parameter_free_mass(probs: np.ndarray, ops: Sequence[str]) -> np.ndarray:
 
 def genotype_parameter_free_share(genotype_json: Mapping[str, Any]) -> dict[str, float]:
     """Per cell type, the fraction of a genotype's chosen ops that are parameter-free."""
-    free = RNN_PARAMETER_FREE if "recurrent" in genotype_json else PARAMETER_FREE
-    shares = {}
-    for cell in ("normal", "reduce", "recurrent"):
-        nodes = genotype_json.get(cell)
-        if isinstance(nodes, list):
-            chosen = [pair[0] for node in nodes for pair in node]
-            if chosen:
-                shares[cell] = sum(op in free for op in chosen) / len(chosen)
-    return shares
+    try:
+        genotype = genotype_from_json(dict(genotype_json))
+    except GdasError:  # a damaged record: nothing to plot for it
+        return {}
+    free = space_of(genotype).param_free
+    return {cell: sum(op in free for op in chosen) / len(chosen)
+            for cell, chosen in genotype.cell_ops().items() if chosen}
 
 
 # -- figures ----------------------------------------------------------------------------------------

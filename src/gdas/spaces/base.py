@@ -23,6 +23,8 @@ class GenotypeLike(Protocol):
 
     def param_free_count(self) -> int: ...
 
+    def cell_ops(self) -> dict[str, list[str]]: ...  # the chosen ops of each cell, by cell name
+
 
 class Supernet(Protocol):
     """What Algorithm 1 needs from a space's search network (the same in every space)."""

@@ -39,6 +39,11 @@ class Genotype:
         """Parameter-free ops of the normal cell (the cell that collapses to skip connections)."""
         return count_param_free(self.normal, PARAMETER_FREE)
 
+    def cell_ops(self) -> dict[str, list[str]]:
+        """The chosen ops of each searched cell (the fixed reduction cell has none)."""
+        cells = {"normal": self.normal} if self.reduce is None else {"normal": self.normal, "reduce": self.reduce}
+        return {name: [op for node in nodes for op, _ in node] for name, nodes in cells.items()}
+
     def to_json(self) -> dict[str, Any]:
         return {
             "type": "cnn",

@@ -50,6 +50,10 @@ class NB201Genotype:
         """Edges whose op has no weights (none, skip_connect, avg_pool_3x3): a collapse indicator."""
         return sum(op in PARAM_FREE for op, _, _ in self.edges)
 
+    def cell_ops(self) -> dict[str, list[str]]:
+        """The op of every edge of the cell (`none` included: NB201 keeps it)."""
+        return {"cell": [op for op, _, _ in self.edges]}
+
     def to_json(self) -> dict[str, Any]:
         return {"type": self.kind, "arch": str(self)}
 

@@ -31,6 +31,9 @@ class RecurrentGenotype:
     def param_free_count(self) -> int:
         return count_param_free(self.recurrent, RNN_PARAMETER_FREE)
 
+    def cell_ops(self) -> dict[str, list[str]]:
+        return {"recurrent": [op for node in self.recurrent for op, _ in node]}
+
     def to_json(self) -> dict[str, Any]:
         return {"type": "rnn", "recurrent": nodes_json(self.recurrent), "concat": list(self.concat)}
 
