@@ -105,10 +105,21 @@ def test_impossible_options_raise(changes, match):
         cfg.validate()
 
 
-def test_valid_edge_values_pass():
-    for changes in ({"frc": True, "C": 16}, {"device": "cuda:1"}, {"device": "cpu", "threads": 1},
-                    {"tau_max": 0.5, "tau_min": 0.5}, {"batch_size": 1}):
-        base.resolve(SEARCH_PRESETS, "smoke", changes).validate()
+@pytest.mark.parametrize("edge, beyond, match", [
+    ({"frc": True, "C": 16}, {"frc": True, "C": 12}, "divisible by 8"),
+    ({"device": "cuda:1"}, {"device": "gpu:1"}, "--device"),
+    ({"device": "cpu", "threads": 1}, {"device": "cpu", "threads": 0}, "--threads"),
+    ({"tau_max": 0.5, "tau_min": 0.5}, {"tau_max": 0.5, "tau_min": 0.51}, "--tau-max"),
+    ({"batch_size": 1}, {"batch_size": 0}, "--batch-size"),
+    ({"train_subset": 2}, {"train_subset": 1}, "--train-subset"),
+    ({"train_portion": 0.99}, {"train_portion": 0.0}, "--train-portion"),
+])
+def test_valid_edge_values_pass_and_one_step_beyond_fails(edge, beyond, match):
+    cfg = base.resolve(SEARCH_PRESETS, "smoke", edge)
+    assert {k: getattr(cfg, k) for k in edge} == edge  # the overrides reached the config
+    cfg.validate()
+    with pytest.raises(GdasError, match=match):
+        base.resolve(SEARCH_PRESETS, "smoke", beyond).validate()
 
 
 def test_json_round_trip():

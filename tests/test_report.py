@@ -198,17 +198,24 @@ def write_run(path: Path, kind: str, config: dict, metrics: list[dict], summary:
     return path
 
 
-def test_training_run_shows_error_params_and_mult_adds(tmp_path: Path, fast_render) -> None:
+# A run from before validation parts (best picked on test), and one with a validation part.
+_OLD_BEST = {"best_top1_err": 38.0}
+_VALID_BEST = {"best_epoch": 1, "best_valid_top1_err": 35.0, "best_test_top1_err": 38.0}
+
+
+@pytest.mark.parametrize("best", [_OLD_BEST, _VALID_BEST], ids=["old-summary", "valid-summary"])
+def test_training_run_shows_error_params_and_mult_adds(tmp_path: Path, fast_render, best) -> None:
     metrics = [{"epoch": e, "train_loss": 2 - e / 2, "train_acc": 0.3 + e / 10, "test_loss": 2.1 - e / 3,
                 "top1_err": 60 - 10 * e, "top5_err": 20 - 5 * e, "lr": 0.025, "epoch_time_s": 1.0,
                 "wall_time_s": 1.0 + e} for e in range(3)]
-    summary = {"kind": "train", "params_M": 3.31, "mult_adds_M": 519.0, "best_top1_err": 40.0,
+    summary = {"kind": "train", "params_M": 3.31, "mult_adds_M": 519.0, **best,
                "final_top1_err": 40.0, "wall_time_s": 3.0, "device": "cpu", "complete": True}
     run = write_run(tmp_path / "train", "train", {"genotype": "GDAS", "epochs": 3}, metrics, summary)
     html = report.write_report([run]).read_text()
     results = html[html.index('id="run0-results"'):html.index('id="run0-cells"')]
-    for text in ("params_M", "3.31", "mult_adds_M", "519", "final_top1_err", "complete (3/3 epochs)"):
+    for text in ("params_M", "3.31", "mult_adds_M", "519", "final_top1_err", "complete (3/3 epochs)", *best):
         assert text in results, text
+    assert all(results.index("final_top1_err") < results.index(key) for key in best)  # the test headline first
     assert str(REGISTRY["GDAS"]) in html and "from the config: GDAS" in html
     assert 'id="run0-heatmaps"' not in html and ">Cost<" in html
     names = {p.name for p in (run / "plots").glob("*.png")}

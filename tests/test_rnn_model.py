@@ -1,6 +1,8 @@
 """Language models, dropouts, T=1 derivation, parameter counts, perplexity and NT-ASGD."""
 
 import math
+import random
+from typing import Optional
 
 import pytest
 import torch
@@ -136,13 +138,49 @@ def quadratic_step(opt, p):
     opt.step()
 
 
-def test_ntasgd_switches_when_validation_stops_improving():
+def awd_lstm_switch_epoch(losses: list[float], nonmono: int) -> Optional[int]:
+    """The epoch AWD-LSTM's main.py switches to ASGD at, written out: before recording this epoch's loss,
+    switch when more than `nonmono` losses are recorded and this one is worse than the lowest of the
+    recorded ones except the last `nonmono`."""
+    recorded: list[float] = []
+    for epoch, loss in enumerate(losses):
+        if len(recorded) > nonmono:
+            lowest = recorded[0]
+            for i in range(len(recorded) - nonmono):
+                lowest = min(lowest, recorded[i])
+            if loss > lowest:
+                return epoch
+        recorded.append(loss)
+    return None
+
+
+@pytest.mark.parametrize("nonmono", [0, 1, 2, 3, 5, 8])
+def test_ntasgd_switch_follows_awd_lstm_over_random_loss_sequences(nonmono):
+    rng = random.Random(nonmono)
+    switches = set()
+    for _ in range(300):
+        # A noisy downward trend on a coarse grid: early rises, late rises and ties all occur.
+        losses = [round(5 - 0.05 * i + rng.uniform(-1, 1), 1) for i in range(rng.randint(1, 16))]
+        opt = NTASGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, nonmono=nonmono)
+        switched = [opt.step_epoch(v) for v in losses]
+        expected = awd_lstm_switch_epoch(losses, nonmono)
+        assert switched == [epoch == expected for epoch in range(len(losses))], (losses, nonmono)
+        assert opt.averaging == (expected is not None) and opt.history == losses
+        switches.add(expected)
+    assert None in switches and nonmono + 1 in switches  # both outcomes, down to the earliest possible epoch
+
+
+def test_ntasgd_ignores_a_history_no_longer_than_nonmono():
+    # The ptb/wt2 value: rising losses cannot switch until more than 5 earlier ones are recorded.
+    opt = NTASGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1, nonmono=5)
+    assert [opt.step_epoch(v) for v in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0)] == [False] * 6
+    assert opt.step_epoch(1.5) is True  # the 7th: worse than 1.0, the best before the last five
+
+
+def test_ntasgd_switch_builds_awd_lstm_asgd():
     p = torch.nn.Parameter(torch.zeros(2))
-    opt = NTASGD([p], lr=0.1, weight_decay=1e-4, nonmono=2)
-    # Switch once the history holds > 2 losses and the new one is worse than the best before the last 2.
-    losses = [5.0, 4.0, 3.0, 3.2, 3.1, 3.5, 9.0]
-    switched = [opt.step_epoch(v) for v in losses]
-    assert switched == [False, False, False, False, False, True, False]
+    opt = NTASGD([p], lr=0.1, weight_decay=1e-4, nonmono=0)
+    assert [opt.step_epoch(v) for v in (5.0, 6.0)] == [False, True]
     assert isinstance(opt.optimizer, torch.optim.ASGD) and opt.averaging
     group = opt.param_groups[0]
     assert (group["lr"], group["t0"], group["lambd"], group["weight_decay"]) == (0.1, 0, 0.0, 1e-4)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cli_helpers import expect_error
+
 from gdas.engine import distributed as dist
 from gdas.cli.main import main
 from gdas.configs import base
@@ -17,8 +19,9 @@ from gdas.configs.train import TRAIN_PRESETS, TrainConfig
 from gdas.errors import GdasError
 from gdas.genotypes import REGISTRY
 from gdas.engine.rundir import RunDir
+from gdas.data.images import load_image_dataset
 from gdas.spaces.darts.space import check_channels
-from gdas.train import (TrainTask, batch_source, drop_path_at, lr_at, smoothed_cross_entropy,
+from gdas.train import (TEST_KEYS, VALID_KEYS, TrainTask, batch_source, drop_path_at, lr_at, smoothed_cross_entropy,
                         topk_correct, training_loss)
 
 FAST = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", "--batch", "8",
@@ -110,6 +113,10 @@ def test_every_preset_validates_and_follows_the_paper():
     ({"drop_path_prob": 1.0}, "--drop-path-prob"),
     ({"C": 7}, "even"),
     ({"lr_min": 1.0}, "--lr-min"),
+    ({"valid_portion": 0.0}, "--valid-portion must be in"),
+    ({"valid_portion": 1.0}, "--valid-portion must be in"),
+    ({"valid_portion": float("nan")}, "--valid-portion must be in"),
+    ({"dataset": "imagenet", "data_dir": "x", "valid_portion": 0.1}, "ImageNet folders are not supported"),
 ])
 def test_bad_configs_are_one_line_errors(changes, needle):
     with pytest.raises(GdasError, match=needle):
@@ -154,11 +161,57 @@ def test_auxiliary_head_runs_only_in_training():
     assert task.model(x)[1] is None
 
 
-def test_eval_every_skips_evaluation_but_not_the_last_epoch():
-    task = _task(epochs=3, eval_every=2)
-    assert task.run_epoch(0)["top1_err"] is None
-    assert task.run_epoch(1)["top1_err"] is not None
-    assert task.run_epoch(2)["top1_err"] is not None
+@pytest.mark.parametrize("valid_portion", [None, 0.25])
+def test_eval_every_skips_evaluation_but_not_the_last_epoch(valid_portion):
+    task = _task(epochs=3, eval_every=2, valid_portion=valid_portion)
+    keys = (VALID_KEYS if valid_portion else ()) + TEST_KEYS
+    skipped = task.run_epoch(0)
+    assert {k: skipped[k] for k in keys} == dict.fromkeys(keys)
+    assert valid_portion or not any(k.startswith("valid") for k in skipped)  # no validation part: no such metric
+    for epoch in (1, 2):  # epoch 1 as (1 + 1) % 2 == 0, epoch 2 as the last
+        metrics = task.run_epoch(epoch)
+        again = task.evaluate()  # the weights the epoch ended with: the figures it reported
+        if valid_portion:
+            again |= task.evaluate(valid=True)
+        assert set(again) == set(keys) and {k: metrics[k] for k in keys} == again
+        assert 0 <= metrics["top5_err"] <= metrics["top1_err"] <= 1 and metrics["test_loss"] > 0
+
+
+def test_valid_portion_holds_out_a_seeded_part_of_the_training_images():
+    task = _task(valid_portion=0.25)
+    full = load_image_dataset("synthetic", synthetic_train=16, synthetic_test=8, seed=task.cfg.seed)
+    train, valid = task.data.split
+    assert len(valid) == 4 and sorted(torch.cat([train, valid]).tolist()) == list(range(16))
+    assert torch.equal(task.data.train_x, full.train_x[train]) and torch.equal(task.data.valid_y, full.train_y[valid])
+    assert torch.equal(task.data.test_x, full.test_x)
+    steps, batches = task.data.train_batches(0, None)
+    assert steps == 12 // 8 and all(len(y) == 8 for _, y in batches)  # drawn from the 12 training-part images
+    assert torch.equal(_task(valid_portion=0.25).data.split[1], valid)  # the same seed, the same part
+    assert not torch.equal(_task(valid_portion=0.25, seed=1).data.split[1], valid)
+    assert _task().data.split is None and len(_task().data.train_y) == 16
+    with pytest.raises(GdasError, match="--valid-portion 0.01"):  # round(16 x 0.01) = 0 validation images
+        _task(valid_portion=0.01)
+    # A resumed run passes the split it stored; one that does not fit the data is refused.
+    cfg, cpu, ctx = task.cfg, torch.device("cpu"), dist.context()
+    stored = (torch.arange(4, 16), torch.arange(4))
+    assert batch_source(cfg, cpu, ctx, stored).split is stored
+    with pytest.raises(GdasError, match="data changed"):
+        batch_source(cfg, cpu, ctx, (torch.arange(4, 20), torch.arange(4)))
+
+
+def test_best_is_picked_on_validation_never_on_test(tmp_path: Path):
+    task, run = _task(valid_portion=0.25), RunDir(tmp_path / "valid")
+    for epoch, (valid, test) in enumerate([(0.5, 0.9), (0.3, 0.95), (0.3, 0.1), (0.4, 0.0)]):
+        task.after_epoch(epoch, {"valid_top1_err": valid, "valid_top5_err": valid / 2, "top1_err": test,
+                                 "top5_err": test / 2}, run)
+    task.after_epoch(4, dict.fromkeys(VALID_KEYS + TEST_KEYS), run)  # an epoch without evaluation
+    expected = {"epoch": 1, "valid_top1_err": 0.3, "valid_top5_err": 0.15, "test_top1_err": 0.95,
+                "test_top5_err": 0.475}  # the earliest lowest validation error, whatever the test error
+    assert task.best == expected
+    assert {k: v for k, v in run.load_checkpoint("best.pt").items() if k != "task"} == expected
+    plain, plain_run = _task(), RunDir(tmp_path / "plain")
+    plain.after_epoch(0, {"test_loss": 0.1, "top1_err": 0.0, "top5_err": 0.0}, plain_run)
+    assert plain.best == {"epoch": -1} and not plain_run.file("best.pt").exists()
 
 
 def test_checkpoint_of_another_genotype_is_refused():
@@ -170,9 +223,10 @@ def test_checkpoint_of_another_genotype_is_refused():
         other.load_state_dict(state)
 
 
-def test_killed_training_resumes_to_the_same_weights(tmp_path: Path, monkeypatch, capsys):
+@pytest.mark.parametrize("valid", [[], ["--valid-portion", "0.25"]], ids=["no-valid", "valid"])
+def test_killed_training_resumes_to_the_same_weights(tmp_path: Path, monkeypatch, capsys, valid):
     full, killed = tmp_path / "full", tmp_path / "killed"
-    args = (*FAST, "--epochs", "3")
+    args = (*FAST, "--epochs", "3", *valid)
     assert main(["train", *args, "--out", str(full)]) == 0
 
     saves = {"n": 0}
@@ -191,6 +245,12 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path: Path, monkeypatch
     assert not (killed / "summary.json").exists()
     with open(killed / "metrics.jsonl", "a") as handle:  # a half-finished epoch's line must not survive
         handle.write(json.dumps({"epoch": 2, "train_loss": 99.0}) + "\n")
+    if valid:  # the resumed run reads the split it drew: a damaged split.json stops it
+        split = (killed / "split.json").read_text()
+        (killed / "split.json").write_text("{}")
+        capsys.readouterr()
+        expect_error(capsys, "train", "--resume", killed, "--no-progress", "--no-report", contains="split.json")
+        (killed / "split.json").write_text(split)
     assert main(["train", "--resume", str(killed), "--no-progress", "--no-report"]) == 0
 
     a, b = RunDir(full).load_checkpoint()["task"], RunDir(killed).load_checkpoint()["task"]
@@ -198,7 +258,16 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path: Path, monkeypatch
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     metrics = [RunDir(out).read_jsonl("metrics.jsonl") for out in (full, killed)]
     assert [m["epoch"] for m in metrics[1]] == [0, 1, 2]
-    assert [m["top1_err"] for m in metrics[0]] == [m["top1_err"] for m in metrics[1]]
-    assert [m["train_loss"] for m in metrics[0]] == [m["train_loss"] for m in metrics[1]]
+    timeless = [[{k: v for k, v in m.items() if "time" not in k and k != "images_per_s"} for m in run]
+                for run in metrics]
+    assert timeless[0] == timeless[1] and ("valid_top1_err" in timeless[0][0]) == bool(valid)
+    summaries = [{k: v for k, v in RunDir(out).read_json("summary.json").items() if k != "wall_time_s"}
+                 for out in (full, killed)]
+    assert summaries[0] == summaries[1]
+    if not valid:  # nothing to pick the best on: the result is the last weights
+        assert not (full / "best.pt").exists() and not (killed / "best.pt").exists()
+        return
+    assert (full / "split.json").read_text() == (killed / "split.json").read_text()
     best = [RunDir(out).load_checkpoint("best.pt") for out in (full, killed)]
-    assert best[0]["epoch"] == best[1]["epoch"] and best[0]["top1_err"] == best[1]["top1_err"]
+    assert best[0]["epoch"] == best[1]["epoch"] == summaries[0]["best_epoch"]
+    assert all(torch.equal(best[0]["task"]["model"][k], best[1]["task"]["model"][k]) for k in a["model"])

@@ -10,9 +10,13 @@ import pytest
 import torch
 
 from cli_helpers import expect_error, run_cli
+from gdas.cli.train import print_summary
+from gdas.configs.train import TrainConfig
+from gdas.engine.distributed import Context
 from gdas.export import load_trained
 from gdas.genotypes import REGISTRY, save_genotype
-from gdas.engine.rundir import RunDir
+from gdas.engine.rundir import RunDir, stored_config
+from gdas.train import KIND, TrainTask, batch_source, read_split
 
 FAST = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", "--batch", "8",
         "--synthetic-train", "16", "--synthetic-test", "8"]
@@ -20,8 +24,9 @@ FAST = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
+    """Three epochs with a quarter of the training images held out for validation."""
     out = tmp_path_factory.mktemp("train") / "smoke"
-    assert run_cli("train", *FAST, "--out", out) == 0
+    assert run_cli("train", *FAST, "--epochs", "3", "--valid-portion", "0.25", "--out", out) == 0
     return out
 
 
@@ -29,24 +34,55 @@ def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_smoke_training_writes_a_complete_run(smoke_run: Path):
-    for name in ("config.json", "genotype.json", "metrics.jsonl", "checkpoint.pt", "best.pt", "summary.json"):
+def test_smoke_training_writes_a_complete_run(smoke_run: Path, capsys):
+    for name in ("config.json", "genotype.json", "split.json", "metrics.jsonl", "checkpoint.pt", "best.pt",
+                 "summary.json"):
         assert (smoke_run / name).is_file(), name
     assert list((smoke_run / "tb").glob("events.out.tfevents.*"))
     config = json.loads((smoke_run / "config.json").read_text())
     assert config["kind"] == "train" and config["config"]["preset"] == "smoke"
+    split = json.loads((smoke_run / "split.json").read_text())
+    assert len(split["valid"]) == 4 and sorted(split["train"] + split["valid"]) == list(range(16))
     metrics = _records(smoke_run / "metrics.jsonl")
-    assert [m["epoch"] for m in metrics] == [0, 1]
-    assert metrics[0]["drop_path_prob"] == 0.0 and metrics[1]["drop_path_prob"] == pytest.approx(0.1)
-    assert metrics[0]["lr"] == pytest.approx(0.025) and metrics[1]["lr"] == pytest.approx(0.0125)
+    assert [m["epoch"] for m in metrics] == [0, 1, 2]
+    assert metrics[0]["drop_path_prob"] == 0.0 and metrics[1]["drop_path_prob"] == pytest.approx(0.2 / 3)
+    assert metrics[0]["lr"] == pytest.approx(0.025) and metrics[2]["lr"] == pytest.approx(0.025 / 4)
     summary = json.loads((smoke_run / "summary.json").read_text())
     assert summary["genotype"] == str(REGISTRY["GDAS"]) and summary["complete"]
-    assert summary["final_top1_err"] == metrics[-1]["top1_err"]
-    assert summary["best_top1_err"] == min(m["top1_err"] for m in metrics)
+    # The headline is the test error of the last weights; the best epoch is picked on validation only.
+    assert (summary["final_top1_err"], summary["final_top5_err"]) == (metrics[-1]["top1_err"], metrics[-1]["top5_err"])
+    picked = min(metrics, key=lambda m: (m["valid_top1_err"], m["epoch"]))  # the earliest of the lowest
+    assert summary["best_epoch"] == picked["epoch"] and summary["best_valid_top1_err"] == picked["valid_top1_err"]
+    assert (summary["best_test_top1_err"], summary["best_test_top5_err"]) == (picked["top1_err"], picked["top5_err"])
+    assert "best_top1_err" not in summary
     assert 0 < summary["params_M"] < 0.2 and summary["mult_adds_M"] > 1
     best = RunDir(smoke_run).load_checkpoint("best.pt")
-    assert best["top1_err"] == summary["best_top1_err"] and best["epoch"] == summary["best_epoch"]
-    assert best["task"]["genotype"] == REGISTRY["GDAS"].to_json()
+    assert best["epoch"] == picked["epoch"] and best["task"]["genotype"] == REGISTRY["GDAS"].to_json()
+    # best.pt holds the weights those figures came from.
+    cfg, cpu = stored_config(smoke_run, KIND, TrainConfig), torch.device("cpu")
+    task = TrainTask(cfg, REGISTRY["GDAS"], batch_source(cfg, cpu, Context(), read_split(RunDir(smoke_run))), cpu,
+                     show_progress=False)
+    task.model.load_state_dict(best["task"]["model"])
+    assert task.evaluate(valid=True)["valid_top1_err"] == pytest.approx(picked["valid_top1_err"])
+    assert task.evaluate()["top1_err"] == pytest.approx(picked["top1_err"])
+    print_summary(summary, smoke_run)
+    printed = capsys.readouterr().out
+    assert f"best validation top-1 error {100 * picked['valid_top1_err']:.2f}% at epoch {picked['epoch']}" in printed
+
+
+def test_without_a_validation_part_nothing_is_picked_and_export_takes_the_last_weights(tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("train", *FAST, "--out", out) == 0
+    assert "best validation" not in capsys.readouterr().out
+    assert not (out / "best.pt").exists() and not (out / "split.json").exists()
+    metrics = _records(out / "metrics.jsonl")
+    assert not any(k.startswith("valid") for m in metrics for k in m)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final_top1_err"] == metrics[-1]["top1_err"] and not any(k.startswith("best") for k in summary)
+    model, args = load_trained(out)
+    assert args["source"] == "checkpoint.pt"
+    last = RunDir(out).load_checkpoint()["task"]["model"]
+    assert all(torch.equal(v, last[k]) for k, v in model.model.state_dict().items())
 
 
 def test_genotype_from_a_file_and_from_a_run_directory(tmp_path: Path, capsys):
@@ -132,7 +168,10 @@ def test_bad_genotypes_and_sizes(tmp_path: Path, capsys):
     expect_error(capsys, "info", "GDAS_FRC", "--C", "18", contains="divisible by 8")
     expect_error(capsys, "info", unknown, contains="unknown op")
     expect_error(capsys, "export", tmp_path / "nothing", contains="not a directory")
-    assert not any((tmp_path / name).exists() for name in "abcd")
+    expect_error(capsys, "train", *FAST, "--valid-portion", "1", "--out", tmp_path / "e", contains="(0, 1)")
+    expect_error(capsys, "train", *FAST, "--valid-portion", "0.01", "--out", tmp_path / "f",
+                 contains="cannot split 16 training images with --valid-portion 0.01")
+    assert not any((tmp_path / name).exists() for name in "abcdef")
 
 
 def test_imagenet_folder_without_images(tmp_path: Path, capsys):
@@ -141,6 +180,7 @@ def test_imagenet_folder_without_images(tmp_path: Path, capsys):
         (root / split / "n01440764").mkdir(parents=True)
     args = (*FAST, "--dataset", "imagenet", "--data-dir", root, "--image-size", "32", "--no-auxiliary",
             "--workers", "0", "--out", tmp_path / "run")
+    expect_error(capsys, "train", *args, "--valid-portion", "0.1", contains="ImageNet folders are not supported")
     expect_error(capsys, "train", *args, contains="has no images")
     (root / "train" / "n01440764").rmdir()
     expect_error(capsys, "train", *args, contains="no class folders")

@@ -21,10 +21,10 @@ from gdas.configs.train import TrainConfig
 from gdas.engine.distributed import Context
 from gdas.genotypes import REGISTRY
 from gdas.engine.rundir import RunDir, stored_config
-from gdas.train import KIND, TrainTask, batch_source
+from gdas.train import KIND, TrainTask, batch_source, read_split
 
 ARGS = ["--preset", "smoke", "--no-progress", "--no-report", "--device", "cpu", "--threads", "1", "--batch", "8",
-        "--synthetic-train", "16", "--synthetic-test", "10"]
+        "--synthetic-train", "16", "--synthetic-test", "10", "--valid-portion", "0.25"]
 
 
 def _launch(out: Path, dumps: Path) -> subprocess.CompletedProcess:
@@ -35,7 +35,7 @@ def test_two_ranks_train_the_same_network(tmp_path: Path) -> None:
     out, dumps = tmp_path / "dist", tmp_path / "dumps"
     proc = _launch(out, dumps)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("test top-1 error") == 1  # only rank 0 prints
+    assert proc.stdout.count("run directory:") == 1  # only rank 0 prints
     r0, r1 = (torch.load(dumps / f"rank{r}.pt") for r in (0, 1))
     assert r0["world_size"] == r1["world_size"] == 2
     # Gradients are averaged before every step: the ranks' weights stay identical (batch-norm statistics are
@@ -44,15 +44,18 @@ def test_two_ranks_train_the_same_network(tmp_path: Path) -> None:
     assert all(torch.equal(r0["model"][k], r1["model"][k]) for k in params)
     saved = RunDir(out).load_checkpoint()["task"]["model"]
     assert all(torch.equal(saved[k], r0["model"][k]) for k in saved)
-    # The test split is sharded and the counts reduced: both ranks report the error of the whole split,
-    # the same as one process evaluating the saved weights.
-    assert r0["summary"]["final_top1_err"] == r1["summary"]["final_top1_err"]
+    # The test split and the validation part are sharded and the counts reduced: both ranks report the errors
+    # of the whole split and part, the same as one process evaluating the saved weights.
+    timeless = [{k: v for k, v in r["summary"].items() if k != "wall_time_s"} for r in (r0, r1)]
+    assert timeless[0] == timeless[1] and "best_valid_top1_err" in timeless[0]
     cfg, cpu = stored_config(out, KIND, TrainConfig), torch.device("cpu")
-    single = TrainTask(cfg, REGISTRY["GDAS"], batch_source(cfg, cpu, Context()), cpu, show_progress=False)
+    single = TrainTask(cfg, REGISTRY["GDAS"], batch_source(cfg, cpu, Context(), read_split(RunDir(out))), cpu,
+                       show_progress=False)
     single.model.load_state_dict(saved)
     assert single.evaluate()["top1_err"] == pytest.approx(r0["summary"]["final_top1_err"])
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [0, 1]  # written once, by rank 0
+    assert single.evaluate(valid=True)["valid_top1_err"] == pytest.approx(metrics[-1]["valid_top1_err"])
 
 
 if __name__ == "__main__":  # one rank of the torchrun job started by `_launch`

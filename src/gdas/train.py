@@ -1,4 +1,4 @@
-"""Training a final CNN network from a genotype: schedules, losses, top-1/top-5 evaluation, best checkpoint."""
+"""Training a final CNN network from a genotype: schedules, losses, top-1/top-5 evaluation, best-on-validation."""
 
 from __future__ import annotations
 
@@ -14,17 +14,21 @@ from gdas.engine import distributed as dist
 from gdas.configs import base as cfgbase
 from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime
 from gdas.configs.train import TrainConfig
-from gdas.data.batches import BatchSource, LoaderBatches, TensorBatches
-from gdas.data.images import load_image_dataset
+from gdas.data.batches import BatchSource, LoaderBatches, Split, TensorBatches
+from gdas.data.images import load_image_dataset, seeded_split
 from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters
 from gdas.genotypes import AnyGenotype, genotype_from_json, save_genotype
 from gdas.networks import check_sizes, image_genotype, network_from
 from gdas.engine.loop import fit, optimizer_step, resume, seed_everything
 from gdas.engine.progress import ProgressBar
-from gdas.engine.rundir import BEST, GENOTYPE, METRICS, SUMMARY, RunDir
+from gdas.engine.rundir import BEST, GENOTYPE, METRICS, SPLIT, SUMMARY, RunDir
 
 KIND = "train"
+# best.pt: the weights of the lowest validation top-1 error; only runs with a validation part have one.
+# metrics.jsonl names of the evaluations (the test ones unprefixed, as runs have always written them)
+TEST_KEYS = ("test_loss", "top1_err", "top5_err")
+VALID_KEYS = ("valid_loss", "valid_top1_err", "valid_top5_err")
 
 
 # -- schedules and losses ----------------------------------------------------------------------------
@@ -62,7 +66,11 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]
 
 
 class TrainTask:
-    """Network, optimizer, batch source and best result of one training run; `loop.fit` drives its epochs."""
+    """Network, optimizer, batch source and best result of one training run; `loop.fit` drives its epochs.
+
+    Nothing is chosen on the test split: with a validation part, best.pt holds the weights of its lowest top-1
+    error (the earliest on ties); without one, the run's result is its last weights.
+    """
 
     epoch_files: tuple[str, ...] = ()
 
@@ -84,7 +92,8 @@ class TrainTask:
         self.opt = torch.optim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                    weight_decay=cfg.weight_decay, foreach=not cuda, fused=cuda or None)
         self.show_progress = show_progress and self.ctx.is_main
-        self.best = {"epoch": -1, "top1_err": math.inf, "top5_err": math.inf}
+        self.has_valid = data.split is not None
+        self.best: dict[str, Any] = {"epoch": -1}  # the best-validation epoch, its validation and test errors
         self.last_metrics: Optional[dict[str, Any]] = None
 
     # -- one epoch ---------------------------------------------------------------------------------
@@ -97,13 +106,14 @@ class TrainTask:
         return torch.stack([main.detach() * len(y), (logits.argmax(1) == y).sum().float()])
 
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        """Plain cross-entropy, top-1 and top-5 error on the test split (eval mode: no drop-path, no aux)."""
+    def evaluate(self, valid: bool = False) -> dict[str, float]:
+        """Plain cross-entropy, top-1 and top-5 error on the test split, or the validation part with `valid`
+        (eval mode: no drop-path, no aux), under their metrics.jsonl names."""
         self.model.eval()
         dist.broadcast_module(self.model)  # every rank evaluates rank 0's batch-norm statistics (the saved ones)
         sums = torch.zeros(3, device=self.device)  # loss x n, top-1 correct, top-5 correct
         seen = 0
-        for x, y in self.data.test_batches():
+        for x, y in self.data.valid_batches() if valid else self.data.test_batches():
             with autocast(self.device, self.cfg.amp):
                 logits, _ = self.model(x)
             loss = F.cross_entropy(logits.float(), y, reduction="sum")
@@ -112,8 +122,9 @@ class TrainTask:
         totals = torch.cat([sums, sums.new_tensor([seen])])
         loss, top1, top5, n = dist.all_reduce_sum(totals, self.ctx).tolist()
         if n == 0:
-            raise GdasError("the test split is empty; use a dataset (or --test-subset) with test images")
-        return {"test_loss": loss / n, "top1_err": 1 - top1 / n, "top5_err": 1 - top5 / n}
+            raise GdasError("the validation part is empty; raise --valid-portion" if valid else
+                            "the test split is empty; use a dataset (or --test-subset) with test images")
+        return dict(zip(VALID_KEYS if valid else TEST_KEYS, (loss / n, 1 - top1 / n, 1 - top5 / n)))
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
@@ -147,16 +158,20 @@ class TrainTask:
         metrics: dict[str, Any] = {"lr": lr, "drop_path_prob": drop, "train_loss": loss / n,
                                    "train_acc": correct / n, "images_per_s": n / elapsed}
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+            if self.has_valid:
+                metrics.update(self.evaluate(valid=True))
             metrics.update(self.evaluate())
         else:
-            metrics.update(test_loss=None, top1_err=None, top5_err=None)
+            metrics.update(dict.fromkeys((VALID_KEYS if self.has_valid else ()) + TEST_KEYS))
         return metrics
 
     # -- run-directory hooks -------------------------------------------------------------------------
     def after_epoch(self, epoch: int, metrics: dict[str, Any], run: RunDir) -> None:
         self.last_metrics = metrics
-        if metrics["top1_err"] is not None and metrics["top1_err"] < self.best["top1_err"]:
-            self.best = {"epoch": epoch, "top1_err": metrics["top1_err"], "top5_err": metrics["top5_err"]}
+        err = metrics.get("valid_top1_err")
+        if err is not None and (self.best["epoch"] < 0 or err < self.best["valid_top1_err"]):
+            self.best = {"epoch": epoch, "valid_top1_err": err, "valid_top5_err": metrics["valid_top5_err"],
+                         "test_top1_err": metrics["top1_err"], "test_top5_err": metrics["top5_err"]}
             run.save_checkpoint({"epoch": epoch, "task": self.weights(), **self.best}, name=BEST)
 
     def weights(self) -> dict[str, Any]:
@@ -172,10 +187,14 @@ class TrainTask:
                    "mult_adds_M": round(count_mult_adds(self.model, (self.network["in_channels"], size, size)) / 1e6,
                                         2),
                    "final_top1_err": last.get("top1_err"), "final_top5_err": last.get("top5_err"),
-                   "final_test_loss": last.get("test_loss"), "best_epoch": self.best["epoch"],
-                   "best_top1_err": _finite(self.best["top1_err"]), "best_top5_err": _finite(self.best["top5_err"]),
-                   "wall_time_s": round(wall_time_s, 2), "device": str(self.device),
-                   "world_size": self.ctx.world_size, "complete": True}
+                   "final_test_loss": last.get("test_loss")}
+        if self.has_valid:  # the best-validation weights (best.pt) and their test error; else nothing was picked
+            best = self.best
+            summary.update(best_epoch=best["epoch"], best_valid_top1_err=best["valid_top1_err"],
+                           best_valid_top5_err=best["valid_top5_err"], best_test_top1_err=best["test_top1_err"],
+                           best_test_top5_err=best["test_top5_err"])
+        summary.update(wall_time_s=round(wall_time_s, 2), device=str(self.device), world_size=self.ctx.world_size,
+                       complete=True)
         run.write_json(SUMMARY, summary)
         return summary
 
@@ -191,17 +210,19 @@ class TrainTask:
                             "restore the run's own checkpoint.pt or start a new run")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
-        self.best = dict(state["best"])
+        if self.has_valid:  # a run without one (or from before validation parts) has no best to continue
+            self.best = dict(state["best"])
         self.data.load_state_dict(state["data"])
 
 
-def _finite(value: float) -> Optional[float]:
-    return value if math.isfinite(value) else None
-
-
 # -- a run -------------------------------------------------------------------------------------------
-def batch_source(cfg: TrainConfig, device: torch.device, ctx: dist.Context) -> BatchSource:
-    """The run's data: ImageNet folders through loaders, every other dataset as tensors on the device."""
+def batch_source(cfg: TrainConfig, device: torch.device, ctx: dist.Context,
+                 split: Optional[Split] = None) -> BatchSource:
+    """The run's data: ImageNet folders through loaders, every other dataset as tensors on the device.
+
+    With --valid-portion the training images lose a validation part: `split` (a resumed run's split.json),
+    else a seeded draw.
+    """
     channels_last = cfg.channels_last
     if cfg.imagenet:
         assert cfg.data_dir is not None  # validate() checked it
@@ -213,19 +234,42 @@ def batch_source(cfg: TrainConfig, device: torch.device, ctx: dist.Context) -> B
     if cfg.train_subset is not None or cfg.test_subset is not None:  # a subset as large as the split: all of it
         data = data.subset(_smaller(cfg.train_subset, len(data.train_y)), _smaller(cfg.test_subset, len(data.test_y)),
                            torch.Generator().manual_seed(cfg.seed))
+    n = len(data.train_y)
+    if cfg.valid_portion is None:
+        split = None
+    elif split is None:
+        valid, train = seeded_split(n, cfg.valid_portion, cfg.seed, "--valid-portion")
+        split = (train, valid)
+    elif int(torch.cat(split).max()) >= n:
+        raise GdasError(f"{SPLIT} holds indices beyond the {n} training images: the data changed since the run "
+                        "started; resume with the run's original data")
     return TensorBatches(data, device, ctx, batch_size=cfg.batch_size,
                          eval_batch_size=cfg.eval_batch_size or cfg.batch_size, seed=cfg.seed,
                          crop_padding=cfg.crop_padding, flip=cfg.flip, cutout=cfg.cutout,
-                         channels_last=channels_last)
+                         channels_last=channels_last, split=split)
 
 
 def _smaller(k: Optional[int], n: int) -> Optional[int]:
     return k if k is not None and k < n else None
 
 
-def _create_run(out: Path, cfg: TrainConfig, genotype: AnyGenotype, device: torch.device) -> RunDir:
+def read_split(run: RunDir) -> Split:
+    """The (training, validation) indices a run drew when it started."""
+    stored = run.read_json(SPLIT)
+    try:
+        return torch.tensor(stored["train"], dtype=torch.long), torch.tensor(stored["valid"], dtype=torch.long)
+    except (KeyError, TypeError, ValueError):
+        raise GdasError(f"{run.file(SPLIT)} is damaged (no train/valid index lists); restore it or start a new "
+                        "run") from None
+
+
+def _create_run(out: Path, cfg: TrainConfig, genotype: AnyGenotype, device: torch.device,
+                split: Optional[Split]) -> RunDir:
     run = RunDir.create(out, KIND, cfgbase.to_json(cfg), environment(device))
     save_genotype(genotype, run.file(GENOTYPE))
+    if split is not None:  # kept, so a resumed run validates on the same images
+        run.write_json(SPLIT, {"seed": cfg.seed, "valid_portion": cfg.valid_portion, "train": split[0].tolist(),
+                               "valid": split[1].tolist()})
     return run
 
 
@@ -240,18 +284,22 @@ def run_train(cfg: TrainConfig, out: Path, *, resume_run: bool = False, log: Cal
     dist.local_batch(cfg.batch_size, ctx)
     device = dist.local_device(resolve_device(cfg.device), ctx)
     setup_runtime(device, cfg.threads)
+    split: Optional[Split] = None
     if resume_run:
         run, _ = RunDir.open_existing(out, KIND, writer=ctx.is_main)
         genotype = image_genotype(str(run.file(GENOTYPE)))  # the one it started with, whatever --genotype says now
+        split = read_split(run) if cfg.valid_portion is not None else None
     else:
         genotype = image_genotype(cfg.genotype, cfg.space)
     check_sizes(genotype, cfg.C)
-    task = TrainTask(cfg, genotype, batch_source(cfg, device, ctx), device, show_progress=show_progress)
+    data = batch_source(cfg, device, ctx, split)
+    task = TrainTask(cfg, genotype, data, device, show_progress=show_progress)
     if not resume_run:  # rank 0 creates the folder; its refusal (an existing run) stops every rank
-        run = dist.main_first(lambda: _create_run(out, cfg, genotype, device), ctx,
+        run = dist.main_first(lambda: _create_run(out, cfg, genotype, device, data.split), ctx,
                               lambda: RunDir(out, writer=False))
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
     if ctx.is_main:
+        held = f", {len(data.split[1])} training images held out for validation" if data.split is not None else ""
         log(f"train {cfg.preset}: {cfg.dataset} C={cfg.C} N={cfg.N} genotype {genotype} "
-            f"epochs {start}..{cfg.epochs - 1} on {device} -> {run.path}")
+            f"epochs {start}..{cfg.epochs - 1} on {device}{held} -> {run.path}")
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))

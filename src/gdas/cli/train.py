@@ -17,8 +17,9 @@ from gdas.train import KIND, run_train
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("train", help="train the final network of a CNN genotype (CIFAR, ImageNet, ...)",
                             description="Train the final CNN network of a genotype and report top-1/top-5 "
-                                        "test error; --genotype takes a registry name, a genotype.json or a "
-                                        "search run directory.")
+                                        "test error of its last weights; --valid-portion holds out a "
+                                        "validation part that picks best.pt. --genotype takes a registry "
+                                        "name, a genotype.json or a search run directory.")
     add_run_options(parser, TRAIN_PRESETS, "fashion-mnist")
     parser.add_argument("--task", choices=("cnn", "lm"), default="cnn",
                         help="cnn: a CNN (this command); lm: a language model, the same as `gdas train-lm`")
@@ -33,7 +34,11 @@ def _pct(value: Any) -> str:
 def print_summary(summary: dict[str, Any], out: Path) -> None:
     print(f"genotype: {summary['genotype']}")
     print(f"test top-1 error {_pct(summary['final_top1_err'])}  top-5 error {_pct(summary['final_top5_err'])}  "
-          f"(best top-1 {_pct(summary['best_top1_err'])} at epoch {summary['best_epoch']})")
+          "(last epoch's weights)")
+    if "best_valid_top1_err" in summary:  # only runs with a validation part pick a best epoch
+        print(f"best validation top-1 error {_pct(summary['best_valid_top1_err'])} at epoch "
+              f"{summary['best_epoch']} (best.pt): test top-1 error {_pct(summary['best_test_top1_err'])}  "
+              f"top-5 error {_pct(summary['best_test_top5_err'])}")
     print(f"{summary['params_M']:.2f}M params (without the auxiliary head), {summary['mult_adds_M']:.1f}M "
           f"multiply-adds per image, wall time {format_duration(summary['wall_time_s'])}")
     print(f"run directory: {out}  (export it: gdas export {out} --format onnx)")

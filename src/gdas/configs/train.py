@@ -32,6 +32,9 @@ class TrainConfig:
         "seeded random subset of this many training images (tensor datasets)"))
     test_subset: Optional[int] = field(default=None, metadata=meta(
         "seeded random subset of this many test images (tensor datasets)"))
+    valid_portion: Optional[float] = field(default=None, metadata=meta(
+        "hold out this share of the training images (seeded, split.json) to pick best.pt on; tensor datasets "
+        "(default none: no validation part, no best.pt)"))
     synthetic_train: int = field(default=256, metadata=meta("training images of the synthetic dataset"))
     synthetic_test: int = field(default=64, metadata=meta("test images of the synthetic dataset"))
     image_size: int = field(default=224, metadata=meta("ImageNet crop size (random-resized / centre crop)"))
@@ -61,7 +64,8 @@ class TrainConfig:
     auxiliary: bool = field(default=True, metadata=meta("auxiliary head after the second reduction cell"))
     auxiliary_weight: float = field(default=0.4, metadata=meta("weight of the auxiliary loss"))
     label_smoothing: float = field(default=0.0, metadata=meta("label smoothing of the training loss"))
-    eval_every: int = field(default=1, metadata=meta("evaluate on the test split every K epochs (and the last)"))
+    eval_every: int = field(default=1, metadata=meta(
+        "evaluate on the validation part and the test split every K epochs (and the last)"))
     seed: int = 0
     device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
     amp: str = field(default="none", metadata=meta("mixed precision on CUDA", ("none", "bf16")))
@@ -84,6 +88,8 @@ class TrainConfig:
         for name in ("eval_batch_size", "steps_per_epoch", "train_subset", "test_subset"):
             value = getattr(self, name)
             check(value is None or value >= 1, f"{_opt(name)} must be at least 1, got {value}")
+        check(self.valid_portion is None or 0 < self.valid_portion < 1,
+              f"--valid-portion must be in (0, 1), or none for no validation part; got {self.valid_portion}")
         check(self.lr > 0 and 0 <= self.lr_min <= self.lr,
               f"need --lr > 0 and 0 <= --lr-min <= --lr, got {self.lr} and {self.lr_min}")
         check(0 < self.lr_gamma <= 1, f"--lr-gamma must be in (0, 1], got {self.lr_gamma}")
@@ -104,6 +110,8 @@ class TrainConfig:
                                              "val/, one sub-folder of JPEGs per class)")
             check(self.train_subset is None and self.test_subset is None,
                   "--train-subset/--test-subset work on tensor datasets; for ImageNet cap --steps-per-epoch")
+            check(self.valid_portion is None, "--valid-portion splits tensor datasets; ImageNet folders are not "
+                                              "supported, drop it (the run then keeps its last weights)")
             check(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
             check(self.image_size >= 32, f"--image-size must be at least 32, got {self.image_size}")
             check(not self.auxiliary or self.image_size >= MIN_IMAGENET_AUX_SIZE,

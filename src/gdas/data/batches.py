@@ -11,18 +11,25 @@ from gdas.data.augment import BatchAugment, batch_indices, normalize
 from gdas.data.images import ImageDataset
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Split = tuple[torch.Tensor, torch.Tensor]  # (training part, validation part): indices into the training images
 
 
 class BatchSource(Protocol):
-    """What training needs from its data: batches of this rank, and the state that makes them reproducible."""
+    """What training needs from its data: batches of this rank, and the state that makes them reproducible.
+
+    `split` is None unless a validation part was held out of the training images.
+    """
 
     num_classes: int
     channels: int
     image_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    split: Optional[Split]
 
     def train_batches(self, epoch: int, max_steps: Optional[int]) -> tuple[int, Iterator[Batch]]: ...
+
+    def valid_batches(self) -> Iterator[Batch]: ...
 
     def test_batches(self) -> Iterator[Batch]: ...
 
@@ -32,12 +39,23 @@ class BatchSource(Protocol):
 
 
 class TensorBatches:
-    """An ImageDataset on the device: seeded shuffles, batched crop/flip/cutout on the device, sharded by rank."""
+    """An ImageDataset on the device: seeded shuffles, batched crop/flip/cutout on the device, sharded by rank.
+
+    With a `split`, training draws from its training part only and `valid_batches` covers its validation part.
+    """
 
     def __init__(self, data: ImageDataset, device: torch.device, ctx: dist.Context, *, batch_size: int,
                  eval_batch_size: int, seed: int, crop_padding: int, flip: bool, cutout: int,
-                 channels_last: bool = False):
-        self.data, self.device, self.ctx = data.to(device), device, ctx
+                 channels_last: bool = False, split: Optional[Split] = None):
+        self.device, self.ctx, self.split = device, ctx, split
+        data = data.to(device)
+        self.train_x, self.train_y = data.train_x, data.train_y
+        self.valid_x, self.valid_y = data.train_x[:0], data.train_y[:0]
+        if split is not None:
+            train, valid = (part.to(device) for part in split)
+            self.valid_x, self.valid_y = data.train_x[valid], data.train_y[valid]
+            self.train_x, self.train_y = data.train_x[train], data.train_y[train]
+        self.test_x, self.test_y = data.test_x, data.test_y
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_classes, self.channels, self.image_size = data.num_classes, data.channels, data.image_size
         self.mean, self.std = data.mean, data.std
@@ -50,7 +68,7 @@ class TensorBatches:
 
     def train_batches(self, epoch: int, max_steps: Optional[int]) -> tuple[int, Iterator[Batch]]:
         # Whole batches only: a batch of one breaks batch norm on the 1x1 maps of the auxiliary head.
-        batches = batch_indices(len(self.data.train_y), self.batch_size, self.order_gen, drop_last=True)
+        batches = batch_indices(len(self.train_y), self.batch_size, self.order_gen, drop_last=True)
         batches = batches[:max_steps] if max_steps else batches
         if not batches:
             return 0, iter(())
@@ -58,15 +76,20 @@ class TensorBatches:
 
         def generate() -> Iterator[Batch]:
             for index in rows:
-                yield self.augment(self.data.train_x[index], self.aug_gen), self.data.train_y[index]
+                yield self.augment(self.train_x[index], self.aug_gen), self.train_y[index]
 
         return len(batches), generate()
 
-    def test_batches(self) -> Iterator[Batch]:
-        mine = dist.shard(torch.arange(len(self.data.test_y)), self.ctx).to(self.device)
+    def _eval_batches(self, images: torch.Tensor, labels: torch.Tensor) -> Iterator[Batch]:
+        mine = dist.shard(torch.arange(len(labels)), self.ctx).to(self.device)
         for index in mine.split(self.eval_batch_size):
-            x = normalize(self.data.test_x[index], self.mean, self.std, self.channels_last)
-            yield x, self.data.test_y[index]
+            yield normalize(images[index], self.mean, self.std, self.channels_last), labels[index]
+
+    def valid_batches(self) -> Iterator[Batch]:
+        return self._eval_batches(self.valid_x, self.valid_y)
+
+    def test_batches(self) -> Iterator[Batch]:
+        return self._eval_batches(self.test_x, self.test_y)
 
     def state_dict(self) -> dict[str, Any]:
         return {"order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state()}
@@ -87,6 +110,7 @@ class LoaderBatches:
         from gdas.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_loaders
 
         self.device, self.ctx, self.channels_last = device, ctx, channels_last
+        self.split: Optional[Split] = None  # no validation part: TrainConfig refuses --valid-portion here
         self.train, self.val, self.num_classes = imagenet_loaders(
             root, dist.local_batch(batch_size, ctx), workers, ctx.distributed, image_size,
             use_torchvision=use_torchvision)
@@ -111,6 +135,9 @@ class LoaderBatches:
                     yield self._to_device(x, y)
 
         return steps, generate()
+
+    def valid_batches(self) -> Iterator[Batch]:
+        return iter(())
 
     def test_batches(self) -> Iterator[Batch]:
         for x, y in self.val:

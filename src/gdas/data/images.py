@@ -96,6 +96,19 @@ def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...]
     return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
 
 
+def seeded_split(n: int, portion: float, seed: int, option: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split range(n) by a seeded permutation: round(n x portion) sorted indices, then the rest, sorted.
+
+    `option` names the portion's command-line option in the error when either part would be empty.
+    """
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    cut = int(round(n * portion))
+    if cut < 1 or cut >= n:
+        raise GdasError(f"cannot split {n} training images with {option} {portion} (each part needs an image); "
+                        "use more images or a portion nearer 0.5")
+    return order[:cut].sort().values, order[cut:].sort().values
+
+
 def _make(name: str, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
           num_classes: int, source: str, url: str = "") -> ImageDataset:
     """Tensors from decoded arrays, after checking the labels are in range."""

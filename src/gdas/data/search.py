@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from gdas.configs.runtime import autocast
 from gdas.data.augment import BatchAugment, batch_indices
-from gdas.data.images import ImageDataset, load_image_dataset
+from gdas.data.images import ImageDataset, load_image_dataset, seeded_split
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files
 from gdas.engine.rundir import RunDir
@@ -19,12 +19,7 @@ from gdas.errors import GdasError
 
 def split_indices(n: int, train_portion: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded random split of n training images into D_T and D_V."""
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    cut = int(round(n * train_portion))
-    if cut < 1 or cut >= n:
-        raise GdasError(f"cannot split {n} images into D_T/D_V with --train-portion {train_portion}; "
-                        "use more images or a portion nearer 0.5")
-    return order[:cut].sort().values, order[cut:].sort().values
+    return seeded_split(n, train_portion, seed, "--train-portion")
 
 
 def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,8 +12,8 @@ from torch import nn
 class NTASGD:
     """Owns the language model's optimizer and the non-monotonic switch to torch.optim.ASGD.
 
-    After each evaluation, `step_epoch(val_loss)` switches once the history holds more than
-    `nonmono` losses and `val_loss` is worse than the best of all but the last `nonmono` of them.
+    After each evaluation, `step_epoch(val_loss)` switches (AWD-LSTM's rule) once more than `nonmono` earlier
+    losses are recorded and `val_loss` is worse than the best of all of them but the last `nonmono`.
     """
 
     def __init__(self, params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.0, nonmono: int = 5):
@@ -44,8 +44,10 @@ class NTASGD:
 
     def step_epoch(self, val_loss: float) -> bool:
         """Record a validation loss; True when this call switched SGD -> ASGD."""
-        older = self.history[:len(self.history) - self.nonmono]
-        switch = not self.averaging and bool(older) and val_loss > min(older)
+        # AWD-LSTM checks before appending the new loss; the length guard keeps the slice end >= 1 (a shorter
+        # history would make it negative and judge against its first losses only).
+        n = len(self.history)
+        switch = not self.averaging and n > self.nonmono and val_loss > min(self.history[:n - self.nonmono])
         if switch:
             self.optimizer = self._make_asgd()
         self.history.append(float(val_loss))
