@@ -92,6 +92,31 @@ def test_killed_run_resumes_to_the_same_result(tmp_path: Path, monkeypatch, caps
     assert epochs == [0, 1, 2]
 
 
+def test_run_written_before_search_spaces_resumes_and_reports(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A run directory of the layout before search spaces (config.json without `space` / `w_nesterov`)."""
+    full, old = tmp_path / "full", tmp_path / "old"
+    args = (*SMOKE, "--epochs", "2")
+    assert run_cli("search", *args, "--out", full) == 0
+    original = RunDir.save_checkpoint
+
+    def save_then_die(self, state, name="checkpoint.pt"):
+        original(self, state, name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", save_then_die)
+    assert run_cli("search", *args, "--out", old) == 130
+    monkeypatch.setattr(RunDir, "save_checkpoint", original)
+    stored = json.loads((old / "config.json").read_text())
+    for field in ("space", "w_nesterov"):
+        del stored["config"][field]
+    (old / "config.json").write_text(json.dumps(stored))
+    assert run_cli("search", "--resume", old, "--no-progress", "--no-report") == 0
+    assert torch.equal(_final_state(full)[0], _final_state(old)[0])
+    assert run_cli("report", old) == 0 and (old / "report.html").is_file()
+    assert run_cli("train", "--preset", "smoke", "--genotype", old, "--out", tmp_path / "t", "--no-progress",
+                   "--no-report", "--epochs", "1") == 0
+
+
 def test_multi_seed_keeps_the_best_validation_accuracy(tmp_path: Path, capsys) -> None:
     out = tmp_path / "seeds"
     assert run_cli("search", *SMOKE, "--epochs", "1", "--seeds", "0", "1", "--out", out) == 0
