@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 
@@ -87,6 +87,22 @@ class CellArch:
 
     weights: Optional[torch.Tensor]
     indices: Optional[list[int]]
+
+
+def edge_output(ops: Sequence[torch.nn.Module], x: torch.Tensor, arch: CellArch, edge: int, none_index: int
+                ) -> Optional[torch.Tensor]:
+    """What edge `edge` adds to its node under `arch`: the weighted sum of every op (DARTS, no acceleration), or
+    only the sampled op, scaled by its straight-through weight when A needs a gradient (None for `none`, whose
+    zeros are skipped: their gradient to A is 0 either way)."""
+    if arch.indices is None:
+        assert arch.weights is not None
+        w = arch.weights[edge]
+        return sum(w[k] * op(x) for k, op in enumerate(ops))
+    k = arch.indices[edge]
+    if k == none_index:
+        return None
+    out = ops[k](x)
+    return out if arch.weights is None else out * arch.weights[edge, k]
 
 
 def cell_arch(drawn: Sample, row: int, mode: str, arch_grad: bool) -> CellArch:

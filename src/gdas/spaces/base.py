@@ -40,6 +40,19 @@ class Supernet(Protocol):
 
 
 @dataclass(frozen=True)
+class Benchmark:
+    """A tabular benchmark of a space's cells (NB201: NATS-Bench): true accuracies by look-up, no training.
+
+    `check(cfg)` fails with one line when a search config's `benchmark` cannot be used (file, reader, cell
+    size), before a run starts; `query(genotype, path)` returns the cell's recorded accuracies.
+    """
+
+    name: str
+    check: Callable[[Any], None]
+    query: Callable[[Any, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """One registered search space: everything the algorithm, the CLI and the reports ask of it.
 
@@ -49,7 +62,8 @@ class SearchSpace:
     text form or returns None when the text is not in it; `from_json` reads its JSON form;
     `build_network(genotype, **sizes)` the final network; `dot(genotype)` {cell name: DOT source};
     `published` its named cells; `info(genotype, dataset, C, N)` the final network's size; `child(supernet,
-    archs)` a GDAS sample as a static network (the benchmark's lower bound).
+    archs)` a GDAS sample as a static network (`gdas bench`'s lower bound); `benchmark` a tabular benchmark
+    of its cells, which `gdas search --benchmark PATH` queries for the derived cell.
     """
 
     name: str
@@ -67,6 +81,7 @@ class SearchSpace:
     published: Mapping[str, Any] = field(default_factory=dict)
     info: Optional[Callable[..., dict[str, Any]]] = None
     child: Optional[Callable[..., nn.Module]] = None  # (supernet, archs) -> the sampled child as a static network
+    benchmark: Optional[Benchmark] = None
 
     def param_free_share(self, probs: Mapping[str, Optional[torch.Tensor]]) -> float:
         """Share of A's probability mass on parameter-free ops, over every searched edge."""
@@ -74,6 +89,24 @@ class SearchSpace:
         mats = [p.float() for p in probs.values() if p is not None]
         total = sum(m.sum().item() for m in mats)
         return sum(m[:, columns].sum().item() for m in mats) / total if total else 0.0
+
+
+def child_cells(cells: nn.ModuleList, archs: list, child_cell: Callable[[nn.Module, list[int]], nn.Module]
+                ) -> nn.ModuleList:
+    """The cells of a sampled child network: `child_cell(cell, indices)` for searched cells, copies of the others."""
+    import copy
+
+    if len(archs) != len(cells):
+        raise ValueError(f"need one arch per cell ({len(cells)}), got {len(archs)}")
+    out = []
+    for cell, arch in zip(cells, archs):
+        if arch is None:
+            out.append(copy.deepcopy(cell))
+        elif arch.indices is None:
+            raise ValueError("a child network needs sampled op indices (a GDAS sample), not mixing weights")
+        else:
+            out.append(child_cell(cell, arch.indices))
+    return nn.ModuleList(out)
 
 
 # -- cell genotypes as lists of nodes (DARTS CNN and recurrent spaces) ---------------------------------

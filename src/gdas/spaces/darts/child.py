@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from gdas.spaces.base import child_cells
 from gdas.spaces.darts.ops import NONE_INDEX
 from gdas.spaces.darts.supernet import CellArch, SearchCell, SearchNetwork, node_output
 
@@ -46,18 +47,8 @@ class ChildNetwork(nn.Module):
 
     def __init__(self, supernet: SearchNetwork, archs: list[Optional[CellArch]]):
         super().__init__()
-        if len(archs) != len(supernet.cells):
-            raise ValueError(f"need one arch per cell ({len(supernet.cells)}), got {len(archs)}")
         self.stem = copy.deepcopy(supernet.stem)
-        cells = []
-        for cell, arch in zip(supernet.cells, archs):
-            if arch is None:
-                cells.append(copy.deepcopy(cell))
-            elif arch.indices is None:
-                raise ValueError("a child network needs sampled op indices (a GDAS sample), not mixing weights")
-            else:
-                cells.append(ChildCell(cell, arch.indices))
-        self.cells = nn.ModuleList(cells)
+        self.cells = child_cells(supernet.cells, archs, ChildCell)
         self.global_pooling = copy.deepcopy(supernet.global_pooling)
         self.classifier = copy.deepcopy(supernet.classifier)
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from gdas.spaces.darts.fixed_cell import FixedReductionCell
 from gdas.spaces.darts.ops import NONE_INDEX, PRIMITIVES, FactorizedReduce, ReLUConvBN, make_op
-from gdas.sampler import SAMPLE_SCOPES, SAMPLERS, CellArch, cell_arch, sample
+from gdas.sampler import SAMPLE_SCOPES, SAMPLERS, CellArch, cell_arch, edge_output, sample
 
 
 def num_edges(steps: int) -> int:
@@ -56,16 +56,9 @@ class SearchCell(nn.Module):
         for i in range(self.steps):
             terms = []
             for j in range(2 + i):
-                ops, x = self.edges[edge], states[j]
-                if arch.indices is None:
-                    assert arch.weights is not None
-                    w = arch.weights[edge]
-                    terms.append(sum(w[k] * op(x) for k, op in enumerate(ops)))
-                else:
-                    k = arch.indices[edge]
-                    if k != NONE_INDEX:  # `none` adds zeros: skip it (its gradient to A is 0 either way)
-                        out = ops[k](x)
-                        terms.append(out if arch.weights is None else out * arch.weights[edge, k])
+                out = edge_output(self.edges[edge], states[j], arch, edge, NONE_INDEX)
+                if out is not None:
+                    terms.append(out)
                 edge += 1
             states.append(node_output(terms, states[0], self.C, self.reduction))
         return torch.cat(states[2:], dim=1)

@@ -25,23 +25,32 @@ BENCH_DATASETS: dict[str, tuple[str, str]] = {
 _APIS: dict[str, Any] = {}  # benchmark path -> loaded API (loading the archive takes seconds)
 
 
+def check_benchmark(benchmark_path: str) -> str:
+    """The absolute path of a usable benchmark: nats_bench importable and the file there (not loaded: seconds)."""
+    try:
+        import nats_bench  # noqa: F401
+    except ImportError:
+        raise GdasError(f"querying NB201 needs the nats_bench package; {INSTALL}") from None
+    path = os.path.abspath(os.path.expanduser(benchmark_path))
+    if not os.path.exists(path):
+        raise GdasError(f"NATS-Bench benchmark {path} does not exist; download {NATS_FILE} (the topology "
+                        f"benchmark, linked from {NATS_URL}), extract it and pass its folder with --benchmark")
+    return path
+
+
 def _api(benchmark_path: str) -> Any:
     path = os.path.abspath(os.path.expanduser(benchmark_path))
     if path in _APIS:
         return _APIS[path]
-    try:
-        import nats_bench
-    except ImportError:
-        raise GdasError(f"querying NB201 needs the nats_bench package; {INSTALL}") from None
-    if not os.path.exists(path):
-        raise GdasError(f"NATS-Bench benchmark {path} does not exist; download {NATS_FILE} (the topology "
-                        f"benchmark, linked from {NATS_URL}), extract it and pass its folder with --benchmark")
+    check_benchmark(path)
+    import nats_bench
     # The folder (NATS-tss-v1_0-3ffb9-simple) loads lazily per architecture; a single .pickle.pbz2 loads whole.
     with contextlib.redirect_stdout(io.StringIO()):  # the API prints progress lines
         try:
             api = nats_bench.create(path, "tss", fast_mode=os.path.isdir(path), verbose=False)
         except Exception as e:  # a wrong or damaged archive raises many types
-            raise GdasError(f"cannot load NATS-Bench from {path} ({type(e).__name__}: {e}); pass the extracted "
+            first = (str(e).strip().splitlines() or [""])[0][:160]
+            raise GdasError(f"cannot load NATS-Bench from {path} ({type(e).__name__}: {first}); pass the extracted "
                             f"{NATS_FILE} folder (linked from {NATS_URL})") from None
     _APIS[path] = api
     return api

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from gdas.sampler import CellArch
+from gdas.spaces.base import child_cells
 from gdas.spaces.nb201.supernet import NONE_INDEX, NB201SearchCell, NB201SearchNetwork
 
 
@@ -44,18 +45,8 @@ class ChildNetwork(nn.Module):
 
     def __init__(self, supernet: NB201SearchNetwork, archs: list[Optional[CellArch]]):
         super().__init__()
-        if len(archs) != len(supernet.cells):
-            raise ValueError(f"need one arch per cell ({len(supernet.cells)}), got {len(archs)}")
         self.stem = copy.deepcopy(supernet.stem)
-        cells: list[nn.Module] = []
-        for cell, arch in zip(supernet.cells, archs):
-            if arch is None:
-                cells.append(copy.deepcopy(cell))
-            elif arch.indices is None:
-                raise ValueError("a child network needs sampled op indices (a GDAS sample), not mixing weights")
-            else:
-                cells.append(ChildCell(cell, arch.indices))
-        self.cells = nn.ModuleList(cells)
+        self.cells = child_cells(supernet.cells, archs, ChildCell)
         self.lastact = copy.deepcopy(supernet.lastact)
         self.global_pooling = copy.deepcopy(supernet.global_pooling)
         self.classifier = copy.deepcopy(supernet.classifier)

@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 space's registration: supernet, argmax derivation, inference network, drawing, sizes."""
+"""The NAS-Bench-201 space's registration: supernet, argmax derivation, network, drawing, sizes, NATS-Bench."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from gdas.errors import GdasError
 from gdas.reporting.draw import INPUT, NODE, OUTPUT, DotGraph
-from gdas.spaces.base import SearchSpace
+from gdas.spaces.base import Benchmark, SearchSpace
+from gdas.spaces.nb201.benchmark import check_benchmark, query
 from gdas.spaces.nb201.child import child_network
 from gdas.spaces.nb201.cost import nb201_info
 from gdas.spaces.nb201.derive import derive_nb201
@@ -57,10 +59,18 @@ def dot(genotype: NB201Genotype) -> dict[str, str]:
     return {"cell": g.text()}
 
 
+def check_lookup(cfg: Any) -> None:
+    """A search with `--benchmark` must derive cells NATS-Bench holds, and find nats_bench and the file."""
+    if cfg.steps != 3:
+        raise GdasError(f"--benchmark looks up NB201's 4-node cells (--steps 3), but this search derives "
+                        f"{cfg.steps + 1}-node cells (--steps {cfg.steps}); drop one of the two options")
+    check_benchmark(cfg.benchmark)
+
+
 SPACE = SearchSpace(
     name="nb201", description="NAS-Bench-201 cells: 4 nodes, 6 edges, 5 ops; argmax on every edge",
     data="image", ops=NB201_OPS, param_free=PARAM_FREE, genotype_kind=NB201Genotype.kind,
     build_supernet=build_supernet, derive=derive, parse=parse, from_json=NB201Genotype.from_json,
     build_network=build_network, dot=dot,
     published={name: NB201Genotype.parse(arch) for name, arch in NB201_REGISTRY.items()}, info=info,
-    child=child_network)
+    child=child_network, benchmark=Benchmark(name="NATS-Bench", check=check_lookup, query=query))

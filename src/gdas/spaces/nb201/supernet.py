@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from gdas.sampler import SAMPLE_SCOPES, SAMPLERS, CellArch, cell_arch, sample
+from gdas.sampler import SAMPLE_SCOPES, SAMPLERS, CellArch, cell_arch, edge_output, sample
 from gdas.spaces.nb201.ops import NB201_OPS, ResNetBasicBlock, make_op
 
 NONE_INDEX = NB201_OPS.index("none")
@@ -42,20 +42,13 @@ class NB201SearchCell(nn.Module):
             terms: list[torch.Tensor] = []
             extra: Optional[torch.Tensor] = None  # scalar terms of `reference_grad`
             for j in range(i):
-                ops, inp = self.edges[edge], nodes[j]
-                if arch.indices is None:
-                    assert arch.weights is not None
+                out = edge_output(self.edges[edge], nodes[j], arch, edge, NONE_INDEX)
+                if out is not None:
+                    terms.append(out)
+                if self.reference_grad and arch.indices is not None and arch.weights is not None:
                     w = arch.weights[edge]
-                    terms.append(sum(w[k] * op(inp) for k, op in enumerate(ops)))
-                else:
-                    k = arch.indices[edge]
-                    if k != NONE_INDEX:  # `none` adds zeros: skip it (its gradient to A is 0 either way)
-                        out = ops[k](inp)
-                        terms.append(out if arch.weights is None else out * arch.weights[edge, k])
-                    if self.reference_grad and arch.weights is not None:
-                        w = arch.weights[edge]
-                        rest = w.sum() - w[k]  # exactly 0.0 forward: w is one-hot in value
-                        extra = rest if extra is None else extra + rest
+                    rest = w.sum() - w[arch.indices[edge]]  # exactly 0.0 forward: w is one-hot in value
+                    extra = rest if extra is None else extra + rest
                 edge += 1
             node = sum(terms[1:], terms[0]) if terms else torch.zeros_like(x)
             nodes.append(node if extra is None else node + extra)
