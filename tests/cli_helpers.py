@@ -1,4 +1,4 @@
-"""Helpers the CLI tests share: run `gdas` in-process, expect a one-line user error, launch two torchrun ranks."""
+"""Helpers the CLI tests share: run `gdas` in-process, expect a one-line user error, kill a run, launch two ranks."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Callable
 
 import gdas
 from gdas.cli.main import main
+from gdas.engine.rundir import CHECKPOINT, RunDir
 
 
 def run_cli(*argv: object) -> int:
@@ -23,6 +25,20 @@ def expect_error(capsys, *argv: object, contains: str) -> str:
     assert err.startswith("gdas: error:") and len(err.splitlines()) == 1, err
     assert contains in err, err
     return err
+
+
+def kill_after_checkpoints(monkeypatch, n: int) -> Callable[[], None]:
+    """Ctrl-C right after the n-th checkpoint write (a run killed there); returns what restores normal saving."""
+    original, saves = RunDir.save_checkpoint, [0]
+
+    def save_then_die(self, state, name=CHECKPOINT):
+        original(self, state, name)
+        saves[0] += 1
+        if saves[0] == n:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_checkpoint", save_then_die)
+    return lambda: monkeypatch.setattr(RunDir, "save_checkpoint", original)
 
 
 def launch_two_ranks(entry: str, *argv: object) -> subprocess.CompletedProcess:

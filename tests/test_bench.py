@@ -121,6 +121,22 @@ def test_bench_search_json_keys(capsys):
     assert "gdas_peak_mb" not in out
 
 
+def test_bench_search_nb201_gives_the_darts_keys(capsys):
+    results = {}
+    for space in ("darts", "nb201"):
+        assert main(["bench", "search", *TINY, "--space", space, "--no-memory", "--json"]) == 0
+        results[space] = json.loads(capsys.readouterr().out)
+    darts, nb201 = results["darts"], results["nb201"]
+    assert set(nb201) == set(darts)
+    for key, value in darts.items():
+        if isinstance(value, dict):
+            assert set(nb201[key]) == set(value), key
+    assert nb201["config"]["space"] == "nb201" and nb201["config_search"]["steps"] == 3
+    assert all(nb201[f"{k}_step_ms"] > 0 and len(nb201["samples_ms"][k]) == 2 for k in KINDS)
+    nb201_child = BenchConfig(space="nb201", device="cpu", C=8, N=1, batch=4, samples=1, warmup=0, threads=1)
+    assert worker_memory(nb201_child, "child") > 0  # the space's own child network, in its own process
+
+
 def test_memory_worker_runs_in_its_own_process():
     b = BenchConfig(device="cpu", C=8, N=1, batch=4, samples=1, warmup=0, threads=1)
     assert worker_memory(b, "gdas") > 0

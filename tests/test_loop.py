@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -56,3 +58,27 @@ def test_optimizer_step_clips_then_steps():
     loss = (p * torch.tensor([30.0, 40.0, 0.0, 0.0])).sum()  # gradient norm 50
     optimizer_step(loss, opt, [p], grad_clip=5.0, ctx=Context())
     assert torch.allclose(p.detach(), torch.tensor([-3.0, -4.0, 0.0, 0.0]))
+
+
+def test_a_step_when_every_sampled_path_is_none() -> None:
+    """NB201 can sample `none` on every edge into the output node: the loss then does not depend on A."""
+    from gdas.bench.measure import build_task
+    from gdas.configs.search import SEARCH_PRESETS
+    from gdas.sampler import CellArch
+
+    cfg = dataclasses.replace(SEARCH_PRESETS["nb201-smoke"], device="cpu", batch_size=4, synthetic_train=8)
+    task = build_task(cfg, torch.device("cpu"))
+    (arch,) = task.a_params
+    before = arch.detach().clone()
+
+    def all_none(tau, *, arch_grad, generator=None):
+        weights = torch.zeros_like(arch).index_fill(1, torch.tensor([0]), 1.0) + (arch - arch.detach())
+        return [None if not isinstance(c, type(task.model.cells[0])) else CellArch(weights, [0] * arch.shape[0])
+                for c in task.model.cells]
+
+    task.model.sample_arch = all_none
+    stats = task.a_step(0, 1.0)
+    assert torch.isfinite(stats).all()
+    assert torch.equal(arch.grad, torch.zeros_like(arch))
+    # Adam with weight decay still moves A (as it would with the zero gradient of `none`'s zeros).
+    assert not torch.equal(arch.detach(), before)

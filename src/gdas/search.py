@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
@@ -15,10 +16,11 @@ from gdas.engine import rundir as files
 from gdas.engine.loop import fit, frozen, optimizer_step, resume, seed_everything
 from gdas.engine.progress import ProgressBar
 from gdas.engine.rundir import RunDir
+from gdas.errors import GdasError
 from gdas.genotypes import save_genotype
 from gdas.sampler import tau_at
 from gdas.spaces import get_space
-from gdas.spaces.base import SearchSpace
+from gdas.spaces.base import Benchmark, SearchSpace
 
 Log = Callable[[str], None]
 
@@ -106,7 +108,11 @@ class SearchTask:
         with frozen(self.w_params):
             loss, stats = self._loss("a", step, tau)
         self.a_opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=self.a_params)
+        if loss.requires_grad:
+            loss.backward(inputs=self.a_params)
+        else:  # every sampled path to the output was `none` (possible in NB201): A's gradient is exactly zero
+            for p in self.a_params:
+                p.grad = torch.zeros_like(p)
         dist.all_reduce_grads(self.a_params, self.ctx)
         self.a_opt.step()
         return stats
@@ -159,17 +165,33 @@ class SearchTask:
                    "wall_time_s": round(wall_time_s, 2), "device": str(self.device),
                    "world_size": self.ctx.world_size,
                    "search_cost_device_hours": round(hours * self.ctx.world_size, 4), "complete": True}
+        if run.writer and getattr(self.cfg, "benchmark", None) and self.space.benchmark is not None:
+            summary["benchmark"] = self._lookup(genotype, self.space.benchmark)
         run.write_json(files.SUMMARY, summary)
         return summary
 
+    def _lookup(self, genotype: Any, benchmark: Benchmark) -> dict[str, Any]:
+        """The derived cell's true accuracies; a failure now (e.g. a damaged archive) is recorded, never
+        fatal: the search's result is on disk already."""
+        try:
+            return {"name": benchmark.name, **benchmark.query(genotype, self.cfg.benchmark)}
+        except GdasError as exc:
+            print(f"gdas: warning: no {benchmark.name} look-up ({exc}); the search itself is complete",
+                  file=sys.stderr)
+            return {"name": benchmark.name, "error": str(exc)}
+
     def state_dict(self) -> dict[str, Any]:
-        state = {"model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),
+        state = {"space": self.space.name, "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),
                  "a_opt": self.a_opt.state_dict(), "arch_gen": self.arch_gen.get_state(), **self.data.state_dict()}
         if self.w_sched is not None:
             state["w_sched"] = self.w_sched.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        stored = state.get("space", self.space.name)  # checkpoints from before the space was recorded: by their keys
+        if stored != self.space.name:
+            raise GdasError(f"the checkpoint is of a {stored} search, but the run's config says space "
+                            f"{self.space.name}; restore its config.json or start a new run")
         self.model.load_state_dict(state["model"])
         self.w_opt.load_state_dict(state["w_opt"])
         self.a_opt.load_state_dict(state["a_opt"])
@@ -219,8 +241,6 @@ def multi_seed_search(cfg: Any, out: Path, seeds: list[int], *, resume_run: bool
     import dataclasses
     import shutil
 
-    from gdas.errors import GdasError
-
     if len(set(seeds)) != len(seeds):
         raise GdasError(f"--seeds has repeated values {seeds}; give distinct seeds")
     ctx = dist.context()
@@ -255,7 +275,6 @@ def stored_search_config(out: Path) -> tuple[Any, Optional[list[int]]]:
     """The config of an existing search folder (one run or a multi-seed folder) and its seeds (None: one run)."""
     from gdas.configs.rnn import RNNSearchConfig
     from gdas.configs.search import SearchConfig
-    from gdas.errors import GdasError
 
     if (out / files.MULTISEED).exists():
         meta = files.read_json(out / files.MULTISEED)

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     epoch.add_argument("--time-steps", type=int, default=None, metavar="K",
                        help="time only the epoch's first K iterations and scale to the whole epoch")
     epoch.add_argument("--json", action="store_true", help="print one JSON object")
-    cfgbase.add_config_options(epoch, SearchConfig)
+    cfgbase.add_config_options(epoch, SearchConfig, skip=("benchmark",))  # no search ends here: nothing to look up
     epoch.set_defaults(func=_epoch)
 
     worker = bench_sub.add_parser("_worker")  # one peak-memory measurement, in its own process

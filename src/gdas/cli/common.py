@@ -16,8 +16,9 @@ from gdas.engine.rundir import stored_config
 
 C = TypeVar("C")
 
-# Fields that may change when a run is resumed (they do not change the result on one device).
-RESUME_MUTABLE = frozenset({"device", "threads", "data_dir"})
+# Fields that may change when a run is resumed (they do not change the result on one device; the benchmark
+# is only read once the search has ended).
+RESUME_MUTABLE = frozenset({"device", "threads", "data_dir", "benchmark"})
 
 
 def default_out(command: str, preset: str) -> Path:

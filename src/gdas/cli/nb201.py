@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any
 
 from gdas.errors import GdasError
+from gdas.genotypes import load_genotype
+from gdas.spaces import space_of
 from gdas.spaces.nb201.benchmark import BENCH_DATASETS, NATS_FILE, query
 from gdas.spaces.nb201.genotype import NB201_REGISTRY, NB201Genotype
 
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Validation and test accuracy (%%, mean over the benchmark's seeds, 200 epochs) of an NB201 "
                     f"architecture, read from the NATS-Bench topology benchmark ({NATS_FILE}).")
     query.add_argument("arch", help=f"NB201 string (|op~0|+|op~0|op~1|+...), a name ({', '.join(NB201_REGISTRY)}), "
-                                    "or a genotype.json holding {\"type\": \"nb201\", \"arch\": ...}")
+                                    "a genotype.json holding {\"type\": \"nb201\", \"arch\": ...}, or the "
+                                    "RUN_DIR of an nb201 search")
     query.add_argument("--benchmark", required=True, metavar="PATH",
                        help=f"the extracted {NATS_FILE} folder (or a NATS-tss .pickle.pbz2 file)")
     query.add_argument("--dataset", choices=list(BENCH_DATASETS), default=None,
@@ -31,15 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_arch(text: str) -> NB201Genotype:
-    """An NB201 genotype from a string, a registry name, or a JSON file in NB201Genotype.to_json() form."""
-    if os.path.isfile(text):
-        try:
-            with open(text) as f:
-                obj = json.load(f)
-        except (OSError, ValueError) as e:
-            raise GdasError(f"cannot read {text} as JSON ({e}); pass an NB201 string or a genotype.json") from None
-        return NB201Genotype.from_json(obj)
-    return NB201Genotype.parse(text)
+    """An NB201 genotype from a string, a registry name, a genotype.json or a search run directory."""
+    genotype = load_genotype(text)
+    if not isinstance(genotype, NB201Genotype):
+        raise GdasError(f"{text[:80]} holds a {space_of(genotype).name} genotype; NATS-Bench holds NB201 cells: "
+                        "pass an NB201 string, name, genotype.json or the run directory of an nb201 search")
+    return genotype
 
 
 def _text(info: dict[str, Any]) -> str:

@@ -32,7 +32,19 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     print(f"genotype: {summary['genotype']}")
     print(f"final valid acc {summary['final_valid_acc']:.4f}  wall time {format_duration(summary['wall_time_s'])}"
           f"  search cost {summary['search_cost_device_hours']:.3f} {summary['device']}-hours")
+    if "benchmark" in summary:
+        print(_benchmark_line(summary["benchmark"]))
     print(f"run directory: {out}  (train it: gdas train --genotype {out})")
+
+
+def _benchmark_line(info: dict[str, Any]) -> str:
+    """The derived cell's true accuracies (or why there are none) in one line."""
+    if "error" in info:
+        return f"{info['name']}: no look-up ({info['error']})"
+    accs = "; ".join(f"{name} " + " ".join(f"{split} {'n/a' if acc is None else format(acc, '.2f') + '%'}"
+                                           for split, acc in splits.items())
+                     for name, splits in info["results"].items())
+    return f"{info['name']} (index {info['index']}, {info['epochs']} epochs, mean over seeds): {accs}"
 
 
 def _print_seeds(result: dict[str, Any], out: Path) -> None:

@@ -7,7 +7,9 @@ from typing import Optional
 
 from gdas.configs.base import check, check_choice, meta
 from gdas.configs.runtime import validate_runtime
+from gdas.errors import GdasError
 from gdas.sampler import SAMPLE_SCOPES, SAMPLERS
+from gdas.spaces import get_space
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 
 from gdas.data.images import IMAGE_DATASETS
@@ -60,6 +62,9 @@ class SearchConfig:
     channels_last: bool = field(default=False, metadata=meta(
         "channels_last (NHWC) memory format for model and batches, on CPU and CUDA"))
     threads: Optional[int] = field(default=None, metadata=meta("CPU threads (torch.set_num_threads)"))
+    benchmark: Optional[str] = field(default=None, metadata=meta(
+        "nb201 space: the NATS-Bench topology benchmark (the extracted NATS-tss-v1_0-3ffb9-simple folder); the "
+        "summary and report record the derived cell's true accuracies (needs pip install 'gdas[nb201]')"))
 
     def validate(self) -> None:
         check_choice(self.space, IMAGE_SPACES, "--space")
@@ -85,6 +90,12 @@ class SearchConfig:
         check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "--steps-per-epoch must be >= 1")
         check(self.crop_padding >= 0 and self.cutout >= 0, "--crop-padding and --cutout must be >= 0")
         validate_runtime(self.device, self.amp, self.threads)
+        if self.benchmark is not None:  # a missing file or package fails now, not after the search
+            lookup = get_space(self.space).benchmark
+            if lookup is None:
+                raise GdasError(f"--benchmark: the {self.space} space has no tabular benchmark; drop it "
+                                "(NATS-Bench holds --space nb201 cells)")
+            lookup.check(self)
 
 
 _NB201_SEARCH = SearchConfig(space="nb201", C=16, N=5, steps=3, w_nesterov=True, w_weight_decay=5e-4)

@@ -157,6 +157,27 @@ def _results(run: RunView) -> list[tuple[str, Any]]:
     return rows
 
 
+def _benchmark(run_id: str, run: RunView) -> str:
+    """The derived cell's true accuracies from a tabular benchmark (`gdas search --benchmark`), when recorded."""
+    info = (run.summary or {}).get("benchmark")
+    if not isinstance(info, dict):
+        return ""
+    name = info.get("name", "benchmark")
+    head = _h3(run_id, "benchmark", f"True accuracy ({name})")
+    if "error" in info:
+        return head + f'<p class="note">No look-up: {_e(info["error"])}</p>'
+
+    def pct(acc: Any, split: str) -> str:
+        value = acc.get(split) if isinstance(acc, dict) else None
+        return f"{value:.2f}" if is_number(value) else "-"
+
+    rows = "".join(f'<tr><td>{_e(dataset)}</td><td class="num">{pct(acc, "valid")}</td>'
+                   f'<td class="num">{pct(acc, "test")}</td></tr>' for dataset, acc in info.get("results", {}).items())
+    return (head + f'<p class="sub">{_e(info.get("arch", ""))}: index {_e(info.get("index"))}, '
+            f"{_e(info.get('epochs'))} epochs, accuracy in % (mean over the benchmark's seeds)</p>"
+            f"<table><tr><th>dataset</th><th>valid</th><th>test</th></tr>{rows}</table>")
+
+
 def _cost(run: RunView) -> list[tuple[str, Any]]:
     summary = run.summary or {}
     rows: list[tuple[str, Any]] = [("wall time", _fmt("wall_time_s", run.last("wall_time_s")))]
@@ -239,7 +260,7 @@ def _run_section(index: int, run: RunView) -> str:
            f'<p class="sub">{_e(run.path)}</p>']
     if not run.complete:
         out.append(f'<div class="alert"><strong>INCOMPLETE run.</strong> {_e("; ".join(run.problems))}</div>')
-    out += [_h3(run_id, "results", "Results"), _table(_results(run))]
+    out += [_h3(run_id, "results", "Results"), _table(_results(run)), _benchmark(run_id, run)]
     if run.is_search or run.genotype is not None:
         out.append(_cells(run_id, run.genotype, run.genotype_note))
         out.append(_genotype_changes(run))
