@@ -12,8 +12,9 @@ from typing import Optional
 import pytest
 import torch
 
+import gdas
 from gdas.configs import base
-from gdas.configs.runtime import autocast, environment, resolve_device, validate_runtime
+from gdas.configs.runtime import autocast, environment, resolve_device, validate_runtime, version_text
 from gdas.configs.search import SEARCH_PRESETS, SearchConfig
 from gdas.errors import GdasError
 
@@ -177,3 +178,9 @@ def test_environment_record():
     assert {"gdas", "torch", "python", "platform", "device", "threads"} <= set(env)
     assert env["device"] == "cpu" and env["torch"] == torch.__version__
     json.dumps(env)
+
+
+def test_version_text_names_gdas_torch_and_device():
+    text = version_text()
+    assert text.startswith(f"gdas {gdas.__version__} (torch {torch.__version__}, device ")
+    assert ("device cuda" if torch.cuda.is_available() else "device cpu") in text

@@ -44,6 +44,14 @@ def test_smoke_search_writes_a_complete_run(tmp_path: Path, capsys) -> None:
     assert summary["genotype"] == str(genotype) and summary["complete"]
 
 
+def test_version_prints_gdas_torch_and_device(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_cli("--version")
+    assert exc.value.code == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("gdas ") and f"torch {torch.__version__}" in printed and "device " in printed
+
+
 def test_python_dash_m_runs_the_real_cli(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "gdas", "search", *SMOKE, "--out", str(out), "--epochs", "1",

@@ -49,6 +49,13 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
     return contextlib.nullcontext()
 
 
+def version_text() -> str:
+    """`gdas --version`: the package, the torch it runs on and the device `--device auto` would pick."""
+    device = resolve_device("auto")
+    where = f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+    return f"gdas {gdas.__version__} (torch {torch.__version__}, device {where})"
+
+
 def environment(device: torch.device) -> dict[str, Any]:
     """What a run ran on: written next to its results."""
     env: dict[str, Any] = {
