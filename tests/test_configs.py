@@ -14,7 +14,8 @@ import torch
 
 import gdas
 from gdas.configs import base
-from gdas.configs.runtime import autocast, environment, resolve_device, validate_runtime, version_text
+from gdas.configs.runtime import (autocast, environment, resolve_device, validate_runtime, validate_tracking,
+                                  version_text)
 from gdas.configs.search import SEARCH_PRESETS, SearchConfig
 from gdas.errors import GdasError
 
@@ -184,3 +185,13 @@ def test_version_text_names_gdas_torch_and_device():
     text = version_text()
     assert text.startswith(f"gdas {gdas.__version__} (torch {torch.__version__}, device ")
     assert ("device cuda" if torch.cuda.is_available() else "device cpu") in text
+
+
+def test_tracking_options():
+    validate_tracking(None, None)
+    validate_tracking("mlflow", None)
+    validate_tracking("mlflow", "http://localhost:5000")
+    with pytest.raises(GdasError, match="^--tracking 'wandb' is not one of: mlflow$"):
+        validate_tracking("wandb", None)
+    with pytest.raises(GdasError, match="needs --tracking mlflow"):
+        validate_tracking(None, "./mlruns")

@@ -7,6 +7,7 @@ import sys
 from typing import Optional, Sequence
 
 from gdas.configs.runtime import version_text
+from gdas.engine import tracking
 from gdas.errors import GdasError
 
 # Each module defines `register(subparsers)`, which adds its commands with `func=<handler>`.
@@ -56,7 +57,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with tracking.session(getattr(args, "tracking", None), getattr(args, "tracking_uri", None)):
+            return int(args.func(args) or 0)
     except GdasError as exc:
         print(f"gdas: error: {exc}", file=sys.stderr)
         return 2

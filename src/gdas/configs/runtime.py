@@ -13,6 +13,7 @@ import gdas
 from gdas.configs.base import check, check_choice
 
 AMP_MODES = ("none", "bf16")
+TRACKING_BACKENDS = ("mlflow",)
 
 
 def validate_runtime(device: str, amp: str, threads: Optional[int]) -> None:
@@ -20,6 +21,14 @@ def validate_runtime(device: str, amp: str, threads: Optional[int]) -> None:
           f"--device must be auto, cpu, cuda or cuda:N, got {device!r}")
     check_choice(amp, AMP_MODES, "--amp")
     check(threads is None or threads >= 1, f"--threads must be at least 1, got {threads}")
+
+
+def validate_tracking(backend: Optional[str], uri: Optional[str]) -> None:
+    """`--tracking BACKEND [--tracking-uri URI]`: a known backend, and a URI only with a backend."""
+    check(backend is None or backend in TRACKING_BACKENDS,
+          f"--tracking {backend!r} is not one of: {', '.join(TRACKING_BACKENDS)}")
+    check(uri is None or backend is not None,
+          f"--tracking-uri {uri} needs --tracking {TRACKING_BACKENDS[0]}; add it or drop --tracking-uri")
 
 
 def resolve_device(name: str) -> torch.device:
