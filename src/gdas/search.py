@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from gdas.engine import distributed as dist
 from gdas.configs import base as cfgbase
-from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime
+from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime, with_channels_last
 from gdas.configs.search import SearchConfig
 from gdas.data.augment import BatchAugment, batch_indices
 from gdas.data.images import ImageDataset, load_image_dataset
@@ -212,6 +212,7 @@ def run_search(cfg: SearchConfig, out: Path, *, resume_run: bool = False, log: C
     dist.local_batch(cfg.batch_size, ctx)  # every rank fails alike on a batch that does not split
     device = dist.local_device(resolve_device(cfg.device), ctx)
     setup_runtime(device, cfg.threads)
+    cfg = with_channels_last(cfg, device)  # auto -> on/off, recorded in config.json
     if resume_run:
         run, _ = RunDir.open_existing(out, KIND, writer=ctx.is_main)
     else:  # rank 0 creates the folder; its refusal (an existing run) stops every rank

@@ -21,7 +21,7 @@ import torch
 import gdas
 from gdas.bench.child import child_network
 from gdas.configs import base as cfgbase
-from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime
+from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime, with_channels_last
 from gdas.configs.search import SearchConfig
 from gdas.data.augment import BatchAugment
 from gdas.data.images import load_image_dataset
@@ -46,7 +46,7 @@ class BenchConfig:
     threads: Optional[int] = 2
     frc: bool = False
     amp: str = "none"
-    channels_last: bool = False
+    channels_last: Optional[bool] = None  # None: auto (runtime.auto_channels_last)
     seed: int = 0
     memory: bool = True
 
@@ -185,6 +185,7 @@ def bench_search(b: BenchConfig, log: Callable[[str], None] = lambda _: None) ->
     b.validate()
     device = resolve_device(b.device)
     setup_runtime(device, b.threads)
+    b = with_channels_last(b, device)  # the result records the format measured
     info = machine_info(device)
     memory: dict[str, float] = {}
     if device.type != "cuda" and b.memory:  # first, while this process holds nothing big
@@ -306,6 +307,7 @@ def bench_data(b: BenchConfig, cutout: int = 16) -> dict[str, Any]:
     b.validate()
     device = resolve_device(b.device)
     setup_runtime(device, b.threads)
+    b = with_channels_last(b, device)  # the result records the format measured
     info = machine_info(device)
     bench = SearchBench(b, device, kinds=("gdas",))
     task = bench.gdas
@@ -340,6 +342,7 @@ def bench_epoch(cfg: SearchConfig, warmup_steps: int = 5, time_steps: Optional[i
     cfg.validate()
     device = resolve_device(cfg.device)
     setup_runtime(device, cfg.threads)
+    cfg = with_channels_last(cfg, device)
     info = machine_info(device)
     data = load_search_data(cfg)
     split = split_indices(len(data.train_y), cfg.train_portion, cfg.seed)

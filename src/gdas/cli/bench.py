@@ -26,7 +26,8 @@ def _add_model_options(parser: argparse.ArgumentParser, batch: int) -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads, torch.set_num_threads (default: 2)")
     parser.add_argument("--frc", action="store_true", help="fixed reduction cell (search the normal cell only)")
     parser.add_argument("--amp", default="none", choices=("none", "bf16"), help="bf16 autocast on CUDA")
-    parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="channels_last memory format (default auto: on on the CPU, off on CUDA)")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights, data and samples (default: 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
