@@ -28,6 +28,7 @@ def test_smoke_search_writes_a_complete_run(tmp_path: Path, capsys) -> None:
     assert list((out / "tb").glob("events.out.tfevents.*"))
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "search" and config["config"]["preset"] == "smoke"
+    assert config["config"]["channels_last"] is (not torch.cuda.is_available())  # auto, resolved and recorded
     assert config["env"]["torch"] == torch.__version__
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [0, 1]
@@ -44,12 +45,21 @@ def test_smoke_search_writes_a_complete_run(tmp_path: Path, capsys) -> None:
     assert summary["genotype"] == str(genotype) and summary["complete"]
 
 
+def test_version_prints_gdas_torch_and_device(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_cli("--version")
+    assert exc.value.code == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("gdas ") and f"torch {torch.__version__}" in printed and "device " in printed
+
+
 def test_python_dash_m_runs_the_real_cli(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "gdas", "search", *SMOKE, "--out", str(out), "--epochs", "1",
-                           "--frc"], capture_output=True, text=True, timeout=300)
+                           "--frc", "--no-channels-last"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert load_genotype(out).fixed_reduction
+    assert json.loads((out / "config.json").read_text())["config"]["channels_last"] is False
     draw = subprocess.run([sys.executable, "-m", "gdas", "draw", str(out)], capture_output=True, text=True,
                           timeout=120)
     assert draw.returncode == 0, draw.stderr

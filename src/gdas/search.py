@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional, Protocol
 import torch
 
 from gdas.configs import base as cfgbase
-from gdas.configs.runtime import environment, resolve_device, setup_runtime
+from gdas.configs.runtime import environment, resolve_device, setup_runtime, with_channels_last
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files
 from gdas.engine.loop import fit, frozen, optimizer_step, resume, seed_everything
@@ -196,6 +196,8 @@ def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = prin
     ctx = dist.context()
     device = dist.local_device(resolve_device(cfg.device), ctx)
     setup_runtime(device, cfg.threads)
+    if getattr(cfg, "channels_last", False) is None:  # auto -> on/off, recorded in config.json
+        cfg = with_channels_last(cfg, device)
     data, run = _search_data(space)(cfg, out, device, resume_run)
     task = SearchTask(cfg, space, data, device, show_progress=show_progress)
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)

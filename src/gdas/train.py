@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from gdas.engine import distributed as dist
 from gdas.configs import base as cfgbase
-from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime
+from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime, with_channels_last
 from gdas.configs.train import TrainConfig
 from gdas.data.batches import BatchSource, LoaderBatches, Split, TensorBatches
 from gdas.data.images import load_image_dataset, seeded_split
@@ -284,6 +284,7 @@ def run_train(cfg: TrainConfig, out: Path, *, resume_run: bool = False, log: Cal
     dist.local_batch(cfg.batch_size, ctx)
     device = dist.local_device(resolve_device(cfg.device), ctx)
     setup_runtime(device, cfg.threads)
+    cfg = with_channels_last(cfg, device)  # auto -> on/off, recorded in config.json
     split: Optional[Split] = None
     if resume_run:
         run, _ = RunDir.open_existing(out, KIND, writer=ctx.is_main)

@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
 
+from gdas.configs.runtime import TRACKING_BACKENDS
 from gdas.engine import distributed as dist
+from gdas.engine import tracking
 from gdas.configs import base as cfgbase
 from gdas.errors import GdasError
 from gdas.engine.rundir import stored_config
@@ -33,6 +35,10 @@ def add_run_options(parser: argparse.ArgumentParser, presets: Mapping[str, Any],
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-report", action="store_true",
                         help="do not write RUN_DIR/report.html (plots, cells, curves) at the end of the run")
+    parser.add_argument("--tracking", default=None, metavar="|".join(TRACKING_BACKENDS),
+                        help="also log config, per-epoch metrics and results to an experiment tracker")
+    parser.add_argument("--tracking-uri", default=None, metavar="URI",
+                        help=f"its tracking store: a server URL or a local folder (default: {tracking.DEFAULT_URI})")
 
 
 def write_run_report(args: argparse.Namespace, run_dirs: Sequence[Path]) -> Optional[Path]:
@@ -51,6 +57,7 @@ def write_run_report(args: argparse.Namespace, run_dirs: Sequence[Path]) -> Opti
               f"retry with gdas report {run_dirs[0]}", file=sys.stderr)
         return None
     print(f"report: {path}")
+    tracking.current().report_written(Path(run_dirs[0]), path)
     return path
 
 

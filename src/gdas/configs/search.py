@@ -57,8 +57,8 @@ class SearchConfig:
     seed: int = 0
     device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
     amp: str = field(default="none", metadata=meta("mixed precision on CUDA", ("none", "bf16")))
-    channels_last: bool = field(default=False, metadata=meta(
-        "channels_last (NHWC) memory format for model and batches, on CPU and CUDA"))
+    channels_last: Optional[bool] = field(default=None, metadata=meta(
+        "channels_last (NHWC) memory format for model and batches (default auto: on on the CPU, off on CUDA)"))
     threads: Optional[int] = field(default=None, metadata=meta("CPU threads (torch.set_num_threads)"))
 
     def validate(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator, Optional, Protocol
 import torch
 
 from gdas.engine import distributed as dist
+from gdas.engine import tracking
 from gdas.errors import GdasError
 from gdas.engine.rundir import METRICS, RunDir
 
@@ -98,7 +99,13 @@ def resume(task: Task, run: RunDir, map_location: Optional[torch.device] = None)
 
 def fit(task: Task, run: RunDir, *, start_epoch: int = 0, wall_time_s: float = 0.0,
         log: Log = print) -> dict[str, Any]:
-    """Run epochs [start_epoch, task.epochs): metrics, per-epoch files and a checkpoint after each."""
+    """Run epochs [start_epoch, task.epochs): metrics, per-epoch files and a checkpoint after each.
+
+    The command's tracker (`tracking.current()`, a no-op unless --tracking) sees the run start, each epoch's
+    record and the finished run.
+    """
+    tracker = tracking.current()
+    tracker.run_started(run)
     for epoch in range(start_epoch, task.epochs):
         began = time.perf_counter()
         metrics = task.run_epoch(epoch)
@@ -110,9 +117,11 @@ def fit(task: Task, run: RunDir, *, start_epoch: int = 0, wall_time_s: float = 0
         task.after_epoch(epoch, record, run)
         run.save_checkpoint({"epoch": epoch, "task": task.state_dict(), "rng": rng_state(),
                              "wall_time_s": wall_time_s})
+        tracker.epoch_ended(run, epoch, record)  # after the checkpoint: a resumed run never logs an epoch twice
         log(" ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
     summary = task.finish(run, wall_time_s)
     run.close()
+    tracker.run_ended(run)
     return summary
 
 
