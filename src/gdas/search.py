@@ -16,7 +16,7 @@ from gdas.engine.loop import fit, frozen, optimizer_step, resume, seed_everythin
 from gdas.engine.progress import ProgressBar
 from gdas.engine.rundir import RunDir
 from gdas.genotypes import save_genotype
-from gdas.sampler import tau_at
+from gdas.sampler import drop_idle_grads, tau_at
 from gdas.spaces import get_space
 from gdas.spaces.base import SearchSpace
 
@@ -92,13 +92,18 @@ class SearchTask:
 
     # -- one iteration of Algorithm 1 ----------------------------------------------------------
     def _loss(self, phase: str, step: int, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._archs_loss(phase, step, tau)[1:]
+
+    def _archs_loss(self, phase: str, step: int, tau: float) -> tuple[list, torch.Tensor, torch.Tensor]:
         archs = self.model.sample_arch(tau, arch_grad=phase == "a", generator=self.arch_gen)
-        return self.data.loss(self.model, archs, phase, step)
+        return (archs, *self.data.loss(self.model, archs, phase, step))
 
     def w_step(self, step: int, tau: float) -> torch.Tensor:
-        """Update W on a D_T batch; A gets no gradient (the sampled child network alone runs)."""
-        loss, stats = self._loss("w", step, tau)
-        optimizer_step(loss, self.w_opt, self.w_params, self.cfg.grad_clip, self.ctx)
+        """Update W on a D_T batch; A gets no gradient (the sampled child network alone runs). Under the
+        no-acceleration ablation the unsampled ops' gradients are dropped: it differs from GDAS in compute only."""
+        archs, loss, stats = self._archs_loss("w", step, tau)
+        optimizer_step(loss, self.w_opt, self.w_params, self.cfg.grad_clip, self.ctx,
+                       after_backward=lambda: drop_idle_grads(archs))
         return stats
 
     def a_step(self, step: int, tau: float) -> torch.Tensor:
