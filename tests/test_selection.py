@@ -4,6 +4,7 @@ seeds side by side (--parallel) with the same result as one after another."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,19 @@ def test_parallel_seeds_equal_sequential_ones(sequential: Path, tmp_path: Path, 
         assert _read(a / "genotype.json") == _read(b / "genotype.json")
         assert all(torch.equal(x, y) for x, y in zip(_arch(a), _arch(b)))
         assert _read(a / "split.json") == _read(b / "split.json")
+    strip = ("dir", "wall_time_s", "select_wall_time_s")
+    rows = [[{k: v for k, v in r.items() if k not in strip} for r in _read(d / "seeds.json")["seeds"]]
+            for d in (sequential, out)]
+    assert rows[0] == rows[1]
+
+
+def test_an_interrupted_selection_resumes_to_the_same_result(sequential: Path, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(sequential, out)
+    (out / "seeds.json").unlink()
+    (out / "seed-1" / "select" / "summary.json").unlink()  # killed after its last checkpoint
+    shutil.rmtree(out / "seed-0" / "select")  # killed before its retrain started
+    assert run_cli("search", "--resume", out, "--no-progress", "--no-report") == 0
     strip = ("dir", "wall_time_s", "select_wall_time_s")
     rows = [[{k: v for k, v in r.items() if k not in strip} for r in _read(d / "seeds.json")["seeds"]]
             for d in (sequential, out)]
