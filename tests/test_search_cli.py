@@ -127,9 +127,9 @@ def test_run_written_before_search_spaces_resumes_and_reports(tmp_path: Path, mo
                    "--no-report", "--epochs", "1") == 0
 
 
-def test_multi_seed_keeps_the_best_validation_accuracy(tmp_path: Path, capsys) -> None:
+def test_multi_seed_select_by_search_keeps_the_best_validation_accuracy(tmp_path: Path, capsys) -> None:
     out = tmp_path / "seeds"
-    assert run_cli("search", *SMOKE, "--epochs", "1", "--seeds", "0", "1", "--out", out) == 0
+    assert run_cli("search", *SMOKE, "--epochs", "1", "--seeds", "0", "1", "--select-by", "search", "--out", out) == 0
     table = json.loads((out / "seeds.json").read_text())
     accs = {row["seed"]: row["valid_acc"] for row in table["seeds"]}
     assert set(accs) == {0, 1}
@@ -137,7 +137,9 @@ def test_multi_seed_keeps_the_best_validation_accuracy(tmp_path: Path, capsys) -
     best_dir = out / f"seed-{table['best_seed']}"
     assert (out / "genotype.json").read_text() == (best_dir / "genotype.json").read_text()
     printed = capsys.readouterr().out
-    assert "seed" in printed and "kept seed" in printed
+    assert f"kept seed {table['best_seed']} (best final search accuracy" in printed
+    assert table["select_by"] == "search" and all(row["select_valid_acc"] is None for row in table["seeds"])
+    assert not (best_dir / "select").exists()  # no retrain when selecting by the search accuracy
 
 
 def test_bad_options_give_one_line_and_exit_2(tmp_path: Path, capsys) -> None:

@@ -16,7 +16,7 @@ from gdas.engine.loop import fit, frozen, optimizer_step, resume, seed_everythin
 from gdas.engine.progress import ProgressBar
 from gdas.engine.rundir import RunDir
 from gdas.genotypes import save_genotype
-from gdas.sampler import tau_at
+from gdas.sampler import drop_idle_grads, tau_at
 from gdas.spaces import get_space
 from gdas.spaces.base import SearchSpace
 
@@ -92,13 +92,18 @@ class SearchTask:
 
     # -- one iteration of Algorithm 1 ----------------------------------------------------------
     def _loss(self, phase: str, step: int, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._archs_loss(phase, step, tau)[1:]
+
+    def _archs_loss(self, phase: str, step: int, tau: float) -> tuple[list, torch.Tensor, torch.Tensor]:
         archs = self.model.sample_arch(tau, arch_grad=phase == "a", generator=self.arch_gen)
-        return self.data.loss(self.model, archs, phase, step)
+        return (archs, *self.data.loss(self.model, archs, phase, step))
 
     def w_step(self, step: int, tau: float) -> torch.Tensor:
-        """Update W on a D_T batch; A gets no gradient (the sampled child network alone runs)."""
-        loss, stats = self._loss("w", step, tau)
-        optimizer_step(loss, self.w_opt, self.w_params, self.cfg.grad_clip, self.ctx)
+        """Update W on a D_T batch; A gets no gradient (the sampled child network alone runs). Under the
+        no-acceleration ablation the unsampled ops' gradients are dropped: it differs from GDAS in compute only."""
+        archs, loss, stats = self._archs_loss("w", step, tau)
+        optimizer_step(loss, self.w_opt, self.w_params, self.cfg.grad_clip, self.ctx,
+                       after_backward=lambda: drop_idle_grads(archs))
         return stats
 
     def a_step(self, step: int, tau: float) -> torch.Tensor:
@@ -212,45 +217,6 @@ def new_run_dir(out: Path, kind: str, cfg: Any, device: torch.device) -> RunDir:
     ctx = dist.context()
     return dist.main_first(lambda: RunDir.create(out, kind, cfgbase.to_json(cfg), environment(device)), ctx,
                            lambda: RunDir(out, writer=False))
-
-
-def multi_seed_search(cfg: Any, out: Path, seeds: list[int], *, resume_run: bool = False, log: Log = print,
-                      show_progress: bool = True) -> dict[str, Any]:
-    """One run per seed under out/seed-S (each resumed or skipped when already there); the best final
-    validation accuracy is kept, as the paper does. Returns {"best_seed", "seeds": rows, "genotype"}."""
-    import dataclasses
-    import shutil
-
-    from gdas.errors import GdasError
-
-    if len(set(seeds)) != len(seeds):
-        raise GdasError(f"--seeds has repeated values {seeds}; give distinct seeds")
-    ctx = dist.context()
-    parent = RunDir(out, writer=ctx.is_main)
-    if not resume_run:
-        def start() -> None:  # on rank 0 only: other ranks would see the file it has just written
-            if (out / files.MULTISEED).exists():
-                raise GdasError(f"{out} already holds a multi-seed search; continue it with --resume {out}")
-            parent.write_json(files.MULTISEED, {"seeds": seeds, "config": cfgbase.to_json(cfg)})
-        dist.main_first(start, ctx, lambda: None)
-    rows = []
-    for seed in seeds:
-        seed_dir = out / f"seed-{seed}"
-        if (seed_dir / files.SUMMARY).exists():
-            summary = files.read_json(seed_dir / files.SUMMARY)
-        else:
-            started = (seed_dir / files.CHECKPOINT).exists()
-            summary = run_search(dataclasses.replace(cfg, seed=seed), seed_dir, resume_run=started, log=log,
-                                 show_progress=show_progress)
-        rows.append({"seed": seed, "valid_acc": summary["final_valid_acc"], "train_acc": summary["final_train_acc"],
-                     "wall_time_s": summary["wall_time_s"], "genotype": summary["genotype"], "dir": str(seed_dir)})
-    best = max(rows, key=lambda r: (r["valid_acc"], -r["seed"]))
-    for row in rows:
-        row["kept"] = row is best
-    parent.write_json(files.SEEDS, {"best_seed": best["seed"], "seeds": rows})
-    if ctx.is_main:
-        shutil.copyfile(Path(best["dir"]) / files.GENOTYPE, out / files.GENOTYPE)
-    return {"best_seed": best["seed"], "seeds": rows, "genotype": best["genotype"]}
 
 
 def stored_search_config(out: Path) -> tuple[Any, Optional[list[int]]]:

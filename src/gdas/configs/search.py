@@ -13,6 +13,7 @@ from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 from gdas.data.images import IMAGE_DATASETS
 
 IMAGE_SPACES = ("darts", "nb201")  # the registered spaces whose networks read images
+SELECT_BY = ("retrain", "search")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,14 @@ class SearchConfig:
     batch_size: int = field(default=64, metadata=meta("batch per step (global, over all ranks)",
                                                       aliases=("batch",)))
     train_portion: float = field(default=0.5, metadata=meta("share of the training set used as D_T"))
+    split_seed: Optional[int] = field(default=None, metadata=meta(
+        "seed of the images (synthetic data, --train-subset) and of the D_T/D_V split; default: --seed for one "
+        "run; with --seeds every seed shares one split, this seed's or else the first seed's"))
+    select_by: str = field(default="retrain", metadata=meta(
+        "with several --seeds, keep the cell of the best retrain (trained from scratch for --select-epochs on "
+        "D_T, measured on D_V) or of the best final search accuracy on D_V", SELECT_BY))
+    select_epochs: int = field(default=100, metadata=meta(
+        "epochs of each seed's retrain (DARTS: 100 epochs of an 8-cell network)"))
     steps_per_epoch: Optional[int] = field(default=None, metadata=meta("cap on W/A iterations per epoch"))
     w_lr: float = field(default=0.025, metadata=meta("SGD learning rate of the weights W"))
     w_lr_min: float = field(default=0.001, metadata=meta("cosine floor of the W learning rate"))
@@ -61,8 +70,15 @@ class SearchConfig:
         "channels_last (NHWC) memory format for model and batches (default auto: on on the CPU, off on CUDA)"))
     threads: Optional[int] = field(default=None, metadata=meta("CPU threads (torch.set_num_threads)"))
 
+    @property
+    def data_seed(self) -> int:
+        """The seed of the images and the D_T/D_V split (shared by every seed of a multi-seed search)."""
+        return self.seed if self.split_seed is None else self.split_seed
+
     def validate(self) -> None:
         check_choice(self.space, IMAGE_SPACES, "--space")
+        check_choice(self.select_by, SELECT_BY, "--select-by")
+        check(self.select_epochs >= 1, f"--select-epochs must be at least 1, got {self.select_epochs}")
         check_choice(self.dataset, IMAGE_DATASETS, "--dataset")
         check_choice(self.sampler, SAMPLERS, "--sampler")
         check_choice(self.sample_scope, SAMPLE_SCOPES, "--sample-scope")
@@ -97,7 +113,7 @@ SEARCH_PRESETS: dict[str, SearchConfig] = {
     # The CPU demo: a small supernet on a subset of Fashion-MNIST; minutes on two cores.
     "fashion-mnist": SearchConfig(dataset="fashion-mnist", C=8, N=1, epochs=10, batch_size=64,
                                   train_subset=4000, w_lr_min=0.0, tau_max=10.0, crop_padding=2,
-                                  channels_last=True),  # NHWC halves the step on CPU
+                                  channels_last=True, select_epochs=3),  # NHWC halves the step on CPU
     # NAS-Bench-201 with the reference's GDAS settings: 240 epochs, batch 64, nesterov SGD 0.025 cosine to
     # 0.001, wd 5e-4; A by Adam 3e-4 (0.5, 0.999), wd 1e-3; tau 10 -> 0.1; C=16, N=5, 4-node cells.
     "nb201-cifar10": _NB201_SEARCH,
@@ -105,10 +121,10 @@ SEARCH_PRESETS: dict[str, SearchConfig] = {
     "nb201-imagenet16": replace(_NB201_SEARCH, dataset="imagenet16-120"),
     # The NAS-Bench-201 CPU demo: C=8, N=1 on 4,000 Fashion-MNIST images; minutes on two cores.
     "nb201-fashion-mnist": replace(_NB201_SEARCH, dataset="fashion-mnist", C=8, N=1, epochs=10, train_subset=4000,
-                                   crop_padding=2, channels_last=True),
+                                   crop_padding=2, channels_last=True, select_epochs=3),
     # Seconds: for tests and for checking an installation.
     "smoke": SearchConfig(dataset="synthetic", synthetic_train=128, C=8, N=1, epochs=2, batch_size=16,
-                          steps_per_epoch=4),
+                          steps_per_epoch=4, select_epochs=1),
     "nb201-smoke": replace(_NB201_SEARCH, dataset="synthetic", synthetic_train=128, C=8, N=1, epochs=2,
-                           batch_size=16, steps_per_epoch=4),
+                           batch_size=16, steps_per_epoch=4, select_epochs=1),
 }

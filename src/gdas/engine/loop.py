@@ -35,10 +35,14 @@ class Task(Protocol):
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter],
-                   grad_clip: float, ctx: dist.Context) -> None:
-    """The one weight update after a forward pass: backward, average over ranks, clip the norm (0: no), step."""
+                   grad_clip: float, ctx: dist.Context, after_backward: Optional[Callable[[], None]] = None) -> None:
+    """The one weight update after a forward pass: backward, average over ranks, clip the norm (0: no), step.
+
+    `after_backward` may drop gradients (set them to None) before they are averaged and used."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if after_backward is not None:
+        after_backward()
     dist.all_reduce_grads(params, ctx)
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)

@@ -285,4 +285,25 @@ def _comparison(runs: Sequence[RunView], compare_dir: Optional[Path]) -> str:
         rows.append(f'<tr{" class=kept" if run.kept else ""}>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     plots = P.comparison_plots(runs, compare_dir)
     return (f'<section id="comparison"><h2>Comparison of {len(runs)} runs</h2><table><tr>{head}</tr>'
-            f"{''.join(rows)}</table>{_grid(plots.values())}</section>")
+            f"{''.join(rows)}</table>{_seed_selection(runs)}{_grid(plots.values())}</section>")
+
+
+def _seed_selection(runs: Sequence[RunView]) -> str:
+    """A multi-seed search's selection: each seed's search and retrain accuracy on D_V, and the kept one."""
+    judged = [run for run in runs if run.selection is not None]
+    if not judged:
+        return ""
+    how = judged[0].selection or {}
+    by = (f"the best retrain on D_V ({how.get('select_epochs')} epochs from scratch on D_T)"
+          if how.get("select_by") == "retrain" else "the best final search accuracy on D_V")
+    head = "".join(f"<th>{c}</th>" for c in ("seed", "search valid acc", "retrain valid acc", "kept"))
+    rows = []
+    for run in judged:
+        row = run.selection or {}
+        cells = [_e(row.get("seed")), f'<span class="num">{_e(_fmt("valid_acc", row.get("valid_acc")))}</span>',
+                 f'<span class="num">{_e(_fmt("select_valid_acc", row.get("select_valid_acc")))}</span>',
+                 "★ kept" if run.kept else ""]
+        rows.append(f'<tr{" class=kept" if run.kept else ""}>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return (f'<h3 id="seed-selection">Seed selection</h3><p class="note">Seeds share one D_T/D_V split (split '
+            f"seed {_e(how.get('split_seed', '-'))}); the kept cell is {_e(by)}.</p>"
+            f"<table><tr>{head}</tr>{''.join(rows)}</table>")
