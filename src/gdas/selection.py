@@ -18,6 +18,7 @@ from gdas.configs.train import TRAIN_PRESETS, TrainConfig
 from gdas.data.batches import TensorBatches
 from gdas.data.search import load_search_data
 from gdas.engine import distributed as dist
+from gdas.engine import tracking
 from gdas.engine import rundir as files
 from gdas.engine.loop import fit, resume
 from gdas.engine.rundir import RunDir
@@ -134,25 +135,29 @@ def multi_seed_search(cfg: SearchConfig, out: Path, seeds: list[int], *, resume_
                 raise GdasError(f"{out} already holds a multi-seed search; continue it with --resume {out}")
             parent.write_json(files.MULTISEED, {"seeds": seeds, "config": cfgbase.to_json(cfg)})
         dist.main_first(start, ctx, lambda: None)
-    retrain = cfg.select_by == "retrain" and len(seeds) > 1
-    jobs = [(dataclasses.replace(cfg, seed=seed), out / f"seed-{seed}") for seed in seeds]
-    if parallel > 1:
-        # Each process gets its share of the CPU threads: the same result as one after another, K at once.
-        threads = cfg.threads or max(1, torch.get_num_threads() // parallel)
-        jobs = [(dataclasses.replace(job_cfg, threads=threads), seed_dir) for job_cfg, seed_dir in jobs]
-        with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-            rows = list(pool.map(_seed_job, *zip(*jobs), [retrain] * len(jobs)))
-    else:
-        rows = [seed_result(job_cfg, seed_dir, retrain, log=log, show_progress=show_progress)
-                for job_cfg, seed_dir in jobs]
-    key = "select_valid_acc" if retrain else "valid_acc"
-    best = max(rows, key=lambda r: (r[key], -r["seed"]))
-    for row in rows:
-        row["kept"] = row is best
-    select_by = "retrain" if retrain else "search"
-    parent.write_json(files.SEEDS, {"best_seed": best["seed"], "select_by": select_by, "split_seed": cfg.split_seed,
-                                    "select_epochs": cfg.select_epochs if retrain else None, "seeds": rows})
-    if ctx.is_main:
-        shutil.copyfile(Path(best["dir"]) / files.GENOTYPE, out / files.GENOTYPE)
+    # With --tracking: one parent run, a child run per seed (seeds run in other processes with --parallel
+    # are not tracked: their tracker lives in this process).
+    with tracking.parent_run(out, cfgbase.to_json(cfg)):
+        retrain = cfg.select_by == "retrain" and len(seeds) > 1
+        jobs = [(dataclasses.replace(cfg, seed=seed), out / f"seed-{seed}") for seed in seeds]
+        if parallel > 1:
+            # Each process gets its share of the CPU threads: the same result as one after another, K at once.
+            threads = cfg.threads or max(1, torch.get_num_threads() // parallel)
+            jobs = [(dataclasses.replace(job_cfg, threads=threads), seed_dir) for job_cfg, seed_dir in jobs]
+            with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+                rows = list(pool.map(_seed_job, *zip(*jobs), [retrain] * len(jobs)))
+        else:
+            rows = [seed_result(job_cfg, seed_dir, retrain, log=log, show_progress=show_progress)
+                    for job_cfg, seed_dir in jobs]
+        key = "select_valid_acc" if retrain else "valid_acc"
+        best = max(rows, key=lambda r: (r[key], -r["seed"]))
+        for row in rows:
+            row["kept"] = row is best
+        select_by = "retrain" if retrain else "search"
+        parent.write_json(files.SEEDS, {"best_seed": best["seed"], "select_by": select_by,
+                                        "split_seed": cfg.split_seed,
+                                        "select_epochs": cfg.select_epochs if retrain else None, "seeds": rows})
+        if ctx.is_main:
+            shutil.copyfile(Path(best["dir"]) / files.GENOTYPE, out / files.GENOTYPE)
     return {"best_seed": best["seed"], "select_by": select_by, "split_seed": cfg.split_seed, "seeds": rows,
             "genotype": best["genotype"]}
