@@ -100,6 +100,8 @@ def fit(task: Task, run: RunDir, *, start_epoch: int = 0, wall_time_s: float = 0
         log: Log = print) -> dict[str, Any]:
     """Run epochs [start_epoch, task.epochs): metrics, per-epoch files and a checkpoint after each."""
     for epoch in range(start_epoch, task.epochs):
+        if getattr(task, "stop_early", False):  # a task's guard ended the run (its checkpoint says so on resume)
+            break
         began = time.perf_counter()
         metrics = task.run_epoch(epoch)
         elapsed = time.perf_counter() - began
