@@ -11,6 +11,9 @@ from cli_helpers import expect_error, run_cli
 from gdas.engine.rundir import RunDir
 from gdas.genotypes import load_genotype
 from gdas.guards import CollapseGuard
+from gdas.reporting import plots
+from gdas.reporting.report import write_report
+from gdas.reporting.runview import load_run
 from gdas.spaces import get_space
 from gdas.spaces.darts import space as darts_space
 
@@ -36,6 +39,7 @@ def test_a_large_cost_weight_derives_a_cheaper_network(tmp_path: Path, preset: s
         assert summary["derived_cost"] == pytest.approx(real["mult_adds_M"]) == metrics[-1]["derived_cost"]
         assert metrics[-1]["expected_cost"] > 0
         costs[weight] = (summary["derived_cost"], metrics[-1]["expected_cost"])
+    assert "curve_cost" in plots.curve_plots(load_run(out), None)  # the report plots both costs
     assert costs["100"][0] < 0.8 * costs["0"][0], costs
     assert costs["100"][1] < costs["0"][1], costs
 
@@ -68,6 +72,17 @@ def test_stop_on_collapse_keeps_the_last_healthy_genotype_and_cannot_be_resumed(
     assert load_genotype(out) == load_genotype("DARTS_V2") and summary["genotype"] == str(load_genotype("DARTS_V2"))
     assert [(e["epoch"], e["guard"]) for e in summary["guards"]] == [(4, "stop-on-collapse")]
     expect_error(capsys, "search", "--resume", out, "--no-progress", contains="already complete")
+    # The report: the stop and its reason, the events' table, the stop and the kept epoch on the plot.
+    run = load_run(out)
+    marks = plots.guard_marks(run)
+    assert marks == {"max-skip": [], "stop-on-collapse": [4], "kept": [2]}
+    page = write_report([out]).read_text()
+    assert "Stopped early after epoch 4" in page and "stopped early: collapse" in page
+    assert "<td>stop-on-collapse</td>" in page and "kept the genotype of epoch 2" in page
+    fig = plots.parameter_free_plot({"normal": ([0, 1], [0.3, 0.4])}, {"normal": ([0, 1], [0.2, 0.5])},
+                                    (0.5, 0.4), {**marks, "max-skip": [1]})
+    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert {"stopped: collapse", "genotype kept", "max-skip replaced skips"} <= set(labels)
 
 
 def test_a_run_killed_at_its_stop_finishes_on_resume_without_more_epochs(tmp_path: Path, monkeypatch) -> None:
