@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from cli_helpers import expect_error, run_cli
 from gdas.engine.rundir import RunDir
@@ -16,6 +17,7 @@ from gdas.reporting.report import write_report
 from gdas.reporting.runview import load_run
 from gdas.spaces import get_space
 from gdas.spaces.darts import space as darts_space
+from gdas.spaces.darts.derive import derive_cell
 
 QUIET = ["--no-progress", "--no-report", "--threads", "1"]
 
@@ -116,10 +118,14 @@ def test_max_skip_is_recorded_per_epoch_and_in_the_summary(tmp_path: Path) -> No
     genotype = load_genotype(out)
     assert "skip_connect" not in [op for op in genotype.cell_ops()["normal"]]
     record = _jsonl(out / "genotypes.jsonl")[-1]
+    alphas = _jsonl(out / "alphas.jsonl")[-1]
+    plain = derive_cell(torch.tensor(alphas["normal"]))  # A's own derivation, without the limit
+    skips = [op for node in plain for op, _ in node].count("skip_connect")
+    assert skips > 0 and record["max_skip_replaced"] == skips
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["max_skip"] == 0 and summary["max_skip_replaced"] == record["max_skip_replaced"]
-    if record["max_skip_replaced"]:
-        assert summary["guards"][0]["guard"] == "max-skip"
+    assert summary["max_skip"] == 0 and summary["max_skip_replaced"] == skips
+    assert [(e["epoch"], e["guard"]) for e in summary["guards"]] == [(0, "max-skip")]
+    assert f"had {skips} skip_connect ops (limit 0)" in summary["guards"][0]["why"]
 
 
 class _Cells:
