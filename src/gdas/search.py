@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional, Protocol
 
 import torch
 
+from gdas.budget import Budget
 from gdas.configs import base as cfgbase
 from gdas.configs.runtime import environment, resolve_device, setup_runtime, with_channels_last
 from gdas.engine import distributed as dist
@@ -16,6 +17,7 @@ from gdas.engine.loop import fit, frozen, optimizer_step, resume, seed_everythin
 from gdas.engine.progress import ProgressBar
 from gdas.engine.rundir import RunDir
 from gdas.genotypes import save_genotype
+from gdas.guards import CollapseGuard
 from gdas.sampler import drop_idle_grads, tau_at
 from gdas.spaces import get_space
 from gdas.spaces.base import SearchSpace
@@ -89,6 +91,8 @@ class SearchTask:
         self.arch_gen = torch.Generator(device=device).manual_seed(cfg.seed + 3)
         self.show_progress = show_progress and self.ctx.is_main
         self.last_metrics: Optional[dict[str, Any]] = None
+        self.guard = CollapseGuard(cfg, space)
+        self.budget = Budget(cfg, space, self.model, device) if getattr(cfg, "cost", None) else None
 
     # -- one iteration of Algorithm 1 ----------------------------------------------------------
     def _loss(self, phase: str, step: int, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,6 +114,8 @@ class SearchTask:
         """Update A on a D_V batch; W gets no gradient (autograd computes only what A needs)."""
         with frozen(self.w_params):
             loss, stats = self._loss("a", step, tau)
+        if self.budget is not None:
+            loss = loss + self.budget.penalty()
         self.a_opt.zero_grad(set_to_none=True)
         loss.backward(inputs=self.a_params)
         dist.all_reduce_grads(self.a_params, self.ctx)
@@ -138,7 +144,8 @@ class SearchTask:
         elapsed = time.perf_counter() - began
         if self.w_sched is not None:
             self.w_sched.step()
-        return {"tau": tau, "lr": lr, **self.data.epoch_metrics(self, epoch, totals, steps, elapsed)}
+        metrics = {"tau": tau, "lr": lr, **self.data.epoch_metrics(self, epoch, totals, steps, elapsed)}
+        return metrics if self.budget is None else {**metrics, **self.budget.metrics(self.genotype())}
 
     # -- run-directory hooks ---------------------------------------------------------------------
     def genotype(self) -> Any:
@@ -149,11 +156,19 @@ class SearchTask:
         probs = self.model.probabilities()
         run.append_jsonl(files.ALPHAS, {"epoch": epoch, "tau": metrics["tau"], "ops": list(self.space.ops),
                                         **{k: None if v is None else v.cpu().tolist() for k, v in probs.items()}})
-        genotype = self.genotype()
-        run.append_jsonl(files.GENOTYPES, {"epoch": epoch, "genotype": genotype.to_json(), "text": str(genotype)})
+        genotype = self.space.derive(probs, self.cfg)
+        guarded = self.guard.observe(epoch, probs, genotype)
+        run.append_jsonl(files.GENOTYPES, {"epoch": epoch, "genotype": genotype.to_json(), "text": str(genotype),
+                                           **guarded})
+
+    @property
+    def stop_early(self) -> bool:
+        """A guard (--stop-on-collapse) ended the search before its last epoch."""
+        return self.guard.stop
 
     def finish(self, run: RunDir, wall_time_s: float) -> dict[str, Any]:
-        genotype = self.genotype()
+        kept = self.guard.kept()
+        genotype = self.space.from_json(kept["genotype"]) if self.guard.stop and kept else self.genotype()
         if run.writer:
             save_genotype(genotype, run.file(files.GENOTYPE))
         last = self.last_metrics or (run.read_jsonl(files.METRICS)[-1:] or [{}])[0]
@@ -163,13 +178,23 @@ class SearchTask:
                    **self.data.summary(last),
                    "wall_time_s": round(wall_time_s, 2), "device": str(self.device),
                    "world_size": self.ctx.world_size,
-                   "search_cost_device_hours": round(hours * self.ctx.world_size, 4), "complete": True}
+                   "search_cost_device_hours": round(hours * self.ctx.world_size, 4), **self.guard.summary(),
+                   **self._cost_summary(genotype), "complete": True}
         run.write_json(files.SUMMARY, summary)
         return summary
 
+    def _cost_summary(self, genotype: Any) -> dict[str, Any]:
+        if self.budget is None:
+            return {}
+        b = self.budget
+        return {"cost": b.kind, "cost_weight": self.cfg.cost_weight, "cost_target": self.cfg.cost_target,
+                "cost_size": {"C": b.C, "N": b.N, "dataset": self.cfg.dataset},
+                "expected_cost": b.metrics(genotype)["expected_cost"], "derived_cost": b.derived(genotype)}
+
     def state_dict(self) -> dict[str, Any]:
         state = {"model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),
-                 "a_opt": self.a_opt.state_dict(), "arch_gen": self.arch_gen.get_state(), **self.data.state_dict()}
+                 "a_opt": self.a_opt.state_dict(), "arch_gen": self.arch_gen.get_state(),
+                 "guard": self.guard.state_dict(), **self.data.state_dict()}
         if self.w_sched is not None:
             state["w_sched"] = self.w_sched.state_dict()
         return state
@@ -181,6 +206,7 @@ class SearchTask:
         if self.w_sched is not None:
             self.w_sched.load_state_dict(state["w_sched"])
         self.arch_gen.set_state(state["arch_gen"])
+        self.guard.load_state_dict(state.get("guard"))
         self.data.load_state_dict(state)
 
 

@@ -14,6 +14,7 @@ from gdas.data.images import IMAGE_DATASETS
 
 IMAGE_SPACES = ("darts", "nb201")  # the registered spaces whose networks read images
 SELECT_BY = ("retrain", "search")
+COSTS = ("mult-adds", "params")  # what --cost counts (in millions, at the final network's size)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,20 @@ class SearchConfig:
     a_weight_decay: float = 1e-3
     tau_max: float = field(default=10.0, metadata=meta("Gumbel temperature at the first epoch"))
     tau_min: float = field(default=0.1, metadata=meta("Gumbel temperature at the last epoch"))
+    max_skip: Optional[int] = field(default=None, metadata=meta(
+        "derivation keeps at most K skip_connect ops in the normal cell (nb201: the cell); the next best "
+        "op with parameters replaces the least likely excess ones (P-DARTS: 2)"))
+    stop_on_collapse: Optional[int] = field(default=None, metadata=meta(
+        "stop early, keeping the last healthy genotype, once the derived normal cell (nb201: the cell) has K "
+        "or more parameter-free ops for --collapse-patience epochs (DARTS+)"))
+    collapse_patience: int = field(default=1, metadata=meta(
+        "epochs in a row of collapse before --stop-on-collapse stops"))
+    cost: Optional[str] = field(default=None, metadata=meta(
+        "add --cost-weight x the expected cost of the cells under softmax(A) to the A step's loss", COSTS))
+    cost_weight: Optional[float] = field(default=None, metadata=meta(
+        "LAMBDA of --cost, per million mult-adds or parameters of the final network's cells"))
+    cost_target: Optional[float] = field(default=None, metadata=meta(
+        "hinge of --cost: penalise only the expected cost above this many millions"))
     crop_padding: int = 4
     flip: bool = True
     cutout: int = 0
@@ -100,6 +115,18 @@ class SearchConfig:
               "--train-subset must be at least 2 images")
         check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "--steps-per-epoch must be >= 1")
         check(self.crop_padding >= 0 and self.cutout >= 0, "--crop-padding and --cutout must be >= 0")
+        check(self.max_skip is None or self.max_skip >= 0, f"--max-skip must be at least 0, got {self.max_skip}")
+        check(self.stop_on_collapse is None or self.stop_on_collapse >= 1,
+              f"--stop-on-collapse must be at least 1, got {self.stop_on_collapse}")
+        check(self.collapse_patience >= 1, f"--collapse-patience must be at least 1, got {self.collapse_patience}")
+        check(self.cost is None or self.cost in COSTS, f"--cost {self.cost!r} is not one of: {', '.join(COSTS)}")
+        check(self.cost is not None or (self.cost_weight is None and self.cost_target is None),
+              "--cost-weight and --cost-target need --cost mult-adds or --cost params")
+        check(self.cost is None or self.cost_weight is not None,
+              f"--cost {self.cost} needs --cost-weight LAMBDA (>= 0; with --cost-target VALUE only the expected "
+              "cost above the target is penalised)")
+        check(self.cost_weight is None or self.cost_weight >= 0, f"--cost-weight must be >= 0, got {self.cost_weight}")
+        check(self.cost_target is None or self.cost_target >= 0, f"--cost-target must be >= 0, got {self.cost_target}")
         validate_runtime(self.device, self.amp, self.threads)
 
 

@@ -158,3 +158,14 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "smoke": TrainConfig(dataset="synthetic", synthetic_train=64, synthetic_test=32, C=8, N=1, epochs=2,
                          batch_size=16, label_smoothing=0.1, cutout=8),
 }
+
+
+def final_size(space: str, dataset: str, fixed_reduction: bool = False) -> tuple[int, int]:
+    """(C, N) of the paper's training preset for this space and dataset (CIFAR's for other image sets)."""
+    if space == "nb201":
+        preset = TRAIN_PRESETS["nb201-cifar10"]
+    elif dataset == "imagenet":
+        preset = TRAIN_PRESETS["imagenet-frc" if fixed_reduction else "imagenet"]
+    else:
+        preset = TRAIN_PRESETS.get(dataset if dataset.startswith("cifar") else "cifar10", TRAIN_PRESETS["cifar10"])
+    return preset.C, preset.N

@@ -111,6 +111,8 @@ def fit(task: Task, run: RunDir, *, start_epoch: int = 0, wall_time_s: float = 0
     tracker = tracking.current()
     tracker.run_started(run)
     for epoch in range(start_epoch, task.epochs):
+        if getattr(task, "stop_early", False):  # a task's guard ended the run (its checkpoint says so on resume)
+            break
         began = time.perf_counter()
         metrics = task.run_epoch(epoch)
         elapsed = time.perf_counter() - began

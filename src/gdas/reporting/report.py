@@ -140,7 +140,9 @@ def _h3(run_id: str, section: str, title: str) -> str:
 
 def _status(run: RunView) -> str:
     total = f"/{run.epochs_total}" if run.epochs_total else ""
-    return f"{'complete' if run.complete else 'INCOMPLETE'} ({run.epochs_done}{total} epochs)"
+    stopped = isinstance((run.summary or {}).get("stopped_early"), dict)
+    return (f"{'complete' if run.complete else 'INCOMPLETE'} ({run.epochs_done}{total} epochs"
+            f"{', stopped early: collapse' if stopped else ''})")
 
 
 def _results(run: RunView) -> list[tuple[str, Any]]:
@@ -155,6 +157,25 @@ def _results(run: RunView) -> list[tuple[str, Any]]:
         rows.append(("last recorded epoch", epoch_of(last, run.epochs_done - 1)))
         rows += [(f"last {k}", v) for k, v in last.items() if k not in ("epoch", "wall_time_s")]
     return rows
+
+
+def _guards(run_id: str, run: RunView) -> str:
+    """Where the collapse guards acted (summary.json's `guards`), and the early stop, if any."""
+    summary = run.summary or {}
+    events, stopped = summary.get("guards"), summary.get("stopped_early")
+    if not isinstance(events, list):
+        return ""
+    out = [_h3(run_id, "guards", "Guards against collapse")]
+    if isinstance(stopped, dict):
+        kept = stopped.get("kept_epoch")
+        which = f"that of epoch {_e(kept)}" if kept is not None else "the last derived one (no healthy epoch)"
+        out.append(f'<p class="note" id="{run_id}-stopped"><b>Stopped early after epoch {_e(stopped.get("epoch"))}'
+                   f"</b>: {_e(stopped.get('reason'))}; the genotype is {which}.</p>")
+    rows = "".join(f'<tr><td class="num">{_e(e.get("epoch"))}</td><td>{_e(e.get("guard"))}</td>'
+                   f'<td>{_e(e.get("why"))}</td></tr>' for e in events if isinstance(e, dict))
+    out.append(f"<table><tr><th>epoch</th><th>guard</th><th>why</th></tr>{rows}</table>" if rows
+               else "<p>The guards were set and did not act.</p>")
+    return "".join(out)
 
 
 def _cost(run: RunView) -> list[tuple[str, Any]]:
@@ -239,7 +260,7 @@ def _run_section(index: int, run: RunView) -> str:
            f'<p class="sub">{_e(run.path)}</p>']
     if not run.complete:
         out.append(f'<div class="alert"><strong>INCOMPLETE run.</strong> {_e("; ".join(run.problems))}</div>')
-    out += [_h3(run_id, "results", "Results"), _table(_results(run))]
+    out += [_h3(run_id, "results", "Results"), _table(_results(run)), _guards(run_id, run)]
     if run.is_search or run.genotype is not None:
         out.append(_cells(run_id, run.genotype, run.genotype_note))
         out.append(_genotype_changes(run))
