@@ -87,6 +87,45 @@ def main_first(on_main: Callable[[], T], ctx: Context, elsewhere: Callable[[], T
     return result if ctx.is_main else elsewhere()  # type: ignore[return-value]
 
 
+def decided_by_main(decide: Callable[[], T], ctx: Context) -> T:
+    """`decide()` on rank 0, its result (or its GdasError) on every rank.
+
+    For choices read from the run directory that rank 0 is about to change: every rank must act on the
+    same answer, not on a file another rank may already have written.
+    """
+    box: list = [None, None]
+    if ctx.is_main:
+        try:
+            box[0] = decide()
+        except GdasError as exc:
+            box[1] = str(exc)
+    if ctx.distributed:
+        tdist.broadcast_object_list(box, src=0)
+    if box[1] is not None:
+        raise GdasError(box[1])
+    return box[0]
+
+
+def gather_to_main(obj: T, ctx: Context) -> list[T] | None:
+    """Every rank's `obj` on rank 0, in rank order (None on the other ranks); small picklable objects only."""
+    if not ctx.distributed:
+        return [obj]
+    gathered: list | None = [None] * ctx.world_size if ctx.is_main else None
+    tdist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
+def module_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the module's buffers (batch-norm statistics: per rank under torchrun) on the CPU."""
+    return {name: buf.detach().cpu().clone() for name, buf in module.named_buffers()}
+
+
+def load_module_buffers(module: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
+    own = dict(module.named_buffers())
+    for name, value in buffers.items():
+        own[name].copy_(value)
+
+
 def broadcast_module(module: nn.Module) -> None:
     """Start every rank from rank 0's parameters and buffers."""
     if tdist.is_initialized() and tdist.get_world_size() > 1:
