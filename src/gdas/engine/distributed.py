@@ -40,8 +40,26 @@ def context() -> Context:
         return Context()
     if not tdist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and os.environ.get("GDAS_DIST_BACKEND") != "gloo" else "gloo"
-        tdist.init_process_group(backend=backend)
+        _init_process_group(backend)
     return Context(tdist.get_rank(), tdist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _init_process_group(backend: str) -> None:
+    """The process group from torchrun's environment, on a fresh key space after a restart of the workers.
+
+    torchrun's agent keeps its store across `--max-restarts` restarts, with the failed group's keys in it:
+    a restarted group could read the dead processes' addresses and fail to connect. One agent (one node)
+    numbers its restarts alike for all its workers, so the restart count names a fresh key space there;
+    several nodes need TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 instead (docs/distributed.md).
+    """
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if (restart == "0" or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+            or os.environ.get("GROUP_WORLD_SIZE") != "1"):
+        tdist.init_process_group(backend=backend)
+        return
+    store = tdist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False)
+    tdist.init_process_group(backend=backend, store=tdist.PrefixStore(f"gdas/restart-{restart}/", store),
+                             rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
 
 
 def local_device(device: torch.device, ctx: Context) -> torch.device:
