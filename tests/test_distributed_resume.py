@@ -131,6 +131,18 @@ def test_auto_resume_starts_new_and_restarts_a_run_without_checkpoint(tmp_path: 
     assert all(torch.equal(model[0][k], model[1][k]) for k in model[0])
 
 
+def test_auto_resume_of_a_multi_seed_search(tmp_path: Path, capsys) -> None:
+    out, args = tmp_path / "seeds", [*SEARCH, "--epochs", "1", "--seeds", "0", "1", "--auto-resume"]
+    assert run_cli(*args, "--out", out) == 0
+    assert (out / "seeds.json").exists()
+    capsys.readouterr()
+    assert run_cli(*args, "--out", out) == 0
+    assert "already complete (seeds.json exists)" in capsys.readouterr().out
+    expect_error(capsys, *args[:-4], "--seeds", "0", "--auto-resume", "--out", out, contains="--seeds")
+    expect_error(capsys, *args[:-4], "--auto-resume", "--out", out, contains="multi-seed")
+    expect_error(capsys, *args, "--out", out / "seed-0", contains="single search")
+
+
 def _rank_main(dumps: Path, argv: list[str]) -> int:
     from gdas.cli.main import main
     from gdas.engine import distributed as dist
