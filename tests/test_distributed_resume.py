@@ -86,7 +86,7 @@ def test_rank_killed_then_resumed_continues_the_same_run(command: str, tmp_path:
         assert "checkpointed by 2 process(es) and resumes on 1" in capsys.readouterr().err
     resumed = _launch([*COMMANDS[command], "--resume", out], dumps)  # the same options: allowed on resume
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "warning" not in resumed.stderr
+    assert "gdas: warning" not in resumed.stderr
     _assert_same_run(command, (out, dumps), uninterrupted[command])
 
 
