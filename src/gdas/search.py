@@ -209,6 +209,14 @@ class SearchTask:
         self.guard.load_state_dict(state.get("guard"))
         self.data.load_state_dict(state)
 
+    def rank_state_dict(self) -> dict[str, Any]:
+        """This rank's own part under torchrun: its data generators (augmentation) and batch-norm statistics."""
+        return {"data": self.data.state_dict(), "buffers": dist.module_buffers(self.model)}
+
+    def load_rank_state_dict(self, state: dict[str, Any]) -> None:
+        self.data.load_state_dict(state["data"])
+        dist.load_module_buffers(self.model, state["buffers"])
+
 
 def _search_data(space: SearchSpace) -> Callable[..., Any]:
     """The data side of a space's search: images (CNN spaces) or a token stream (the recurrent space)."""

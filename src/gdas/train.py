@@ -217,6 +217,14 @@ class TrainTask:
             self.best = dict(state["best"])
         self.data.load_state_dict(state["data"])
 
+    def rank_state_dict(self) -> dict[str, Any]:
+        """This rank's own part under torchrun: its data generators (augmentation) and batch-norm statistics."""
+        return {"data": self.data.state_dict(), "buffers": dist.module_buffers(self.model)}
+
+    def load_rank_state_dict(self, state: dict[str, Any]) -> None:
+        self.data.load_state_dict(state["data"])
+        dist.load_module_buffers(self.model, state["buffers"])
+
 
 # -- a run -------------------------------------------------------------------------------------------
 def batch_source(cfg: TrainConfig, device: torch.device, ctx: dist.Context,

@@ -6,10 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gdas.cli.common import add_run_options, default_out, overrides, resumed_config, write_run_report
+from gdas.cli.common import (add_run_options, already_complete, auto_resume_decision, auto_resume_out,
+                             config_differences, default_out, overrides, resumed_config, write_run_report)
 from gdas.configs import base as cfgbase
 from gdas.configs.search import SEARCH_PRESETS, SearchConfig
 from gdas.engine import distributed as dist
+from gdas.engine import rundir as files
 from gdas.engine.progress import format_duration, summary_table
 from gdas.errors import GdasError
 from gdas.search import run_search, stored_search_config
@@ -66,10 +68,39 @@ def _run(cfg: SearchConfig, out: Path, seeds: list[int] | None, *, resume: bool,
             _print_summary(summary, out)
 
 
+def _auto_mode(cfg: SearchConfig, out: Path, seeds: list[int] | None) -> str:
+    """--auto-resume of one search or of a multi-seed folder (see common.auto_resume_decision); rank 0 decides."""
+    def decide() -> str:
+        multi = (out / files.MULTISEED).exists()
+        if not multi:
+            if seeds and (out / files.CONFIG).exists():
+                raise GdasError(f"{out} holds a single search, not a multi-seed one; drop --seeds or choose "
+                                "another --out")
+            return "new" if seeds else auto_resume_decision(out, "search", cfg)
+        stored, stored_seeds = stored_search_config(out)
+        differing = config_differences(stored, cfg) + (["--seeds"] if stored_seeds != seeds else [])
+        if differing:
+            raise GdasError(f"{out} holds a multi-seed search of another config ({', '.join(differing)} "
+                            "differ); give the options it was started with, or choose another --out")
+        return "complete" if (out / files.SEEDS).exists() else "resume"
+    return dist.decided_by_main(decide, dist.context())
+
+
 def main(args: argparse.Namespace) -> int:
     show = not args.no_progress
-    if args.resume is not None:
-        out: Path = args.resume
+    if args.auto_resume:
+        out = auto_resume_out(args)
+        cfg = cfgbase.resolve(SEARCH_PRESETS, args.preset, overrides(args, SearchConfig))
+        cfg.validate()
+        mode = _auto_mode(cfg, out, args.seeds)
+        if mode == "complete":
+            done = already_complete(out, files.SEEDS if args.seeds else files.SUMMARY)
+            if args.seeds is None and dist.context().is_main:
+                _print_summary(done, out)
+            return 0
+        _run(cfg, out, args.seeds, resume=mode == "resume", show=show)
+    elif args.resume is not None:
+        out = args.resume
         stored, seeds = stored_search_config(out)
         if not isinstance(stored, SearchConfig):
             raise GdasError(f"{out} holds a recurrent search; resume it with gdas search-rnn --resume {out}")
@@ -81,4 +112,3 @@ def main(args: argparse.Namespace) -> int:
         _run(cfg, out, args.seeds, resume=False, show=show, parallel=args.parallel)
     write_run_report(args, [out])
     return 0
-

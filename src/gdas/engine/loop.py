@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
 from typing import Any, Callable, Iterator, Optional, Protocol
 
@@ -26,6 +27,11 @@ class Task(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    # Only for tasks that run under torchrun: what differs per rank, saved for every rank.
+    def rank_state_dict(self) -> dict[str, Any]: ...
+
+    def load_rank_state_dict(self, state: dict[str, Any]) -> None: ...
 
     def run_epoch(self, epoch: int) -> dict[str, Any]: ...
 
@@ -87,16 +93,28 @@ def seed_everything(seed: int) -> None:
 
 
 def resume(task: Task, run: RunDir, map_location: Optional[torch.device] = None) -> tuple[int, float]:
-    """Load the last checkpoint into `task`; returns (next epoch, wall time spent so far)."""
+    """Load the last checkpoint into `task`, each rank its own per-rank state; returns (next epoch, wall time
+    spent so far)."""
     state = run.load_checkpoint(map_location=map_location)
+    ctx = dist.context()
+    ranks = state.get("ranks")  # per-rank states: only checkpoints of torchrun runs have them
+    mine = ranks[ctx.rank] if ranks is not None and ctx.rank < len(ranks) else None
     try:
         task.load_state_dict(state["task"])
+        if mine is not None:
+            task.load_rank_state_dict(mine["task"])
     except (KeyError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GdasError(f"checkpoint in {run.path} does not fit this run's model ({first[:160]}); "
                         "it was written by another config or gdas version") from None
-    set_rng_state(state["rng"])
+    set_rng_state(state["rng"] if mine is None else mine["rng"])
     start = int(state["epoch"]) + 1
+    saved = state.get("world_size")  # None: written before per-rank states were kept
+    if saved is not None and saved != ctx.world_size and ctx.is_main:
+        # Allowed (e.g. fewer GPUs left), but the batch split and the per-rank draws change from here on.
+        print(f"gdas: warning: {run.path} was checkpointed by {saved} process(es) and resumes on "
+              f"{ctx.world_size}: from epoch {start} on it is a different computation; resume with {saved} "
+              "to continue the same one", file=sys.stderr)
     run.truncate_jsonl((METRICS,) + tuple(task.epoch_files), start)
     return start, float(state.get("wall_time_s", 0.0))
 
@@ -106,8 +124,11 @@ def fit(task: Task, run: RunDir, *, start_epoch: int = 0, wall_time_s: float = 0
     """Run epochs [start_epoch, task.epochs): metrics, per-epoch files and a checkpoint after each.
 
     The command's tracker (`tracking.current()`, a no-op unless --tracking) sees the run start, each epoch's
-    record and the finished run.
+    record and the finished run. Under torchrun the checkpoint also holds every rank's own state (RNGs,
+    augmentation draws, batch-norm statistics), so that a resume on as many processes continues the same
+    computation on every rank.
     """
+    ctx = dist.context()
     tracker = tracking.current()
     tracker.run_started(run)
     for epoch in range(start_epoch, task.epochs):
@@ -121,8 +142,11 @@ def fit(task: Task, run: RunDir, *, start_epoch: int = 0, wall_time_s: float = 0
         run.append_jsonl(METRICS, record)
         run.log_scalars(epoch, record)
         task.after_epoch(epoch, record, run)
-        run.save_checkpoint({"epoch": epoch, "task": task.state_dict(), "rng": rng_state(),
-                             "wall_time_s": wall_time_s})
+        checkpoint = {"epoch": epoch, "task": task.state_dict(), "rng": rng_state(), "wall_time_s": wall_time_s,
+                      "world_size": ctx.world_size}
+        if ctx.distributed:  # a collective: every rank sends its part to rank 0, the writer
+            checkpoint["ranks"] = dist.gather_to_main({"task": task.rank_state_dict(), "rng": rng_state()}, ctx)
+        run.save_checkpoint(checkpoint)
         tracker.epoch_ended(run, epoch, record)  # after the checkpoint: a resumed run never logs an epoch twice
         log(" ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
     summary = task.finish(run, wall_time_s)
