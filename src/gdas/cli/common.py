@@ -20,6 +20,9 @@ C = TypeVar("C")
 
 # Fields that may change when a run is resumed (they do not change the result on one device).
 RESUME_MUTABLE = frozenset({"device", "threads", "data_dir"})
+# Fields whose default (None: `auto`, the first seed's split) is resolved when a run starts and stored
+# resolved: None matches whatever is stored.
+RESOLVED_AT_START = frozenset({"channels_last", "split_seed"})
 
 
 def default_out(command: str, preset: str) -> Path:
@@ -86,7 +89,8 @@ def config_differences(stored: Any, cfg: Any) -> list[str]:
     """The options whose values differ between two configs, besides those a resume may change."""
     old, new = cfgbase.to_json(stored), cfgbase.to_json(cfg)
     return [cfgbase.option_name(k) for k in sorted(set(old) | set(new))
-            if k not in RESUME_MUTABLE and old.get(k) != new.get(k)]
+            if k not in RESUME_MUTABLE and old.get(k) != new.get(k)
+            and not (k in RESOLVED_AT_START and new.get(k) is None)]
 
 
 def auto_resume_decision(out: Path, kind: str, cfg: Any) -> str:

@@ -98,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
             if args.seeds is None and dist.context().is_main:
                 _print_summary(done, out)
             return 0
-        _run(cfg, out, args.seeds, resume=mode == "resume", show=show)
+        _run(cfg, out, args.seeds, resume=mode == "resume", show=show, parallel=args.parallel)
     elif args.resume is not None:
         out = args.resume
         stored, seeds = stored_search_config(out)
