@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional, Sequence
 
 import gdas
 from gdas.cli.main import main
@@ -41,11 +41,13 @@ def kill_after_checkpoints(monkeypatch, n: int) -> Callable[[], None]:
     return lambda: monkeypatch.setattr(RunDir, "save_checkpoint", original)
 
 
-def launch_two_ranks(entry: str, *argv: object) -> subprocess.CompletedProcess:
-    """`torchrun --nproc_per_node 2 entry argv...` on CPU over gloo, one thread per rank, gdas importable."""
+def launch_two_ranks(entry: str, *argv: object, torchrun: Sequence[str] = (),
+                     env: Optional[dict[str, str]] = None) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node 2 [torchrun...] entry argv...` on CPU over gloo, one thread per rank, gdas
+    importable; `env` adds variables."""
     src = str(Path(gdas.__file__).resolve().parents[1])
-    env = dict(os.environ, GDAS_DIST_BACKEND="gloo", OMP_NUM_THREADS="1",
+    env = dict(os.environ, GDAS_DIST_BACKEND="gloo", OMP_NUM_THREADS="1", **(env or {}),
                PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *torchrun,
            entry, *(str(a) for a in argv)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

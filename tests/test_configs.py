@@ -12,9 +12,12 @@ from typing import Optional
 import pytest
 import torch
 
+import gdas
 from gdas.configs import base
-from gdas.configs.runtime import autocast, environment, resolve_device, validate_runtime
+from gdas.configs.runtime import (auto_channels_last, autocast, environment, resolve_device, validate_runtime,
+                                  validate_tracking, version_text, with_channels_last)
 from gdas.configs.search import SEARCH_PRESETS, SearchConfig
+from gdas.configs.train import TrainConfig
 from gdas.errors import GdasError
 
 
@@ -188,3 +191,33 @@ def test_environment_record():
     assert {"gdas", "torch", "python", "platform", "device", "threads"} <= set(env)
     assert env["device"] == "cpu" and env["torch"] == torch.__version__
     json.dumps(env)
+
+
+def test_channels_last_auto_is_on_for_the_cpu_only():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert auto_channels_last(cpu) and not auto_channels_last(cuda)
+    for cls in (SearchConfig, TrainConfig):
+        assert cls().channels_last is None  # auto
+        assert with_channels_last(cls(), cpu).channels_last is True
+        assert with_channels_last(cls(), cuda).channels_last is False
+        assert with_channels_last(cls(channels_last=False), cpu).channels_last is False
+        assert with_channels_last(cls(channels_last=True), cuda).channels_last is True
+    assert _parse(["--no-channels-last"]).channels_last is False
+    assert _parse(["--channels-last"]).channels_last is True
+    assert not hasattr(_parse([]), "channels_last")  # unset: the preset's value (auto)
+
+
+def test_version_text_names_gdas_torch_and_device():
+    text = version_text()
+    assert text.startswith(f"gdas {gdas.__version__} (torch {torch.__version__}, device ")
+    assert ("device cuda" if torch.cuda.is_available() else "device cpu") in text
+
+
+def test_tracking_options():
+    validate_tracking(None, None)
+    validate_tracking("mlflow", None)
+    validate_tracking("mlflow", "http://localhost:5000")
+    with pytest.raises(GdasError, match="^--tracking 'wandb' is not one of: mlflow$"):
+        validate_tracking("wandb", None)
+    with pytest.raises(GdasError, match="needs --tracking mlflow"):
+        validate_tracking(None, "./mlruns")

@@ -128,3 +128,62 @@ def test_accepts_tensors_with_grad_and_wrong_width_raises():
     derive_cell(torch.softmax(logits, -1))  # no error: detached internally
     with pytest.raises(ValueError, match="op columns"):
         derive_cell(torch.rand(14, 5))
+
+
+# ---- --max-skip (P-DARTS) ----
+
+def _skip_heavy() -> torch.Tensor:
+    """A normal cell whose plain derivation has 6 skip_connect ops, each with a known skip probability."""
+    return _probs({
+        (2, 0, "skip_connect"): 0.60, (2, 1, "skip_connect"): 0.30, (2, 1, "sep_conv_3x3"): 0.20,
+        (3, 0, "skip_connect"): 0.50, (3, 2, "sep_conv_5x5"): 0.40, (3, 1, "dil_conv_3x3"): 0.25,
+        (4, 1, "skip_connect"): 0.20, (4, 3, "dil_conv_3x3"): 0.35, (4, 0, "max_pool_3x3"): 0.10,
+        (4, 2, "sep_conv_3x3"): 0.15,
+        (5, 0, "skip_connect"): 0.45, (5, 4, "skip_connect"): 0.40, (5, 4, "sep_conv_3x3"): 0.38,
+        (5, 2, "avg_pool_3x3"): 0.30,
+    })
+
+
+def test_max_skip_keeps_the_most_likely_skips_and_fills_with_weighted_ops():
+    probs = _skip_heavy()
+    plain = derive_cell(probs)
+    assert plain == ((("skip_connect", 0), ("skip_connect", 1)), (("skip_connect", 0), ("sep_conv_5x5", 2)),
+                     (("dil_conv_3x3", 3), ("skip_connect", 1)), (("skip_connect", 0), ("skip_connect", 4)))
+    g = derive_genotype(probs, None, max_skip=2)
+    # Of 6 skips, kept: the two most likely (0.60 on 0->2, 0.50 on 0->3). Replaced, least likely first:
+    # 1->4 (0.20): node 4's best weighted pair on a free input (1, 2 or 0) is sep_conv_3x3@2 (0.15);
+    # 1->2 (0.30): sep_conv_3x3@1 (0.20, the skip's own input); 4->5 (0.40): sep_conv_3x3@4 (0.38);
+    # 0->5 (0.45) is the third most likely skip: also over the limit, avg_pool@2 is parameter-free, so
+    # the best weighted op on inputs 0..3 (0 is its own) ties at the base value: the earliest input and op.
+    assert g.normal == ((("skip_connect", 0), ("sep_conv_3x3", 1)), (("skip_connect", 0), ("sep_conv_5x5", 2)),
+                        (("dil_conv_3x3", 3), ("sep_conv_3x3", 2)), (("sep_conv_3x3", 0), ("sep_conv_3x3", 4)))
+    assert [op for node in g.normal for op, _ in node].count("skip_connect") == 2
+    assert derive_genotype(probs, None, max_skip=0).normal[0] == (("sep_conv_3x3", 0), ("sep_conv_3x3", 1))
+
+
+def test_max_skip_leaves_cells_within_the_limit_and_the_reduction_cell_alone():
+    probs = _skip_heavy()
+    assert derive_genotype(probs, probs, max_skip=6) == derive_genotype(probs, probs)
+    assert derive_genotype(probs, probs, max_skip=5) != derive_genotype(probs, probs)
+    limited = derive_genotype(probs, probs, max_skip=1)
+    assert limited.reduce == derive_cell(probs)
+    assert sum(op == "skip_connect" for node in limited.normal for op, _ in node) == 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("max_skip", [0, 1, 2])
+def test_max_skip_on_random_matrices(seed, max_skip):
+    g = torch.Generator().manual_seed(seed)
+    logits = 2 * torch.randn(14, len(PRIMITIVES), generator=g)
+    logits[:, OP["skip_connect"]] += 2.5  # skip-heavy, as a collapsing search
+    probs = torch.softmax(logits, -1)
+    plain, limited = derive_cell(probs), derive_genotype(probs, None, max_skip=max_skip).normal
+    skips = [(probs[NODE_START[i + 2] + src, OP["skip_connect"]].item(), i, src)
+             for i, node in enumerate(plain) for op, src in node if op == "skip_connect"]
+    kept = sorted(skips)[max(0, len(skips) - max_skip):]
+    assert sorted((i, src) for _, i, src in kept) == sorted(
+        (i, src) for i, node in enumerate(limited) for op, src in node if op == "skip_connect")
+    for i, (old, new) in enumerate(zip(plain, limited)):
+        assert len({src for _, src in new}) == len(new)  # inputs stay distinct
+        for pair in set(new) - set(old):
+            assert pair[0] not in ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect")

@@ -109,3 +109,20 @@ def test_string_form_matches_nats_bench_parser():
         assert str(NB201Genotype(tuple(nats.api_topology.NATStopology.str2lists(text)))) == text
     ops = nats.search_space_info("nats-bench", "tss")["op_names"]
     assert tuple(ops) == NB201_OPS  # the op order of A's columns is the benchmark's
+
+
+def test_derive_max_skip_replaces_the_least_likely_skips_with_weighted_ops():
+    probs = torch.tensor([  # none, skip, conv1x1, conv3x3, pool
+        [0.05, 0.70, 0.05, 0.15, 0.05],   # skip 0.70: kept
+        [0.10, 0.40, 0.30, 0.10, 0.10],   # skip 0.40: replaced by nor_conv_1x1
+        [0.05, 0.50, 0.05, 0.10, 0.30],   # skip 0.50: kept (limit 2); pool is parameter-free anyway
+        [0.60, 0.20, 0.10, 0.05, 0.05],   # none wins: untouched
+        [0.05, 0.35, 0.10, 0.10, 0.40],   # pool wins: untouched
+        [0.10, 0.30, 0.10, 0.10, 0.40],   # pool wins: untouched
+    ])
+    assert [op for op, _, _ in derive_nb201(probs).edges].count("skip_connect") == 3
+    limited = [op for op, _, _ in derive_nb201(probs, max_skip=2).edges]
+    assert limited == ["skip_connect", "nor_conv_1x1", "skip_connect", "none", "avg_pool_3x3", "avg_pool_3x3"]
+    assert [op for op, _, _ in derive_nb201(probs, max_skip=0).edges][:3] == ["nor_conv_3x3", "nor_conv_1x1",
+                                                                               "nor_conv_3x3"]
+    assert derive_nb201(probs, max_skip=3) == derive_nb201(probs)

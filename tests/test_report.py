@@ -140,11 +140,15 @@ def test_multiseed_parent_compares_its_seeds(smoke_run: Path, tmp_path: Path, fa
     out = report.write_report([parent])
     assert out == parent / "report.html"
     html = out.read_text()
-    table = html[html.index('id="comparison"'):html.index('id="run0"')]
+    table = html[html.index('id="comparison"'):html.index('id="seed-selection"')]
     rows = re.findall(r"<tr[ >].*?</tr>", table)
     assert len(rows) == 3  # header + 2 seeds
     assert "seeds/seed-1" in rows[2] and "class=kept" in rows[2] and "★ kept" in rows[2]
     assert "class=kept" not in rows[1] and "0.875" in rows[2] and "final_valid_acc" in rows[0]
+    selection = re.findall(r"<tr[ >].*?</tr>", html[html.index('id="seed-selection"'):html.index('id="run0"')])
+    assert len(selection) == 3 and "retrain valid acc" in selection[0]  # seeds.json rows: search accuracy only
+    assert "class=kept" in selection[2] and "<td>1</td>" in selection[2] and "0.875" in selection[2]
+    assert "best final search accuracy" in html
     assert "seed 2 has not started" in html  # listed in multiseed.json, never started
     assert html.count('class="badge kept"') == 1
     assert (parent / "plots" / "compare_valid_acc.png").exists()

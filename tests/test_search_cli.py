@@ -28,6 +28,7 @@ def test_smoke_search_writes_a_complete_run(tmp_path: Path, capsys) -> None:
     assert list((out / "tb").glob("events.out.tfevents.*"))
     config = json.loads((out / "config.json").read_text())
     assert config["kind"] == "search" and config["config"]["preset"] == "smoke"
+    assert config["config"]["channels_last"] is (not torch.cuda.is_available())  # auto, resolved and recorded
     assert config["env"]["torch"] == torch.__version__
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [0, 1]
@@ -44,12 +45,21 @@ def test_smoke_search_writes_a_complete_run(tmp_path: Path, capsys) -> None:
     assert summary["genotype"] == str(genotype) and summary["complete"]
 
 
+def test_version_prints_gdas_torch_and_device(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run_cli("--version")
+    assert exc.value.code == 0
+    printed = capsys.readouterr().out.strip()
+    assert printed.startswith("gdas ") and f"torch {torch.__version__}" in printed and "device " in printed
+
+
 def test_python_dash_m_runs_the_real_cli(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "gdas", "search", *SMOKE, "--out", str(out), "--epochs", "1",
-                           "--frc"], capture_output=True, text=True, timeout=300)
+                           "--frc", "--no-channels-last"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert load_genotype(out).fixed_reduction
+    assert json.loads((out / "config.json").read_text())["config"]["channels_last"] is False
     draw = subprocess.run([sys.executable, "-m", "gdas", "draw", str(out)], capture_output=True, text=True,
                           timeout=120)
     assert draw.returncode == 0, draw.stderr
@@ -117,9 +127,9 @@ def test_run_written_before_search_spaces_resumes_and_reports(tmp_path: Path, mo
                    "--no-report", "--epochs", "1") == 0
 
 
-def test_multi_seed_keeps_the_best_validation_accuracy(tmp_path: Path, capsys) -> None:
+def test_multi_seed_select_by_search_keeps_the_best_validation_accuracy(tmp_path: Path, capsys) -> None:
     out = tmp_path / "seeds"
-    assert run_cli("search", *SMOKE, "--epochs", "1", "--seeds", "0", "1", "--out", out) == 0
+    assert run_cli("search", *SMOKE, "--epochs", "1", "--seeds", "0", "1", "--select-by", "search", "--out", out) == 0
     table = json.loads((out / "seeds.json").read_text())
     accs = {row["seed"]: row["valid_acc"] for row in table["seeds"]}
     assert set(accs) == {0, 1}
@@ -127,7 +137,9 @@ def test_multi_seed_keeps_the_best_validation_accuracy(tmp_path: Path, capsys) -
     best_dir = out / f"seed-{table['best_seed']}"
     assert (out / "genotype.json").read_text() == (best_dir / "genotype.json").read_text()
     printed = capsys.readouterr().out
-    assert "seed" in printed and "kept seed" in printed
+    assert f"kept seed {table['best_seed']} (best final search accuracy" in printed
+    assert table["select_by"] == "search" and all(row["select_valid_acc"] is None for row in table["seeds"])
+    assert not (best_dir / "select").exists()  # no retrain when selecting by the search accuracy
 
 
 def test_bad_options_give_one_line_and_exit_2(tmp_path: Path, capsys) -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
 
 import torch
 
@@ -83,10 +83,15 @@ class CellArch:
     `weights[e, k]` when `weights` is given (exactly 1.0 forward, gradient to A), left unscaled when
     `weights` is None (the W step, where A needs no gradient). `indices` None: every op runs,
     mixed by `weights` (DARTS softmax, or the no-acceleration ablation's one-hot).
+
+    `sampled` (the no-acceleration ablation only) names the one-hot's op per edge; the forward pass lists
+    the op modules it computed without sampling them in `idle` (see `edge_output`, `drop_idle_grads`).
     """
 
     weights: Optional[torch.Tensor]
     indices: Optional[list[int]]
+    sampled: Optional[list[int]] = None
+    idle: list = field(default_factory=list)
 
 
 def edge_output(ops: Sequence[torch.nn.Module], x: torch.Tensor, arch: CellArch, edge: int, none_index: int
@@ -97,12 +102,37 @@ def edge_output(ops: Sequence[torch.nn.Module], x: torch.Tensor, arch: CellArch,
     if arch.indices is None:
         assert arch.weights is not None
         w = arch.weights[edge]
-        return sum(w[k] * op(x) for k, op in enumerate(ops))
+        if arch.sampled is None:
+            return sum(w[k] * op(x) for k, op in enumerate(ops))
+        return sum(w[k] * (op(x) if k == arch.sampled[edge] else _idle_output(op, x, arch))
+                   for k, op in enumerate(ops))
     k = arch.indices[edge]
     if k == none_index:
         return None
     out = ops[k](x)
     return out if arch.weights is None else out * arch.weights[edge, k]
+
+
+def _idle_output(op: torch.nn.Module, x: torch.Tensor, arch: CellArch) -> torch.Tensor:
+    """An unsampled op of the no-acceleration ablation: computed (its cost is the ablation's point), but its
+    BN running statistics are left as GDAS leaves them, and it is listed for `drop_idle_grads`."""
+    arch.idle.append(op)
+    buffers = list(op.buffers()) if op.training else []
+    saved = [b.clone() for b in buffers]
+    out = op(x)
+    with torch.no_grad():
+        for b, old in zip(buffers, saved):
+            b.data.copy_(old)  # `.data`: the restore must not count as an in-place change for autograd
+    return out
+
+
+def drop_idle_grads(archs: Iterable[Optional[CellArch]]) -> None:
+    """After a no-acceleration W step's backward: the unsampled ops' zero-valued gradients become None, so
+    SGD's weight decay and momentum skip them exactly as under GDAS (where they never ran)."""
+    for arch in archs:
+        for op in arch.idle if arch is not None else ():
+            for p in op.parameters():
+                p.grad = None
 
 
 def cell_arch(drawn: Sample, row: int, mode: str, arch_grad: bool) -> CellArch:
@@ -111,7 +141,8 @@ def cell_arch(drawn: Sample, row: int, mode: str, arch_grad: bool) -> CellArch:
     weights = drawn.weights[row]
     if not arch_grad:
         weights = None if indices is not None else weights.detach()
-    return CellArch(weights, indices)
+    sampled = drawn.indices[row] if mode == "gdas-noaccel" and drawn.indices is not None else None
+    return CellArch(weights, indices, sampled)
 
 
 def sample(logits: torch.Tensor, tau: float, mode: str, generator: Optional[torch.Generator] = None) -> Sample:

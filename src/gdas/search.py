@@ -9,8 +9,9 @@ from typing import Any, Callable, Optional, Protocol
 
 import torch
 
+from gdas.budget import Budget
 from gdas.configs import base as cfgbase
-from gdas.configs.runtime import environment, resolve_device, setup_runtime
+from gdas.configs.runtime import environment, resolve_device, setup_runtime, with_channels_last
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files
 from gdas.engine.loop import fit, frozen, optimizer_step, resume, seed_everything
@@ -18,7 +19,8 @@ from gdas.engine.progress import ProgressBar
 from gdas.engine.rundir import RunDir
 from gdas.errors import GdasError
 from gdas.genotypes import save_genotype
-from gdas.sampler import tau_at
+from gdas.guards import CollapseGuard
+from gdas.sampler import drop_idle_grads, tau_at
 from gdas.spaces import get_space
 from gdas.spaces.base import Benchmark, SearchSpace
 
@@ -91,22 +93,31 @@ class SearchTask:
         self.arch_gen = torch.Generator(device=device).manual_seed(cfg.seed + 3)
         self.show_progress = show_progress and self.ctx.is_main
         self.last_metrics: Optional[dict[str, Any]] = None
+        self.guard = CollapseGuard(cfg, space)
+        self.budget = Budget(cfg, space, self.model, device) if getattr(cfg, "cost", None) else None
 
     # -- one iteration of Algorithm 1 ----------------------------------------------------------
     def _loss(self, phase: str, step: int, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._archs_loss(phase, step, tau)[1:]
+
+    def _archs_loss(self, phase: str, step: int, tau: float) -> tuple[list, torch.Tensor, torch.Tensor]:
         archs = self.model.sample_arch(tau, arch_grad=phase == "a", generator=self.arch_gen)
-        return self.data.loss(self.model, archs, phase, step)
+        return (archs, *self.data.loss(self.model, archs, phase, step))
 
     def w_step(self, step: int, tau: float) -> torch.Tensor:
-        """Update W on a D_T batch; A gets no gradient (the sampled child network alone runs)."""
-        loss, stats = self._loss("w", step, tau)
-        optimizer_step(loss, self.w_opt, self.w_params, self.cfg.grad_clip, self.ctx)
+        """Update W on a D_T batch; A gets no gradient (the sampled child network alone runs). Under the
+        no-acceleration ablation the unsampled ops' gradients are dropped: it differs from GDAS in compute only."""
+        archs, loss, stats = self._archs_loss("w", step, tau)
+        optimizer_step(loss, self.w_opt, self.w_params, self.cfg.grad_clip, self.ctx,
+                       after_backward=lambda: drop_idle_grads(archs))
         return stats
 
     def a_step(self, step: int, tau: float) -> torch.Tensor:
         """Update A on a D_V batch; W gets no gradient (autograd computes only what A needs)."""
         with frozen(self.w_params):
             loss, stats = self._loss("a", step, tau)
+        if self.budget is not None:
+            loss = loss + self.budget.penalty()
         self.a_opt.zero_grad(set_to_none=True)
         if loss.requires_grad:
             loss.backward(inputs=self.a_params)
@@ -139,7 +150,8 @@ class SearchTask:
         elapsed = time.perf_counter() - began
         if self.w_sched is not None:
             self.w_sched.step()
-        return {"tau": tau, "lr": lr, **self.data.epoch_metrics(self, epoch, totals, steps, elapsed)}
+        metrics = {"tau": tau, "lr": lr, **self.data.epoch_metrics(self, epoch, totals, steps, elapsed)}
+        return metrics if self.budget is None else {**metrics, **self.budget.metrics(self.genotype())}
 
     # -- run-directory hooks ---------------------------------------------------------------------
     def genotype(self) -> Any:
@@ -150,11 +162,19 @@ class SearchTask:
         probs = self.model.probabilities()
         run.append_jsonl(files.ALPHAS, {"epoch": epoch, "tau": metrics["tau"], "ops": list(self.space.ops),
                                         **{k: None if v is None else v.cpu().tolist() for k, v in probs.items()}})
-        genotype = self.genotype()
-        run.append_jsonl(files.GENOTYPES, {"epoch": epoch, "genotype": genotype.to_json(), "text": str(genotype)})
+        genotype = self.space.derive(probs, self.cfg)
+        guarded = self.guard.observe(epoch, probs, genotype)
+        run.append_jsonl(files.GENOTYPES, {"epoch": epoch, "genotype": genotype.to_json(), "text": str(genotype),
+                                           **guarded})
+
+    @property
+    def stop_early(self) -> bool:
+        """A guard (--stop-on-collapse) ended the search before its last epoch."""
+        return self.guard.stop
 
     def finish(self, run: RunDir, wall_time_s: float) -> dict[str, Any]:
-        genotype = self.genotype()
+        kept = self.guard.kept()
+        genotype = self.space.from_json(kept["genotype"]) if self.guard.stop and kept else self.genotype()
         if run.writer:
             save_genotype(genotype, run.file(files.GENOTYPE))
         last = self.last_metrics or (run.read_jsonl(files.METRICS)[-1:] or [{}])[0]
@@ -164,7 +184,8 @@ class SearchTask:
                    **self.data.summary(last),
                    "wall_time_s": round(wall_time_s, 2), "device": str(self.device),
                    "world_size": self.ctx.world_size,
-                   "search_cost_device_hours": round(hours * self.ctx.world_size, 4), "complete": True}
+                   "search_cost_device_hours": round(hours * self.ctx.world_size, 4), **self.guard.summary(),
+                   **self._cost_summary(genotype), "complete": True}
         if run.writer and getattr(self.cfg, "benchmark", None) and self.space.benchmark is not None:
             summary["benchmark"] = self._lookup(genotype, self.space.benchmark)
         run.write_json(files.SUMMARY, summary)
@@ -180,9 +201,18 @@ class SearchTask:
                   file=sys.stderr)
             return {"name": benchmark.name, "error": str(exc)}
 
+    def _cost_summary(self, genotype: Any) -> dict[str, Any]:
+        if self.budget is None:
+            return {}
+        b = self.budget
+        return {"cost": b.kind, "cost_weight": self.cfg.cost_weight, "cost_target": self.cfg.cost_target,
+                "cost_size": {"C": b.C, "N": b.N, "dataset": self.cfg.dataset},
+                "expected_cost": b.metrics(genotype)["expected_cost"], "derived_cost": b.derived(genotype)}
+
     def state_dict(self) -> dict[str, Any]:
         state = {"space": self.space.name, "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),
-                 "a_opt": self.a_opt.state_dict(), "arch_gen": self.arch_gen.get_state(), **self.data.state_dict()}
+                 "a_opt": self.a_opt.state_dict(), "arch_gen": self.arch_gen.get_state(),
+                 "guard": self.guard.state_dict(), **self.data.state_dict()}
         if self.w_sched is not None:
             state["w_sched"] = self.w_sched.state_dict()
         return state
@@ -198,7 +228,16 @@ class SearchTask:
         if self.w_sched is not None:
             self.w_sched.load_state_dict(state["w_sched"])
         self.arch_gen.set_state(state["arch_gen"])
+        self.guard.load_state_dict(state.get("guard"))
         self.data.load_state_dict(state)
+
+    def rank_state_dict(self) -> dict[str, Any]:
+        """This rank's own part under torchrun: its data generators (augmentation) and batch-norm statistics."""
+        return {"data": self.data.state_dict(), "buffers": dist.module_buffers(self.model)}
+
+    def load_rank_state_dict(self, state: dict[str, Any]) -> None:
+        self.data.load_state_dict(state["data"])
+        dist.load_module_buffers(self.model, state["buffers"])
 
 
 def _search_data(space: SearchSpace) -> Callable[..., Any]:
@@ -218,6 +257,8 @@ def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = prin
     ctx = dist.context()
     device = dist.local_device(resolve_device(cfg.device), ctx)
     setup_runtime(device, cfg.threads)
+    if getattr(cfg, "channels_last", False) is None:  # auto -> on/off, recorded in config.json
+        cfg = with_channels_last(cfg, device)
     data, run = _search_data(space)(cfg, out, device, resume_run)
     task = SearchTask(cfg, space, data, device, show_progress=show_progress)
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
@@ -232,43 +273,6 @@ def new_run_dir(out: Path, kind: str, cfg: Any, device: torch.device) -> RunDir:
     ctx = dist.context()
     return dist.main_first(lambda: RunDir.create(out, kind, cfgbase.to_json(cfg), environment(device)), ctx,
                            lambda: RunDir(out, writer=False))
-
-
-def multi_seed_search(cfg: Any, out: Path, seeds: list[int], *, resume_run: bool = False, log: Log = print,
-                      show_progress: bool = True) -> dict[str, Any]:
-    """One run per seed under out/seed-S (each resumed or skipped when already there); the best final
-    validation accuracy is kept, as the paper does. Returns {"best_seed", "seeds": rows, "genotype"}."""
-    import dataclasses
-    import shutil
-
-    if len(set(seeds)) != len(seeds):
-        raise GdasError(f"--seeds has repeated values {seeds}; give distinct seeds")
-    ctx = dist.context()
-    parent = RunDir(out, writer=ctx.is_main)
-    if not resume_run:
-        def start() -> None:  # on rank 0 only: other ranks would see the file it has just written
-            if (out / files.MULTISEED).exists():
-                raise GdasError(f"{out} already holds a multi-seed search; continue it with --resume {out}")
-            parent.write_json(files.MULTISEED, {"seeds": seeds, "config": cfgbase.to_json(cfg)})
-        dist.main_first(start, ctx, lambda: None)
-    rows = []
-    for seed in seeds:
-        seed_dir = out / f"seed-{seed}"
-        if (seed_dir / files.SUMMARY).exists():
-            summary = files.read_json(seed_dir / files.SUMMARY)
-        else:
-            started = (seed_dir / files.CHECKPOINT).exists()
-            summary = run_search(dataclasses.replace(cfg, seed=seed), seed_dir, resume_run=started, log=log,
-                                 show_progress=show_progress)
-        rows.append({"seed": seed, "valid_acc": summary["final_valid_acc"], "train_acc": summary["final_train_acc"],
-                     "wall_time_s": summary["wall_time_s"], "genotype": summary["genotype"], "dir": str(seed_dir)})
-    best = max(rows, key=lambda r: (r["valid_acc"], -r["seed"]))
-    for row in rows:
-        row["kept"] = row is best
-    parent.write_json(files.SEEDS, {"best_seed": best["seed"], "seeds": rows})
-    if ctx.is_main:
-        shutil.copyfile(Path(best["dir"]) / files.GENOTYPE, out / files.GENOTYPE)
-    return {"best_seed": best["seed"], "seeds": rows, "genotype": best["genotype"]}
 
 
 def stored_search_config(out: Path) -> tuple[Any, Optional[list[int]]]:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from gdas.engine import distributed as dist
 from gdas.configs import base as cfgbase
-from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime
+from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime, with_channels_last
 from gdas.configs.train import TrainConfig
 from gdas.data.batches import BatchSource, LoaderBatches, Split, TensorBatches
 from gdas.data.images import load_image_dataset, seeded_split
@@ -75,7 +75,7 @@ class TrainTask:
     epoch_files: tuple[str, ...] = ()
 
     def __init__(self, cfg: TrainConfig, genotype: AnyGenotype, data: BatchSource, device: torch.device, *,
-                 show_progress: bool = True):
+                 show_progress: bool = True, test: bool = True):
         self.cfg, self.genotype, self.data, self.device, self.epochs = cfg, genotype, data, device, cfg.epochs
         self.ctx = dist.context()
         check_sizes(genotype, cfg.C)
@@ -93,6 +93,7 @@ class TrainTask:
                                    weight_decay=cfg.weight_decay, foreach=not cuda, fused=cuda or None)
         self.show_progress = show_progress and self.ctx.is_main
         self.has_valid = data.split is not None
+        self.test = test  # False: the test split is never evaluated (a seed's selection retrain)
         self.best: dict[str, Any] = {"epoch": -1}  # the best-validation epoch, its validation and test errors
         self.last_metrics: Optional[dict[str, Any]] = None
 
@@ -160,9 +161,10 @@ class TrainTask:
         if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
             if self.has_valid:
                 metrics.update(self.evaluate(valid=True))
-            metrics.update(self.evaluate())
+            if self.test:
+                metrics.update(self.evaluate())
         else:
-            metrics.update(dict.fromkeys((VALID_KEYS if self.has_valid else ()) + TEST_KEYS))
+            metrics.update(dict.fromkeys((VALID_KEYS if self.has_valid else ()) + (TEST_KEYS if self.test else ())))
         return metrics
 
     # -- run-directory hooks -------------------------------------------------------------------------
@@ -171,7 +173,7 @@ class TrainTask:
         err = metrics.get("valid_top1_err")
         if err is not None and (self.best["epoch"] < 0 or err < self.best["valid_top1_err"]):
             self.best = {"epoch": epoch, "valid_top1_err": err, "valid_top5_err": metrics["valid_top5_err"],
-                         "test_top1_err": metrics["top1_err"], "test_top5_err": metrics["top5_err"]}
+                         "test_top1_err": metrics.get("top1_err"), "test_top5_err": metrics.get("top5_err")}
             run.save_checkpoint({"epoch": epoch, "task": self.weights(), **self.best}, name=BEST)
 
     def weights(self) -> dict[str, Any]:
@@ -190,7 +192,8 @@ class TrainTask:
                    "final_test_loss": last.get("test_loss")}
         if self.has_valid:  # the best-validation weights (best.pt) and their test error; else nothing was picked
             best = self.best
-            summary.update(best_epoch=best["epoch"], best_valid_top1_err=best["valid_top1_err"],
+            summary.update(final_valid_top1_err=last.get("valid_top1_err"),
+                           best_epoch=best["epoch"], best_valid_top1_err=best["valid_top1_err"],
                            best_valid_top5_err=best["valid_top5_err"], best_test_top1_err=best["test_top1_err"],
                            best_test_top5_err=best["test_top5_err"])
         summary.update(wall_time_s=round(wall_time_s, 2), device=str(self.device), world_size=self.ctx.world_size,
@@ -213,6 +216,14 @@ class TrainTask:
         if self.has_valid:  # a run without one (or from before validation parts) has no best to continue
             self.best = dict(state["best"])
         self.data.load_state_dict(state["data"])
+
+    def rank_state_dict(self) -> dict[str, Any]:
+        """This rank's own part under torchrun: its data generators (augmentation) and batch-norm statistics."""
+        return {"data": self.data.state_dict(), "buffers": dist.module_buffers(self.model)}
+
+    def load_rank_state_dict(self, state: dict[str, Any]) -> None:
+        self.data.load_state_dict(state["data"])
+        dist.load_module_buffers(self.model, state["buffers"])
 
 
 # -- a run -------------------------------------------------------------------------------------------
@@ -263,7 +274,7 @@ def read_split(run: RunDir) -> Split:
                         "run") from None
 
 
-def _create_run(out: Path, cfg: TrainConfig, genotype: AnyGenotype, device: torch.device,
+def create_run(out: Path, cfg: TrainConfig, genotype: AnyGenotype, device: torch.device,
                 split: Optional[Split]) -> RunDir:
     run = RunDir.create(out, KIND, cfgbase.to_json(cfg), environment(device))
     save_genotype(genotype, run.file(GENOTYPE))
@@ -284,6 +295,7 @@ def run_train(cfg: TrainConfig, out: Path, *, resume_run: bool = False, log: Cal
     dist.local_batch(cfg.batch_size, ctx)
     device = dist.local_device(resolve_device(cfg.device), ctx)
     setup_runtime(device, cfg.threads)
+    cfg = with_channels_last(cfg, device)  # auto -> on/off, recorded in config.json
     split: Optional[Split] = None
     if resume_run:
         run, _ = RunDir.open_existing(out, KIND, writer=ctx.is_main)
@@ -295,7 +307,7 @@ def run_train(cfg: TrainConfig, out: Path, *, resume_run: bool = False, log: Cal
     data = batch_source(cfg, device, ctx, split)
     task = TrainTask(cfg, genotype, data, device, show_progress=show_progress)
     if not resume_run:  # rank 0 creates the folder; its refusal (an existing run) stops every rank
-        run = dist.main_first(lambda: _create_run(out, cfg, genotype, device, data.split), ctx,
+        run = dist.main_first(lambda: create_run(out, cfg, genotype, device, data.split), ctx,
                               lambda: RunDir(out, writer=False))
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
     if ctx.is_main:

@@ -19,9 +19,8 @@ from typing import Any, Callable, Optional
 import torch
 
 import gdas
-from gdas.spaces.darts.child import child_network
 from gdas.configs import base as cfgbase
-from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime
+from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime, with_channels_last
 from gdas.configs.bench import BenchConfig
 from gdas.configs.search import SearchConfig
 from gdas.data.augment import BatchAugment
@@ -173,6 +172,7 @@ def bench_search(b: BenchConfig, log: Callable[[str], None] = lambda _: None) ->
     b.validate()
     device = resolve_device(b.device)
     setup_runtime(device, b.threads)
+    b = with_channels_last(b, device)  # the result records the format measured
     info = machine_info(device)
     memory: dict[str, float] = {}
     if device.type != "cuda" and b.memory:  # first, while this process holds nothing big
@@ -295,6 +295,7 @@ def bench_data(b: BenchConfig, cutout: int = 16) -> dict[str, Any]:
     b.validate()
     device = resolve_device(b.device)
     setup_runtime(device, b.threads)
+    b = with_channels_last(b, device)  # the result records the format measured
     info = machine_info(device)
     bench = SearchBench(b, device, kinds=("gdas",))
     task = bench.gdas
@@ -330,6 +331,7 @@ def bench_epoch(cfg: SearchConfig, warmup_steps: int = 5, time_steps: Optional[i
     cfg.validate()
     device = resolve_device(cfg.device)
     setup_runtime(device, cfg.threads)
+    cfg = with_channels_last(cfg, device)
     info = machine_info(device)
     data = load_search_data(cfg)
     split = split_indices(len(data.train_y), cfg.train_portion, cfg.seed)

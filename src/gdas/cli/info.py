@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from gdas.configs.train import TRAIN_PRESETS
+from gdas.configs.train import final_size
 from gdas.errors import GdasError
 from gdas.genotypes import load_genotype
 from gdas.spaces import space_of
@@ -33,17 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=main)
 
 
-def default_size(space: str, dataset: str, fixed_reduction: bool) -> tuple[int, int]:
-    """(C, N) of the paper's training preset for this space and dataset (CIFAR's for other image sets)."""
-    if space == "nb201":
-        preset = TRAIN_PRESETS["nb201-cifar10"]
-    elif dataset == "imagenet":
-        preset = TRAIN_PRESETS["imagenet-frc" if fixed_reduction else "imagenet"]
-    else:
-        preset = TRAIN_PRESETS.get(dataset if dataset.startswith("cifar") else "cifar10", TRAIN_PRESETS["cifar10"])
-    return preset.C, preset.N
-
-
 def _image_text(info: dict[str, Any]) -> str:
     size = info["input_size"]
     aux = f" without the auxiliary head ({info['params_aux_M']:.2f} M with it)" if "params_aux_M" in info else ""
@@ -65,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
     if space.data == "lm":
         info = space.info(genotype, args.task)
     else:
-        C, N = default_size(space.name, args.dataset, getattr(genotype, "fixed_reduction", False))
+        C, N = final_size(space.name, args.dataset, getattr(genotype, "fixed_reduction", False))
         C = args.C if args.C is not None else C
         N = args.N if args.N is not None else N
         if C < 1 or N < 1 or (space.name == "darts" and (C < 2 or C % 2)):

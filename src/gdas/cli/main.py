@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from gdas import __version__
+from gdas.configs.runtime import version_text
+from gdas.engine import tracking
 from gdas.errors import GdasError
 
 # Each module defines `register(subparsers)`, which adds its commands with `func=<handler>`.
@@ -30,10 +31,18 @@ def route_task(argv: list[str]) -> list[str]:
     return argv
 
 
+class _Version(argparse.Action):
+    """`--version`: the gdas version with the torch version and the device it would run on."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gdas", description="Neural architecture search with GDAS (Dong & Yang, CVPR 2019).")
-    parser.add_argument("--version", action="version", version=f"gdas {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version, torch and device, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     import importlib
     for name in COMMAND_MODULES:
@@ -48,7 +57,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with tracking.session(getattr(args, "tracking", None), getattr(args, "tracking_uri", None)):
+            return int(args.func(args) or 0)
     except GdasError as exc:
         print(f"gdas: error: {exc}", file=sys.stderr)
         return 2

@@ -24,7 +24,8 @@ class BenchConfig:
     threads: Optional[int] = field(default=2, metadata=meta("CPU threads (torch.set_num_threads)"))
     frc: bool = field(default=False, metadata=meta("darts space: fixed reduction cell (search the normal cell only)"))
     amp: str = field(default="none", metadata=meta("mixed precision on CUDA", ("none", "bf16")))
-    channels_last: bool = field(default=False, metadata=meta("channels_last memory format"))
+    channels_last: Optional[bool] = field(default=None, metadata=meta(
+        "channels_last memory format (default auto: on on the CPU, off on CUDA)"))
     seed: int = field(default=0, metadata=meta("seed of weights, data and samples"))
     memory: bool = field(default=True, metadata=meta("measure peak memory (CPU: one child process per kind)"))
 

@@ -15,6 +15,8 @@ from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 from gdas.data.images import IMAGE_DATASETS
 
 IMAGE_SPACES = ("darts", "nb201")  # the registered spaces whose networks read images
+SELECT_BY = ("retrain", "search")
+COSTS = ("mult-adds", "params")  # what --cost counts (in millions, at the final network's size)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,14 @@ class SearchConfig:
     batch_size: int = field(default=64, metadata=meta("batch per step (global, over all ranks)",
                                                       aliases=("batch",)))
     train_portion: float = field(default=0.5, metadata=meta("share of the training set used as D_T"))
+    split_seed: Optional[int] = field(default=None, metadata=meta(
+        "seed of the images (synthetic data, --train-subset) and of the D_T/D_V split; default: --seed for one "
+        "run; with --seeds every seed shares one split, this seed's or else the first seed's"))
+    select_by: str = field(default="retrain", metadata=meta(
+        "with several --seeds, keep the cell of the best retrain (trained from scratch for --select-epochs on "
+        "D_T, measured on D_V) or of the best final search accuracy on D_V", SELECT_BY))
+    select_epochs: int = field(default=100, metadata=meta(
+        "epochs of each seed's retrain (DARTS: 100 epochs of an 8-cell network)"))
     steps_per_epoch: Optional[int] = field(default=None, metadata=meta("cap on W/A iterations per epoch"))
     w_lr: float = field(default=0.025, metadata=meta("SGD learning rate of the weights W"))
     w_lr_min: float = field(default=0.001, metadata=meta("cosine floor of the W learning rate"))
@@ -53,21 +63,42 @@ class SearchConfig:
     a_weight_decay: float = 1e-3
     tau_max: float = field(default=10.0, metadata=meta("Gumbel temperature at the first epoch"))
     tau_min: float = field(default=0.1, metadata=meta("Gumbel temperature at the last epoch"))
+    max_skip: Optional[int] = field(default=None, metadata=meta(
+        "derivation keeps at most K skip_connect ops in the normal cell (nb201: the cell); the next best "
+        "op with parameters replaces the least likely excess ones (P-DARTS: 2)"))
+    stop_on_collapse: Optional[int] = field(default=None, metadata=meta(
+        "stop early, keeping the last healthy genotype, once the derived normal cell (nb201: the cell) has K "
+        "or more parameter-free ops for --collapse-patience epochs (DARTS+)"))
+    collapse_patience: int = field(default=1, metadata=meta(
+        "epochs in a row of collapse before --stop-on-collapse stops"))
+    cost: Optional[str] = field(default=None, metadata=meta(
+        "add --cost-weight x the expected cost of the cells under softmax(A) to the A step's loss", COSTS))
+    cost_weight: Optional[float] = field(default=None, metadata=meta(
+        "LAMBDA of --cost, per million mult-adds or parameters of the final network's cells"))
+    cost_target: Optional[float] = field(default=None, metadata=meta(
+        "hinge of --cost: penalise only the expected cost above this many millions"))
     crop_padding: int = 4
     flip: bool = True
     cutout: int = 0
     seed: int = 0
     device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
     amp: str = field(default="none", metadata=meta("mixed precision on CUDA", ("none", "bf16")))
-    channels_last: bool = field(default=False, metadata=meta(
-        "channels_last (NHWC) memory format for model and batches, on CPU and CUDA"))
+    channels_last: Optional[bool] = field(default=None, metadata=meta(
+        "channels_last (NHWC) memory format for model and batches (default auto: on on the CPU, off on CUDA)"))
     threads: Optional[int] = field(default=None, metadata=meta("CPU threads (torch.set_num_threads)"))
     benchmark: Optional[str] = field(default=None, metadata=meta(
         "nb201 space: the NATS-Bench topology benchmark (the extracted NATS-tss-v1_0-3ffb9-simple folder); the "
         "summary and report record the derived cell's true accuracies (needs pip install 'gdas[nb201]')"))
 
+    @property
+    def data_seed(self) -> int:
+        """The seed of the images and the D_T/D_V split (shared by every seed of a multi-seed search)."""
+        return self.seed if self.split_seed is None else self.split_seed
+
     def validate(self) -> None:
         check_choice(self.space, IMAGE_SPACES, "--space")
+        check_choice(self.select_by, SELECT_BY, "--select-by")
+        check(self.select_epochs >= 1, f"--select-epochs must be at least 1, got {self.select_epochs}")
         check_choice(self.dataset, IMAGE_DATASETS, "--dataset")
         check_choice(self.sampler, SAMPLERS, "--sampler")
         check_choice(self.sample_scope, SAMPLE_SCOPES, "--sample-scope")
@@ -89,6 +120,18 @@ class SearchConfig:
               "--train-subset must be at least 2 images")
         check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "--steps-per-epoch must be >= 1")
         check(self.crop_padding >= 0 and self.cutout >= 0, "--crop-padding and --cutout must be >= 0")
+        check(self.max_skip is None or self.max_skip >= 0, f"--max-skip must be at least 0, got {self.max_skip}")
+        check(self.stop_on_collapse is None or self.stop_on_collapse >= 1,
+              f"--stop-on-collapse must be at least 1, got {self.stop_on_collapse}")
+        check(self.collapse_patience >= 1, f"--collapse-patience must be at least 1, got {self.collapse_patience}")
+        check(self.cost is None or self.cost in COSTS, f"--cost {self.cost!r} is not one of: {', '.join(COSTS)}")
+        check(self.cost is not None or (self.cost_weight is None and self.cost_target is None),
+              "--cost-weight and --cost-target need --cost mult-adds or --cost params")
+        check(self.cost is None or self.cost_weight is not None,
+              f"--cost {self.cost} needs --cost-weight LAMBDA (>= 0; with --cost-target VALUE only the expected "
+              "cost above the target is penalised)")
+        check(self.cost_weight is None or self.cost_weight >= 0, f"--cost-weight must be >= 0, got {self.cost_weight}")
+        check(self.cost_target is None or self.cost_target >= 0, f"--cost-target must be >= 0, got {self.cost_target}")
         validate_runtime(self.device, self.amp, self.threads)
         if self.benchmark is not None:  # a missing file or package fails now, not after the search
             lookup = get_space(self.space).benchmark
@@ -108,7 +151,7 @@ SEARCH_PRESETS: dict[str, SearchConfig] = {
     # The CPU demo: a small supernet on a subset of Fashion-MNIST; minutes on two cores.
     "fashion-mnist": SearchConfig(dataset="fashion-mnist", C=8, N=1, epochs=10, batch_size=64,
                                   train_subset=4000, w_lr_min=0.0, tau_max=10.0, crop_padding=2,
-                                  channels_last=True),  # NHWC halves the step on CPU
+                                  channels_last=True, select_epochs=3),  # NHWC halves the step on CPU
     # NAS-Bench-201 with the reference's GDAS settings: 240 epochs, batch 64, nesterov SGD 0.025 cosine to
     # 0.001, wd 5e-4; A by Adam 3e-4 (0.5, 0.999), wd 1e-3; tau 10 -> 0.1; C=16, N=5, 4-node cells.
     "nb201-cifar10": _NB201_SEARCH,
@@ -116,10 +159,10 @@ SEARCH_PRESETS: dict[str, SearchConfig] = {
     "nb201-imagenet16": replace(_NB201_SEARCH, dataset="imagenet16-120"),
     # The NAS-Bench-201 CPU demo: C=8, N=1 on 4,000 Fashion-MNIST images; minutes on two cores.
     "nb201-fashion-mnist": replace(_NB201_SEARCH, dataset="fashion-mnist", C=8, N=1, epochs=10, train_subset=4000,
-                                   crop_padding=2, channels_last=True),
+                                   crop_padding=2, channels_last=True, select_epochs=3),
     # Seconds: for tests and for checking an installation.
     "smoke": SearchConfig(dataset="synthetic", synthetic_train=128, C=8, N=1, epochs=2, batch_size=16,
-                          steps_per_epoch=4),
+                          steps_per_epoch=4, select_epochs=1),
     "nb201-smoke": replace(_NB201_SEARCH, dataset="synthetic", synthetic_train=128, C=8, N=1, epochs=2,
-                           batch_size=16, steps_per_epoch=4),
+                           batch_size=16, steps_per_epoch=4, select_epochs=1),
 }

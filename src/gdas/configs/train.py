@@ -69,8 +69,8 @@ class TrainConfig:
     seed: int = 0
     device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
     amp: str = field(default="none", metadata=meta("mixed precision on CUDA", ("none", "bf16")))
-    channels_last: bool = field(default=False, metadata=meta(
-        "channels_last (NHWC) memory format for model and batches, on CPU and CUDA"))
+    channels_last: Optional[bool] = field(default=None, metadata=meta(
+        "channels_last (NHWC) memory format for model and batches (default auto: on on the CPU, off on CUDA)"))
     threads: Optional[int] = field(default=None, metadata=meta("CPU threads (torch.set_num_threads)"))
 
     @property
@@ -158,3 +158,14 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "smoke": TrainConfig(dataset="synthetic", synthetic_train=64, synthetic_test=32, C=8, N=1, epochs=2,
                          batch_size=16, label_smoothing=0.1, cutout=8),
 }
+
+
+def final_size(space: str, dataset: str, fixed_reduction: bool = False) -> tuple[int, int]:
+    """(C, N) of the paper's training preset for this space and dataset (CIFAR's for other image sets)."""
+    if space == "nb201":
+        preset = TRAIN_PRESETS["nb201-cifar10"]
+    elif dataset == "imagenet":
+        preset = TRAIN_PRESETS["imagenet-frc" if fixed_reduction else "imagenet"]
+    else:
+        preset = TRAIN_PRESETS.get(dataset if dataset.startswith("cifar") else "cifar10", TRAIN_PRESETS["cifar10"])
+    return preset.C, preset.N

@@ -28,9 +28,10 @@ def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
 
 
 def load_search_data(cfg: Any) -> ImageDataset:
-    data = load_image_dataset(cfg.dataset, cfg.data_dir, synthetic_train=cfg.synthetic_train, seed=cfg.seed)
+    """The training images of a search: the same ones for every seed that shares its split seed."""
+    data = load_image_dataset(cfg.dataset, cfg.data_dir, synthetic_train=cfg.synthetic_train, seed=cfg.data_seed)
     if cfg.train_subset is not None and cfg.train_subset < len(data.train_y):
-        data = data.subset(cfg.train_subset, None, torch.Generator().manual_seed(cfg.seed))
+        data = data.subset(cfg.train_subset, None, torch.Generator().manual_seed(cfg.data_seed))
     return data
 
 
@@ -124,7 +125,7 @@ def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: boo
         split_json = run.read_json(files.SPLIT)
         split = (torch.tensor(split_json["train"]), torch.tensor(split_json["valid"]))
     else:
-        split = split_indices(len(data.train_y), cfg.train_portion, cfg.seed)
+        split = split_indices(len(data.train_y), cfg.train_portion, cfg.data_seed)
         run = new_run_dir(out, ImageSearchData.kind, cfg, device)
-        run.write_json(files.SPLIT, {"seed": cfg.seed, "train": split[0].tolist(), "valid": split[1].tolist()})
+        run.write_json(files.SPLIT, {"seed": cfg.data_seed, "train": split[0].tolist(), "valid": split[1].tolist()})
     return ImageSearchData(cfg, data, split, device), run

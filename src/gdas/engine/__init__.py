@@ -1,1 +1,1 @@
-"""The run machinery: epoch loop, run directory, distributed helpers, progress, event files."""
+"""The run machinery: epoch loop, run directory, distributed helpers, progress, experiment tracking."""

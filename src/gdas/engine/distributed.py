@@ -40,8 +40,26 @@ def context() -> Context:
         return Context()
     if not tdist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() and os.environ.get("GDAS_DIST_BACKEND") != "gloo" else "gloo"
-        tdist.init_process_group(backend=backend)
+        _init_process_group(backend)
     return Context(tdist.get_rank(), tdist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _init_process_group(backend: str) -> None:
+    """The process group from torchrun's environment, on a fresh key space after a restart of the workers.
+
+    torchrun's agent keeps its store across `--max-restarts` restarts, with the failed group's keys in it:
+    a restarted group could read the dead processes' addresses and fail to connect. One agent (one node)
+    numbers its restarts alike for all its workers, so the restart count names a fresh key space there;
+    several nodes need TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 instead (docs/distributed.md).
+    """
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if (restart == "0" or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+            or os.environ.get("GROUP_WORLD_SIZE") != "1"):
+        tdist.init_process_group(backend=backend)
+        return
+    store = tdist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False)
+    tdist.init_process_group(backend=backend, store=tdist.PrefixStore(f"gdas/restart-{restart}/", store),
+                             rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
 
 
 def local_device(device: torch.device, ctx: Context) -> torch.device:
@@ -85,6 +103,45 @@ def main_first(on_main: Callable[[], T], ctx: Context, elsewhere: Callable[[], T
     if error is not None:
         raise GdasError(error)
     return result if ctx.is_main else elsewhere()  # type: ignore[return-value]
+
+
+def decided_by_main(decide: Callable[[], T], ctx: Context) -> T:
+    """`decide()` on rank 0, its result (or its GdasError) on every rank.
+
+    For choices read from the run directory that rank 0 is about to change: every rank must act on the
+    same answer, not on a file another rank may already have written.
+    """
+    box: list = [None, None]
+    if ctx.is_main:
+        try:
+            box[0] = decide()
+        except GdasError as exc:
+            box[1] = str(exc)
+    if ctx.distributed:
+        tdist.broadcast_object_list(box, src=0)
+    if box[1] is not None:
+        raise GdasError(box[1])
+    return box[0]
+
+
+def gather_to_main(obj: T, ctx: Context) -> list[T] | None:
+    """Every rank's `obj` on rank 0, in rank order (None on the other ranks); small picklable objects only."""
+    if not ctx.distributed:
+        return [obj]
+    gathered: list | None = [None] * ctx.world_size if ctx.is_main else None
+    tdist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
+def module_buffers(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the module's buffers (batch-norm statistics: per rank under torchrun) on the CPU."""
+    return {name: buf.detach().cpu().clone() for name, buf in module.named_buffers()}
+
+
+def load_module_buffers(module: nn.Module, buffers: dict[str, torch.Tensor]) -> None:
+    own = dict(module.named_buffers())
+    for name, value in buffers.items():
+        own[name].copy_(value)
 
 
 def broadcast_module(module: nn.Module) -> None:

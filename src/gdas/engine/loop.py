@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import random
+import sys
 import time
 from typing import Any, Callable, Iterator, Optional, Protocol
 
 import torch
 
 from gdas.engine import distributed as dist
+from gdas.engine import tracking
 from gdas.errors import GdasError
 from gdas.engine.rundir import METRICS, RunDir
 
@@ -26,6 +28,11 @@ class Task(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
+    # Only for tasks that run under torchrun: what differs per rank, saved for every rank.
+    def rank_state_dict(self) -> dict[str, Any]: ...
+
+    def load_rank_state_dict(self, state: dict[str, Any]) -> None: ...
+
     def run_epoch(self, epoch: int) -> dict[str, Any]: ...
 
     def after_epoch(self, epoch: int, metrics: dict[str, Any], run: RunDir) -> None: ...
@@ -34,10 +41,14 @@ class Task(Protocol):
 
 
 def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter],
-                   grad_clip: float, ctx: dist.Context) -> None:
-    """The one weight update after a forward pass: backward, average over ranks, clip the norm (0: no), step."""
+                   grad_clip: float, ctx: dist.Context, after_backward: Optional[Callable[[], None]] = None) -> None:
+    """The one weight update after a forward pass: backward, average over ranks, clip the norm (0: no), step.
+
+    `after_backward` may drop gradients (set them to None) before they are averaged and used."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if after_backward is not None:
+        after_backward()
     dist.all_reduce_grads(params, ctx)
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(params, grad_clip, foreach=True)
@@ -82,24 +93,47 @@ def seed_everything(seed: int) -> None:
 
 
 def resume(task: Task, run: RunDir, map_location: Optional[torch.device] = None) -> tuple[int, float]:
-    """Load the last checkpoint into `task`; returns (next epoch, wall time spent so far)."""
+    """Load the last checkpoint into `task`, each rank its own per-rank state; returns (next epoch, wall time
+    spent so far)."""
     state = run.load_checkpoint(map_location=map_location)
+    ctx = dist.context()
+    ranks = state.get("ranks")  # per-rank states: only checkpoints of torchrun runs have them
+    mine = ranks[ctx.rank] if ranks is not None and ctx.rank < len(ranks) else None
     try:
         task.load_state_dict(state["task"])
+        if mine is not None:
+            task.load_rank_state_dict(mine["task"])
     except (KeyError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GdasError(f"checkpoint in {run.path} does not fit this run's model ({first[:160]}); "
                         "it was written by another config or gdas version") from None
-    set_rng_state(state["rng"])
+    set_rng_state(state["rng"] if mine is None else mine["rng"])
     start = int(state["epoch"]) + 1
+    saved = state.get("world_size")  # None: written before per-rank states were kept
+    if saved is not None and saved != ctx.world_size and ctx.is_main:
+        # Allowed (e.g. fewer GPUs left), but the batch split and the per-rank draws change from here on.
+        print(f"gdas: warning: {run.path} was checkpointed by {saved} process(es) and resumes on "
+              f"{ctx.world_size}: from epoch {start} on it is a different computation; resume with {saved} "
+              "to continue the same one", file=sys.stderr)
     run.truncate_jsonl((METRICS,) + tuple(task.epoch_files), start)
     return start, float(state.get("wall_time_s", 0.0))
 
 
 def fit(task: Task, run: RunDir, *, start_epoch: int = 0, wall_time_s: float = 0.0,
         log: Log = print) -> dict[str, Any]:
-    """Run epochs [start_epoch, task.epochs): metrics, per-epoch files and a checkpoint after each."""
+    """Run epochs [start_epoch, task.epochs): metrics, per-epoch files and a checkpoint after each.
+
+    The command's tracker (`tracking.current()`, a no-op unless --tracking) sees the run start, each epoch's
+    record and the finished run. Under torchrun the checkpoint also holds every rank's own state (RNGs,
+    augmentation draws, batch-norm statistics), so that a resume on as many processes continues the same
+    computation on every rank.
+    """
+    ctx = dist.context()
+    tracker = tracking.current()
+    tracker.run_started(run)
     for epoch in range(start_epoch, task.epochs):
+        if getattr(task, "stop_early", False):  # a task's guard ended the run (its checkpoint says so on resume)
+            break
         began = time.perf_counter()
         metrics = task.run_epoch(epoch)
         elapsed = time.perf_counter() - began
@@ -108,11 +142,16 @@ def fit(task: Task, run: RunDir, *, start_epoch: int = 0, wall_time_s: float = 0
         run.append_jsonl(METRICS, record)
         run.log_scalars(epoch, record)
         task.after_epoch(epoch, record, run)
-        run.save_checkpoint({"epoch": epoch, "task": task.state_dict(), "rng": rng_state(),
-                             "wall_time_s": wall_time_s})
+        checkpoint = {"epoch": epoch, "task": task.state_dict(), "rng": rng_state(), "wall_time_s": wall_time_s,
+                      "world_size": ctx.world_size}
+        if ctx.distributed:  # a collective: every rank sends its part to rank 0, the writer
+            checkpoint["ranks"] = dist.gather_to_main({"task": task.rank_state_dict(), "rng": rng_state()}, ctx)
+        run.save_checkpoint(checkpoint)
+        tracker.epoch_ended(run, epoch, record)  # after the checkpoint: a resumed run never logs an epoch twice
         log(" ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
     summary = task.finish(run, wall_time_s)
     run.close()
+    tracker.run_ended(run)
     return summary
 
 

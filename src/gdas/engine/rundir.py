@@ -31,6 +31,7 @@ REPORT = "report.html"
 PLOTS = "plots"
 EVENTS = "tb"
 T = TypeVar("T")
+_TB_FLUSH_S = 2  # a live TensorBoard sees an epoch's scalars this soon (tensorboardX's default is 120 s)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -80,7 +81,7 @@ class RunDir:
     def __init__(self, path: str | Path, *, writer: bool = True):
         self.path = Path(path)
         self.writer = writer
-        self._events = None
+        self._events: Any = None  # a tensorboardX SummaryWriter once the first scalars come
 
     # -- creation and resume -------------------------------------------------------------------
     @classmethod
@@ -140,16 +141,18 @@ class RunDir:
                 self.write_text(name, "".join(json.dumps(r) + "\n" for r in kept))
 
     def log_scalars(self, step: int, values: dict[str, Any], prefix: str = "") -> None:
-        """TensorBoard scalars under <run>/tb (numbers only)."""
+        """TensorBoard scalars under <run>/tb (numbers only), written by tensorboardX.
+
+        Its background thread writes them; they are on disk within `_TB_FLUSH_S` seconds, all of them at close.
+        """
         if not self.writer:
             return
         if self._events is None:
-            from gdas.engine.tbevents import EventWriter
-            self._events = EventWriter(self.file(EVENTS))
+            from tensorboardX import SummaryWriter  # imported on first use: it loads protobuf
+            self._events = SummaryWriter(str(self.file(EVENTS)), flush_secs=_TB_FLUSH_S)
         for key, value in values.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
                 self._events.add_scalar(prefix + key, float(value), step)
-        self._events.flush()
 
     def close(self) -> None:
         if self._events is not None:

@@ -177,8 +177,14 @@ def entropy_plot(cells: Mapping[str, tuple[Sequence[int], np.ndarray]], n_ops: i
     return fig
 
 
-def parameter_free_plot(mass: Series, share: Series, priors: tuple[float, float]) -> Any:
-    """Parameter-free ops: probability mass in A (left) and share of the derived genotype's ops (right)."""
+def parameter_free_plot(mass: Series, share: Series, priors: tuple[float, float],
+                        marks: Optional[Mapping[str, Sequence[int]]] = None) -> Any:
+    """Parameter-free ops: probability mass in A (left) and share of the derived genotype's ops (right).
+
+    `marks` {what: epochs} shows where the guards acted: "max-skip" (triangles: the derivation replaced
+    skips), "stop-on-collapse" (the epoch that stopped the search) and "kept" (the genotype kept then).
+    """
+    marks = marks or {}
     fig = _figure(9.0, 3.4)
     left, right = fig.subplots(1, 2)
     for ax, series, what, prior in ((left, mass, "probability mass (mean over edges)", priors[0]),
@@ -186,9 +192,18 @@ def parameter_free_plot(mass: Series, share: Series, priors: tuple[float, float]
         for cell, (xs, ys) in series.items():
             ax.plot(xs, ys, marker="o", markersize=3, label=cell)
         ax.axhline(prior, color="grey", linestyle=":", linewidth=1, label="uniform A")
+        for what_, colour, style in (("stop-on-collapse", "tab:red", "--"), ("kept", "tab:green", ":")):
+            for n, epoch in enumerate(marks.get(what_, ())):
+                label = {"stop-on-collapse": "stopped: collapse", "kept": "genotype kept"}[what_]
+                ax.axvline(epoch, color=colour, linestyle=style, linewidth=1.4, label=None if n else label)
         ax.set(xlabel="epoch", ylabel=what, ylim=(0, 1.02))
         ax.legend(fontsize=7)
         _epoch_axis(ax)
+    acted = list(marks.get("max-skip", ()))
+    if acted:
+        right.plot(acted, [1.0] * len(acted), linestyle="none", marker="v", color="tab:orange",
+                   label="max-skip replaced skips")
+        right.legend(fontsize=7)
     left.set_title("parameter-free ops in A", fontsize=10)
     right.set_title("parameter-free ops in the genotype", fontsize=10)
     return fig
@@ -225,6 +240,9 @@ CURVES: tuple[tuple[str, str, str, Callable[[str], bool], bool], ...] = (
     ("tau", "Gumbel-softmax temperature τ", "τ", lambda k: k == "tau", True),
     ("lr", "Learning rate", "learning rate", lambda k: k == "lr" or k.endswith("_lr"), False),
     ("throughput", "Throughput", "per second", lambda k: k.endswith("_per_s"), False),
+    # --cost: the searched cells' expected cost under softmax(A), and the derived genotype's whole network.
+    ("cost", "Cost: expected (cells) and derived network", "millions (--cost)",
+     lambda k: k in ("expected_cost", "derived_cost"), False),
 )
 
 
@@ -267,8 +285,20 @@ def architecture_plots(run: RunView, out_dir: Optional[Path]) -> dict[str, Plot]
     # `none` is never derived: a uniform A's genotype draws from the other ops.
     priors = (free / len(ops), (free - 1) / (len(ops) - 1) if "none" in ops else free / len(ops))
     add("parameter_free", "parameter-free ops: probability mass and share of the derived genotype",
-        parameter_free_plot(mass, share, priors))
+        parameter_free_plot(mass, share, priors, guard_marks(run)))
     return plots
+
+
+def guard_marks(run: RunView) -> dict[str, list[int]]:
+    """Epochs where the guards acted: max-skip (genotypes.jsonl), the early stop and the kept genotype (summary)."""
+    marks: dict[str, list[int]] = {"max-skip": [epoch_of(r, i) for i, r in enumerate(run.genotypes)
+                                                if (r.get("max_skip_replaced") or 0) > 0]}
+    stopped = (run.summary or {}).get("stopped_early")
+    if isinstance(stopped, dict) and isinstance(stopped.get("epoch"), int):
+        marks["stop-on-collapse"] = [stopped["epoch"]]
+        if isinstance(stopped.get("kept_epoch"), int):
+            marks["kept"] = [stopped["kept_epoch"]]
+    return marks
 
 
 def curve_plots(run: RunView, out_dir: Optional[Path]) -> dict[str, Plot]:

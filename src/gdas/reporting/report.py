@@ -140,7 +140,9 @@ def _h3(run_id: str, section: str, title: str) -> str:
 
 def _status(run: RunView) -> str:
     total = f"/{run.epochs_total}" if run.epochs_total else ""
-    return f"{'complete' if run.complete else 'INCOMPLETE'} ({run.epochs_done}{total} epochs)"
+    stopped = isinstance((run.summary or {}).get("stopped_early"), dict)
+    return (f"{'complete' if run.complete else 'INCOMPLETE'} ({run.epochs_done}{total} epochs"
+            f"{', stopped early: collapse' if stopped else ''})")
 
 
 def _results(run: RunView) -> list[tuple[str, Any]]:
@@ -176,6 +178,25 @@ def _benchmark(run_id: str, run: RunView) -> str:
     return (head + f'<p class="sub">{_e(info.get("arch", ""))}: index {_e(info.get("index"))}, '
             f"{_e(info.get('epochs'))} epochs, accuracy in % (mean over the benchmark's seeds)</p>"
             f"<table><tr><th>dataset</th><th>valid</th><th>test</th></tr>{rows}</table>")
+
+
+def _guards(run_id: str, run: RunView) -> str:
+    """Where the collapse guards acted (summary.json's `guards`), and the early stop, if any."""
+    summary = run.summary or {}
+    events, stopped = summary.get("guards"), summary.get("stopped_early")
+    if not isinstance(events, list):
+        return ""
+    out = [_h3(run_id, "guards", "Guards against collapse")]
+    if isinstance(stopped, dict):
+        kept = stopped.get("kept_epoch")
+        which = f"that of epoch {_e(kept)}" if kept is not None else "the last derived one (no healthy epoch)"
+        out.append(f'<p class="note" id="{run_id}-stopped"><b>Stopped early after epoch {_e(stopped.get("epoch"))}'
+                   f"</b>: {_e(stopped.get('reason'))}; the genotype is {which}.</p>")
+    rows = "".join(f'<tr><td class="num">{_e(e.get("epoch"))}</td><td>{_e(e.get("guard"))}</td>'
+                   f'<td>{_e(e.get("why"))}</td></tr>' for e in events if isinstance(e, dict))
+    out.append(f"<table><tr><th>epoch</th><th>guard</th><th>why</th></tr>{rows}</table>" if rows
+               else "<p>The guards were set and did not act.</p>")
+    return "".join(out)
 
 
 def _cost(run: RunView) -> list[tuple[str, Any]]:
@@ -260,7 +281,7 @@ def _run_section(index: int, run: RunView) -> str:
            f'<p class="sub">{_e(run.path)}</p>']
     if not run.complete:
         out.append(f'<div class="alert"><strong>INCOMPLETE run.</strong> {_e("; ".join(run.problems))}</div>')
-    out += [_h3(run_id, "results", "Results"), _table(_results(run)), _benchmark(run_id, run)]
+    out += [_h3(run_id, "results", "Results"), _table(_results(run)), _benchmark(run_id, run), _guards(run_id, run)]
     if run.is_search or run.genotype is not None:
         out.append(_cells(run_id, run.genotype, run.genotype_note))
         out.append(_genotype_changes(run))
@@ -306,4 +327,25 @@ def _comparison(runs: Sequence[RunView], compare_dir: Optional[Path]) -> str:
         rows.append(f'<tr{" class=kept" if run.kept else ""}>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     plots = P.comparison_plots(runs, compare_dir)
     return (f'<section id="comparison"><h2>Comparison of {len(runs)} runs</h2><table><tr>{head}</tr>'
-            f"{''.join(rows)}</table>{_grid(plots.values())}</section>")
+            f"{''.join(rows)}</table>{_seed_selection(runs)}{_grid(plots.values())}</section>")
+
+
+def _seed_selection(runs: Sequence[RunView]) -> str:
+    """A multi-seed search's selection: each seed's search and retrain accuracy on D_V, and the kept one."""
+    judged = [run for run in runs if run.selection is not None]
+    if not judged:
+        return ""
+    how = judged[0].selection or {}
+    by = (f"the best retrain on D_V ({how.get('select_epochs')} epochs from scratch on D_T)"
+          if how.get("select_by") == "retrain" else "the best final search accuracy on D_V")
+    head = "".join(f"<th>{c}</th>" for c in ("seed", "search valid acc", "retrain valid acc", "kept"))
+    rows = []
+    for run in judged:
+        row = run.selection or {}
+        cells = [_e(row.get("seed")), f'<span class="num">{_e(_fmt("valid_acc", row.get("valid_acc")))}</span>',
+                 f'<span class="num">{_e(_fmt("select_valid_acc", row.get("select_valid_acc")))}</span>',
+                 "★ kept" if run.kept else ""]
+        rows.append(f'<tr{" class=kept" if run.kept else ""}>' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return (f'<h3 id="seed-selection">Seed selection</h3><p class="note">Seeds share one D_T/D_V split (split '
+            f"seed {_e(how.get('split_seed', '-'))}); the kept cell is {_e(by)}.</p>"
+            f"<table><tr>{head}</tr>{''.join(rows)}</table>")

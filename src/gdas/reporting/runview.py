@@ -72,6 +72,7 @@ class RunView:
     genotype: Optional[AnyGenotype] = None
     genotype_note: str = ""  # where `genotype` comes from when it is not the final one
     kept: Optional[bool] = None  # multi-seed: whether this seed's cell was kept
+    selection: Optional[dict[str, Any]] = None  # multi-seed: seeds.json's row of this seed, how it was judged
     problems: list[str] = field(default_factory=list)  # why the run is incomplete
 
     @property
@@ -214,10 +215,14 @@ def _expand_multiseed(parent: Path, notes: list[str]) -> list[RunView]:
     seeds = meta.get("seeds") if isinstance(meta, dict) else None
     if not isinstance(seeds, list):
         raise GdasError(f"{parent / MULTISEED} lists no seeds; the multi-seed run directory is damaged")
-    best = None
+    best, rows = None, {}
     if (parent / SEEDS).exists():
         kept = read_json(parent / SEEDS)
         best = kept.get("best_seed") if isinstance(kept, dict) else None
+        how = {"select_by": kept.get("select_by", "search"), "select_epochs": kept.get("select_epochs"),
+               "split_seed": kept.get("split_seed")} if isinstance(kept, dict) else {}
+        listed = kept.get("seeds") if isinstance(kept, dict) else None
+        rows = {r.get("seed"): {**r, **how} for r in listed or [] if isinstance(r, dict)}
     else:
         notes.append(f"{parent}: multi-seed search not finished ({SEEDS} missing): no seed is kept yet")
     runs = []
@@ -228,6 +233,7 @@ def _expand_multiseed(parent: Path, notes: list[str]) -> list[RunView]:
             continue
         run = load_run(seed_dir, f"{parent.name}/seed-{seed}")
         run.kept = None if best is None else seed == best
+        run.selection = rows.get(seed)
         runs.append(run)
     if not runs:
         raise GdasError(f"{parent} is a multi-seed search with no started seed runs; nothing to report")

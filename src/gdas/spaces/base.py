@@ -63,7 +63,9 @@ class SearchSpace:
     `build_network(genotype, **sizes)` the final network; `dot(genotype)` {cell name: DOT source};
     `published` its named cells; `info(genotype, dataset, C, N)` the final network's size; `child(supernet,
     archs)` a GDAS sample as a static network (`gdas bench`'s lower bound); `benchmark` a tabular benchmark
-    of its cells, which `gdas search --benchmark PATH` queries for the derived cell.
+    of its cells, which `gdas search --benchmark PATH` queries for the derived cell; `op_costs(cfg, dataset,
+    C, N, kind)` {A matrix name: (edges, ops) tensor} of each candidate op's mult-adds or params (millions)
+    at the final network's size, summed over the cells that use that matrix (`gdas search --cost`).
     """
 
     name: str
@@ -82,6 +84,7 @@ class SearchSpace:
     info: Optional[Callable[..., dict[str, Any]]] = None
     child: Optional[Callable[..., nn.Module]] = None  # (supernet, archs) -> the sampled child as a static network
     benchmark: Optional[Benchmark] = None
+    op_costs: Optional[Callable[..., dict[str, torch.Tensor]]] = None
 
     def param_free_share(self, probs: Mapping[str, Optional[torch.Tensor]]) -> float:
         """Share of A's probability mass on parameter-free ops, over every searched edge."""

@@ -1,4 +1,4 @@
-"""Deriving the final CNN genotype from the architecture parameters A (top-T inputs per node)."""
+"""Deriving the final CNN genotype from the architecture parameters A (top-T inputs per node, optional skip limit)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import torch
 
 from gdas.spaces.base import Node
 from gdas.spaces.darts.genotype import Genotype
-from gdas.spaces.darts.ops import NONE_INDEX, PRIMITIVES
+from gdas.spaces.darts.ops import NONE_INDEX, PARAMETER_FREE, PRIMITIVES
+
+SKIP_INDEX = PRIMITIVES.index("skip_connect")
 
 
 def derive_cell(probs: torch.Tensor, steps: int = 4, top_t: int = 2) -> tuple[Node, ...]:
@@ -34,10 +36,37 @@ def derive_cell(probs: torch.Tensor, steps: int = 4, top_t: int = 2) -> tuple[No
     return tuple(nodes)
 
 
+def limit_skips(probs: torch.Tensor, nodes: tuple[Node, ...], max_skip: int) -> tuple[Node, ...]:
+    """At most `max_skip` skip_connect ops in a derived cell (P-DARTS).
+
+    The excess skips with the lowest skip probability are replaced, one by one, by the most likely
+    (input, op) pair of their node whose op has parameters, on the skip's own input or an input the node
+    does not use yet. Ties break towards the earlier input and the earlier op.
+    """
+    probs = probs.detach().float().cpu()
+    starts = [sum(2 + k for k in range(i)) for i in range(len(nodes))]
+    skips = sorted((probs[starts[i] + src, SKIP_INDEX].item(), i, src)
+                   for i, node in enumerate(nodes) for op, src in node if op == "skip_connect")
+    weighted = [k for k, op in enumerate(PRIMITIVES) if op not in PARAMETER_FREE]
+    out = [list(node) for node in nodes]
+    for _, i, src in skips[:max(0, len(skips) - max_skip)]:
+        taken = {j for op, j in out[i] if (op, j) != ("skip_connect", src)}
+        _, neg_j, neg_k = max((probs[starts[i] + j, k].item(), -j, -k) for j in range(2 + i) if j not in taken
+                              for k in weighted)
+        out[i][out[i].index(("skip_connect", src))] = (PRIMITIVES[-neg_k], -neg_j)
+    return tuple(tuple(node) for node in out)
+
+
 def derive_genotype(normal: torch.Tensor, reduce: Optional[torch.Tensor], steps: int = 4,
-                    top_t: int = 2) -> Genotype:
-    """Genotype from softmax(A) of the normal and reduction cells (`reduce=None`: fixed reduction cell)."""
+                    top_t: int = 2, max_skip: Optional[int] = None) -> Genotype:
+    """Genotype from softmax(A) of the normal and reduction cells (`reduce=None`: fixed reduction cell).
+
+    `max_skip` limits the normal cell's skip_connect ops (`limit_skips`); the reduction cell is left as derived.
+    """
     concat = tuple(range(2, 2 + steps))
-    return Genotype(derive_cell(normal, steps, top_t), concat,
+    cell = derive_cell(normal, steps, top_t)
+    if max_skip is not None:
+        cell = limit_skips(normal, cell, max_skip)
+    return Genotype(cell, concat,
                     None if reduce is None else derive_cell(reduce, steps, top_t),
                     None if reduce is None else concat)

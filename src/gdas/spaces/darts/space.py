@@ -12,21 +12,13 @@ from gdas.flops import count_mult_adds, count_parameters
 from gdas.reporting.draw import INPUT, NODE, OUTPUT, DotGraph
 from gdas.spaces.base import Node, SearchSpace
 from gdas.spaces.darts.child import child_network
+from gdas.spaces.darts.cost import dataset_shape, op_costs
 from gdas.spaces.darts.derive import derive_genotype
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 from gdas.spaces.darts.genotype import PUBLISHED, Genotype
 from gdas.spaces.darts.networks import build_network as _build_network
 from gdas.spaces.darts.ops import PARAMETER_FREE, PRIMITIVES
 from gdas.spaces.darts.supernet import SearchNetwork
-
-# dataset -> (input channels, resolution, classes) of the size reports (`gdas info`).
-INFO_DATASETS: dict[str, tuple[int, int, int]] = {
-    "cifar10": (3, 32, 10),
-    "cifar100": (3, 32, 100),
-    "imagenet": (3, 224, 1000),
-    "fashion-mnist": (1, 28, 10),
-}
-
 
 def check_channels(genotype: Genotype, C: int) -> None:
     """The fixed reduction cell runs at 2C and 4C channels in FRC_GROUPS groups: 2C must divide by them."""
@@ -43,7 +35,7 @@ def build_supernet(cfg: Any, num_classes: int, in_channels: int) -> SearchNetwor
 def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any) -> Genotype:
     normal = probs["normal"]
     assert normal is not None
-    return derive_genotype(normal, probs.get("reduce"), steps=cfg.steps)
+    return derive_genotype(normal, probs.get("reduce"), steps=cfg.steps, max_skip=getattr(cfg, "max_skip", None))
 
 
 def build_network(genotype: Genotype, *, dataset: str, C: int, N: int, num_classes: int, auxiliary: bool = False,
@@ -56,10 +48,7 @@ def build_network(genotype: Genotype, *, dataset: str, C: int, N: int, num_class
 def info(genotype: Genotype, dataset: str, C: int, N: int) -> dict[str, Any]:
     """Size of the final network: params (M, without / with the auxiliary head), mult-adds (M, one image)."""
     key = dataset.lower()
-    if key not in INFO_DATASETS:
-        raise GdasError(f"unknown dataset {dataset!r} for a DARTS network's size; choose one of "
-                        f"{', '.join(INFO_DATASETS)}")
-    channels, size, classes = INFO_DATASETS[key]
+    channels, size, classes = dataset_shape(key)
     model = build_network(genotype, dataset=key, C=C, N=N, num_classes=classes, auxiliary=True, in_channels=channels)
     return {"params_M": count_parameters(model) / 1e6, "params_aux_M": count_parameters(model, exclude=()) / 1e6,
             "mult_adds_M": count_mult_adds(model, (channels, size, size)) / 1e6, "C": C, "N": N, "dataset": key,
@@ -118,4 +107,5 @@ SPACE = SearchSpace(
     name="darts", description="DARTS CNN cells: normal + reduction (or the fixed reduction cell), 8 ops, 14 edges",
     data="image", ops=PRIMITIVES, param_free=PARAMETER_FREE, genotype_kind=Genotype.kind,
     build_supernet=build_supernet, derive=derive, parse=Genotype.parse, from_json=Genotype.from_json,
-    build_network=build_network, dot=dot, published=PUBLISHED, info=info, child=child_network)
+    build_network=build_network, dot=dot, published=PUBLISHED, info=info, child=child_network,
+    op_costs=op_costs)

@@ -148,8 +148,11 @@ class SearchNetwork(nn.Module):
             s0, s1 = s1, (cell(s0, s1) if arch is None else cell(s0, s1, arch))
         return self.classifier(self.global_pooling(s1).flatten(1))
 
+    def arch_logits(self) -> dict[str, Optional[nn.Parameter]]:
+        """A per cell type, by the names of `probabilities` (None for the fixed reduction cell)."""
+        return {"normal": self.arch_normal, "reduce": self.arch_reduce}
+
     def probabilities(self) -> dict[str, Optional[torch.Tensor]]:
         """softmax(A) per cell type (None for the fixed reduction cell)."""
         with torch.no_grad():
-            return {"normal": torch.softmax(self.arch_normal, -1),
-                    "reduce": None if self.arch_reduce is None else torch.softmax(self.arch_reduce, -1)}
+            return {k: None if v is None else torch.softmax(v, -1) for k, v in self.arch_logits().items()}

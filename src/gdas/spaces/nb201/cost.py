@@ -1,7 +1,8 @@
-"""Parameters and multiply-adds of NB201 networks, counted the way the NB201 benchmark reports them."""
+"""Parameters and multiply-adds of NB201 networks (whole, or per cell op), counted the way the NB201 benchmark does."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -11,12 +12,16 @@ from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters
 from gdas.spaces.nb201.genotype import NB201Genotype
 from gdas.spaces.nb201.networks import NB201Network
+from gdas.spaces.nb201.ops import NB201_OPS, make_op
+from gdas.spaces.nb201.supernet import num_edges
 
-# dataset -> (input channels, resolution, classes), as NB201 trains its networks.
+# dataset -> (input channels, resolution, classes): NB201's three as it trains them, and the other search datasets.
 NB201_DATASETS: dict[str, tuple[int, int, int]] = {
     "cifar10": (3, 32, 10),
     "cifar100": (3, 32, 100),
     "imagenet16-120": (3, 16, 120),
+    "fashion-mnist": (1, 28, 10),
+    "synthetic": (3, 32, 10),  # the synthetic dataset's defaults (data.images.load_image_dataset)
 }
 
 
@@ -46,6 +51,35 @@ def bias_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return total
 
 
+def dataset_shape(dataset: str) -> tuple[int, int, int]:
+    key = dataset.lower()
+    if key not in NB201_DATASETS:
+        raise GdasError(f"unknown NB201 dataset {dataset!r}; choose one of {', '.join(NB201_DATASETS)}")
+    return NB201_DATASETS[key]
+
+
+@lru_cache(maxsize=None)
+def op_cost(op: str, C: int, size: int, kind: str) -> float:
+    """Mult-adds (with bias adds, one image) or parameters of a cell op of an NB201 network, millions."""
+    module = make_op(op, C, C, 1, affine=True, track_running_stats=True)
+    if kind == "params":
+        return count_parameters(module, exclude=()) / 1e6
+    if not any(True for _ in module.parameters()):
+        return 0.0
+    shape = (C, size, size)
+    return (count_mult_adds(module, shape) + bias_adds(module, shape)) / 1e6
+
+
+def op_costs(cfg: Any, dataset: str, C: int, N: int, kind: str) -> dict[str, torch.Tensor]:
+    """{"cell": (edges, ops) costs} summed over the 3N cells of the NB201 network (C, N on `dataset`)."""
+    size = dataset_shape(dataset)[1]
+    per_op = torch.zeros(len(NB201_OPS), dtype=torch.float64)
+    for stage in range(3):
+        per_op += N * torch.tensor([op_cost(op, C << stage, size, kind) for op in NB201_OPS], dtype=torch.float64)
+        size = (size + 1) // 2  # the stride-2 ResNet block between stages
+    return {"cell": per_op.expand(num_edges(cfg.steps), -1).float().contiguous()}
+
+
 def nb201_info(genotype: NB201Genotype | str, dataset: str, *, C: int = 16, N: int = 5) -> dict[str, Any]:
     """Size of the NB201 network of `genotype` on `dataset` (cifar10, cifar100, imagenet16-120).
 
@@ -54,9 +88,7 @@ def nb201_info(genotype: NB201Genotype | str, dataset: str, *, C: int = 16, N: i
     `get_model_infos` (pooling, BN, activations and the node sums are not counted).
     """
     key = dataset.lower()
-    if key not in NB201_DATASETS:
-        raise GdasError(f"unknown NB201 dataset {dataset!r}; choose one of {', '.join(NB201_DATASETS)}")
-    channels, size, classes = NB201_DATASETS[key]
+    channels, size, classes = dataset_shape(key)
     model = NB201Network(genotype, C, N, classes, in_channels=channels)
     shape = (channels, size, size)
     return {

@@ -12,7 +12,7 @@ from gdas.reporting.draw import INPUT, NODE, OUTPUT, DotGraph
 from gdas.spaces.base import Benchmark, SearchSpace
 from gdas.spaces.nb201.benchmark import check_benchmark, query
 from gdas.spaces.nb201.child import child_network
-from gdas.spaces.nb201.cost import nb201_info
+from gdas.spaces.nb201.cost import nb201_info, op_costs
 from gdas.spaces.nb201.derive import derive_nb201
 from gdas.spaces.nb201.genotype import NB201_REGISTRY, NB201Genotype
 from gdas.spaces.nb201.networks import NB201Network
@@ -28,7 +28,7 @@ def build_supernet(cfg: Any, num_classes: int, in_channels: int) -> NB201SearchN
 def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any) -> NB201Genotype:
     cell = probs["cell"]
     assert cell is not None
-    return derive_nb201(cell)
+    return derive_nb201(cell, getattr(cfg, "max_skip", None))
 
 
 def parse(text: str) -> Optional[NB201Genotype]:
@@ -73,4 +73,4 @@ SPACE = SearchSpace(
     build_supernet=build_supernet, derive=derive, parse=parse, from_json=NB201Genotype.from_json,
     build_network=build_network, dot=dot,
     published={name: NB201Genotype.parse(arch) for name, arch in NB201_REGISTRY.items()}, info=info,
-    child=child_network, benchmark=Benchmark(name="NATS-Bench", check=check_lookup, query=query))
+    child=child_network, op_costs=op_costs, benchmark=Benchmark(name="NATS-Bench", check=check_lookup, query=query))

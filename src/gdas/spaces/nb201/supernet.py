@@ -119,6 +119,10 @@ class NB201SearchNetwork(nn.Module):
             feature = cell(feature) if arch is None else cell(feature, arch)
         return self.classifier(self.global_pooling(self.lastact(feature)).flatten(1))
 
+    def arch_logits(self) -> dict[str, nn.Parameter]:
+        """A by the name of `probabilities`."""
+        return {"cell": self.arch}
+
     def probabilities(self) -> dict[str, torch.Tensor]:
         """softmax(A), the edge-by-op probabilities shared by every cell."""
         with torch.no_grad():

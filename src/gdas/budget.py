@@ -1,0 +1,61 @@
+"""Search within a budget (`--cost`): the cells' expected cost under softmax(A), its penalty, the derived cost."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import torch
+
+from gdas.configs.train import final_size
+from gdas.errors import GdasError
+from gdas.spaces.base import SearchSpace
+
+INFO_KEYS = {"mult-adds": "mult_adds_M", "params": "params_M"}  # --cost -> the space's `info` field
+
+
+def expected_cost(logits: Mapping[str, Optional[torch.Tensor]], costs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """sum over A matrices, edges and ops of softmax(A) x cost: differentiable in A."""
+    total = torch.zeros((), device=next(iter(costs.values())).device)
+    for name, cost in costs.items():
+        logit = logits.get(name)
+        if logit is not None:
+            total = total + (torch.softmax(logit, -1) * cost.to(logit.dtype)).sum()
+    return total
+
+
+class Budget:
+    """The cost term of one search: per-op costs counted once at the final network's size (the training
+    preset's C, N for the space and dataset), the A step's penalty and the per-epoch cost metrics."""
+
+    def __init__(self, cfg: Any, space: SearchSpace, model: torch.nn.Module, device: torch.device):
+        if space.op_costs is None or space.info is None:
+            raise GdasError(f"--cost is not available in the {space.name} space; drop it")
+        self.cfg, self.space, self.kind = cfg, space, cfg.cost
+        self.C, self.N = final_size(space.name, cfg.dataset, getattr(cfg, "frc", False))
+        self.costs = {name: cost.to(device) for name, cost in
+                      space.op_costs(cfg, cfg.dataset, self.C, self.N, cfg.cost).items()}
+        self.logits = model.arch_logits()
+        self._derived: dict[str, float] = {}
+
+    def expected(self) -> torch.Tensor:
+        return expected_cost(self.logits, self.costs)
+
+    def penalty(self) -> torch.Tensor:
+        """LAMBDA x expected cost, or LAMBDA x max(0, expected - target) with --cost-target."""
+        cost = self.expected()
+        if self.cfg.cost_target is not None:
+            cost = torch.relu(cost - self.cfg.cost_target)
+        return self.cfg.cost_weight * cost
+
+    def derived(self, genotype: Any) -> float:
+        """The real cost (millions) of the derived genotype's final network at the same size."""
+        key = str(genotype)
+        if key not in self._derived:
+            info = self.space.info(genotype, self.cfg.dataset, self.C, self.N)
+            self._derived[key] = float(info[INFO_KEYS[self.kind]])
+        return self._derived[key]
+
+    def metrics(self, genotype: Any) -> dict[str, float]:
+        with torch.no_grad():
+            expected = self.expected().item()
+        return {"expected_cost": expected, "derived_cost": self.derived(genotype)}

@@ -1,0 +1,163 @@
+"""The paper's multi-seed search: one shared D_T/D_V split, seeds side by side, the kept cell chosen on D_V."""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from gdas.configs import base as cfgbase
+from gdas.configs.runtime import environment, resolve_device, setup_runtime
+from gdas.configs.search import SearchConfig
+from gdas.configs.train import TRAIN_PRESETS, TrainConfig
+from gdas.data.batches import TensorBatches
+from gdas.data.search import load_search_data
+from gdas.engine import distributed as dist
+from gdas.engine import tracking
+from gdas.engine import rundir as files
+from gdas.engine.loop import fit, resume
+from gdas.engine.rundir import RunDir
+from gdas.errors import GdasError
+from gdas.networks import image_genotype
+from gdas.search import run_search
+from gdas.train import TrainTask, create_run, read_split
+
+Log = Callable[[str], None]
+SELECT_DIR = "select"  # under a seed's folder: the retrain of its derived cell
+# The space's training recipe (optimizer, schedule, weight decay) that a seed's retrain borrows.
+SELECT_RECIPES = {"darts": "cifar10", "nb201": "nb201-cifar10"}
+
+
+def selection_config(cfg: SearchConfig, genotype: str) -> TrainConfig:
+    """A seed's retrain: the space's recipe at the supernet's size (C, N) and batch on the search's images,
+    for `cfg.select_epochs` epochs, without auxiliary head or drop-path. With the paper's search (C=16, N=2)
+    this is DARTS's selection network: 8 cells, 16 channels."""
+    recipe = TRAIN_PRESETS[SELECT_RECIPES[cfg.space]]
+    return dataclasses.replace(
+        recipe, preset=f"select-{cfg.preset}", space=cfg.space, genotype=genotype, dataset=cfg.dataset,
+        data_dir=cfg.data_dir, train_subset=cfg.train_subset, synthetic_train=cfg.synthetic_train,
+        valid_portion=1.0 - cfg.train_portion, C=cfg.C, N=cfg.N, epochs=cfg.select_epochs,
+        batch_size=cfg.batch_size, eval_batch_size=None, steps_per_epoch=cfg.steps_per_epoch,
+        crop_padding=cfg.crop_padding, flip=cfg.flip, cutout=cfg.cutout, drop_path_prob=0.0, auxiliary=False,
+        eval_every=cfg.select_epochs, seed=cfg.seed, device=cfg.device, amp=cfg.amp,
+        channels_last=cfg.channels_last, threads=cfg.threads)
+
+
+def retrain_on_split(cfg: SearchConfig, seed_dir: Path, *, log: Log = print, show_progress: bool = True
+                     ) -> dict[str, Any]:
+    """Train the cell a search derived from scratch on its D_T and measure it on its D_V (never the test set),
+    in seed_dir/select (resumed when it was interrupted). Returns that run's summary."""
+    out = seed_dir / SELECT_DIR
+    if (out / files.SUMMARY).exists():
+        return files.read_json(out / files.SUMMARY)
+    tcfg = selection_config(cfg, str(seed_dir))
+    tcfg.validate()
+    ctx = dist.context()
+    device = dist.local_device(resolve_device(tcfg.device), ctx)
+    setup_runtime(device, tcfg.threads)
+    started = (out / files.CHECKPOINT).exists()
+    if started:
+        run, _ = RunDir.open_existing(out, "train", writer=ctx.is_main)
+        genotype = image_genotype(str(run.file(files.GENOTYPE)))
+        split = read_split(run)
+    else:
+        genotype = image_genotype(str(seed_dir / files.GENOTYPE), cfg.space)
+        search_split = files.read_json(seed_dir / files.SPLIT)
+        split = (torch.tensor(search_split["train"]), torch.tensor(search_split["valid"]))
+    images = load_search_data(cfg)  # the search's images; its test images are dropped, never measured
+    images = dataclasses.replace(images, test_x=images.test_x[:0], test_y=images.test_y[:0])
+    data = TensorBatches(images, device, ctx, batch_size=tcfg.batch_size, eval_batch_size=tcfg.batch_size,
+                         seed=tcfg.seed, crop_padding=tcfg.crop_padding, flip=tcfg.flip, cutout=tcfg.cutout,
+                         channels_last=tcfg.channels_last, split=split)
+    task = TrainTask(tcfg, genotype, data, device, show_progress=show_progress, test=False)
+    if not started:
+        run = dist.main_first(lambda: create_run(out, tcfg, genotype, device, split), ctx,
+                              lambda: RunDir(out, writer=False))
+    start, wall = resume(task, run, map_location=device) if started else (0, 0.0)
+    return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))
+
+
+def seed_result(cfg: SearchConfig, seed_dir: Path, retrain: bool, *, log: Log = print,
+                show_progress: bool = True) -> dict[str, Any]:
+    """One seed of a multi-seed search: its search (skipped when done, resumed when started), then its retrain."""
+    if (seed_dir / files.SUMMARY).exists():
+        summary = files.read_json(seed_dir / files.SUMMARY)
+    else:
+        started = (seed_dir / files.CHECKPOINT).exists()
+        summary = run_search(cfg, seed_dir, resume_run=started, log=log, show_progress=show_progress)
+    row = {"seed": cfg.seed, "valid_acc": summary["final_valid_acc"], "train_acc": summary["final_train_acc"],
+           "select_valid_acc": None, "wall_time_s": summary["wall_time_s"], "genotype": summary["genotype"],
+           "dir": str(seed_dir)}
+    if retrain:
+        selected = retrain_on_split(cfg, seed_dir, log=log, show_progress=show_progress)
+        row.update(select_valid_acc=1.0 - selected["final_valid_top1_err"],
+                   select_wall_time_s=selected["wall_time_s"])
+    return row
+
+
+def _seed_job(cfg: SearchConfig, seed_dir: Path, retrain: bool) -> dict[str, Any]:
+    """A seed run in a worker process (spawned: no state shared with the parent or the other seeds)."""
+    return seed_result(cfg, seed_dir, retrain, log=lambda line: print(f"seed {cfg.seed}: {line}", flush=True),
+                       show_progress=False)
+
+
+def check_parallel(parallel: int, seeds: Optional[list[int]]) -> None:
+    """--parallel K runs at most one process per seed, on one machine (not under torchrun)."""
+    n = len(seeds) if seeds else 1
+    if parallel < 1:
+        raise GdasError(f"--parallel must be at least 1, got {parallel}")
+    if parallel > n:
+        raise GdasError(f"--parallel {parallel} is larger than the number of seeds ({n}); give at most {n}")
+    if parallel > 1 and dist.context().distributed:
+        raise GdasError("--parallel runs seeds as separate processes on one device; drop it under torchrun")
+
+
+def multi_seed_search(cfg: SearchConfig, out: Path, seeds: list[int], *, resume_run: bool = False,
+                      parallel: int = 1, log: Log = print, show_progress: bool = True) -> dict[str, Any]:
+    """One search per seed under out/seed-S on one shared D_T/D_V split (each resumed or skipped when already
+    there), up to `parallel` at once; the kept cell is the best retrain on D_V (cfg.select_by "retrain", with
+    several seeds) or the best final search accuracy on D_V ("search").
+    Returns {"best_seed", "select_by", "split_seed", "seeds": rows, "genotype"}."""
+    if len(set(seeds)) != len(seeds):
+        raise GdasError(f"--seeds has repeated values {seeds}; give distinct seeds")
+    check_parallel(parallel, seeds)
+    cfg = dataclasses.replace(cfg, split_seed=seeds[0] if cfg.split_seed is None else cfg.split_seed)
+    ctx = dist.context()
+    parent = RunDir(out, writer=ctx.is_main)
+    if not resume_run:
+        def start() -> None:  # on rank 0 only: other ranks would see the file it has just written
+            if (out / files.MULTISEED).exists():
+                raise GdasError(f"{out} already holds a multi-seed search; continue it with --resume {out}")
+            parent.write_json(files.MULTISEED, {"seeds": seeds, "config": cfgbase.to_json(cfg)})
+        dist.main_first(start, ctx, lambda: None)
+    # With --tracking: one parent run, a child run per seed (seeds run in other processes with --parallel
+    # are not tracked: their tracker lives in this process).
+    with tracking.parent_run(out, cfgbase.to_json(cfg)):
+        retrain = cfg.select_by == "retrain" and len(seeds) > 1
+        jobs = [(dataclasses.replace(cfg, seed=seed), out / f"seed-{seed}") for seed in seeds]
+        if parallel > 1:
+            # Each process gets its share of the CPU threads: the same result as one after another, K at once.
+            threads = cfg.threads or max(1, torch.get_num_threads() // parallel)
+            jobs = [(dataclasses.replace(job_cfg, threads=threads), seed_dir) for job_cfg, seed_dir in jobs]
+            with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+                rows = list(pool.map(_seed_job, *zip(*jobs), [retrain] * len(jobs)))
+        else:
+            rows = [seed_result(job_cfg, seed_dir, retrain, log=log, show_progress=show_progress)
+                    for job_cfg, seed_dir in jobs]
+        key = "select_valid_acc" if retrain else "valid_acc"
+        best = max(rows, key=lambda r: (r[key], -r["seed"]))
+        for row in rows:
+            row["kept"] = row is best
+        select_by = "retrain" if retrain else "search"
+        parent.write_json(files.SEEDS, {"best_seed": best["seed"], "select_by": select_by,
+                                        "split_seed": cfg.split_seed,
+                                        "select_epochs": cfg.select_epochs if retrain else None, "seeds": rows})
+        if ctx.is_main:
+            shutil.copyfile(Path(best["dir"]) / files.GENOTYPE, out / files.GENOTYPE)
+    return {"best_seed": best["seed"], "select_by": select_by, "split_seed": cfg.split_seed, "seeds": rows,
+            "genotype": best["genotype"]}
