@@ -97,7 +97,7 @@ def test_other_samplers_search_the_nb201_space(sampler, tmp_path, capsys) -> Non
 
 def test_multi_seed_nb201(tmp_path, capsys) -> None:
     out = tmp_path / "seeds"
-    assert run_cli(*SEARCH, "--epochs", "1", "--seeds", "0", "1", "--out", out) == 0
+    assert run_cli(*SEARCH, "--epochs", "1", "--seeds", "0", "1", "--select-by", "search", "--out", out) == 0
     table = json.loads((out / "seeds.json").read_text())
     accs = {row["seed"]: row["valid_acc"] for row in table["seeds"]}
     assert set(accs) == {0, 1} and accs[table["best_seed"]] == max(accs.values())
