@@ -217,7 +217,7 @@ def test_genotype_of_the_other_space_is_refused(tmp_path, capsys) -> None:
                  "--out", tmp_path / "a", contains="is a nb201 genotype, but this run builds darts networks")
     expect_error(capsys, *TRAIN, "--genotype", "GDAS", "--out", tmp_path / "b",
                  contains="is a darts genotype, but this run builds nb201 networks")
-    expect_error(capsys, "nb201", "query", "GDAS", "--benchmark", tmp_path, contains="holds a darts genotype")
+    expect_error(capsys, "nb201", "query", "GDAS", "--benchmark", tmp_path, contains="is a darts genotype; NATS-Bench holds NB201 cells")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

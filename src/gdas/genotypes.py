@@ -13,7 +13,7 @@ from gdas.spaces.darts.genotype import FIXED, Genotype
 from gdas.spaces.rnn.genotype import RNN_PRIMITIVES, RecurrentGenotype
 
 __all__ = ["AnyGenotype", "FIXED", "Genotype", "Node", "RNN_PRIMITIVES", "RecurrentGenotype", "genotype_from_json",
-           "load_genotype", "parse_genotype_text", "published", "save_genotype"]
+           "load_genotype", "load_genotype_of", "parse_genotype_text", "published", "save_genotype"]
 
 AnyGenotype = Any  # a genotype of any registered space (see spaces.base.GenotypeLike)
 GENOTYPE_FILE = "genotype.json"
@@ -78,6 +78,17 @@ def load_genotype(spec: str | Path) -> AnyGenotype:
                             "pass a registry name") from None
         return genotype_from_json(data.get("genotype", data) if isinstance(data, dict) else data)
     return parse_genotype_text(text)
+
+
+def load_genotype_of(spec: str | Path, space: str, hint: str) -> AnyGenotype:
+    """`load_genotype(spec)`, refused in one line (ending with `hint`) unless it belongs to `space`."""
+    from gdas.spaces import space_of  # the registry loads the spaces, which import this module
+
+    genotype = load_genotype(spec)
+    owner = space_of(genotype).name
+    if owner != space:
+        raise GdasError(f"{str(spec)[:80]} is a {owner} genotype; {hint}")
+    return genotype
 
 
 def save_genotype(genotype: AnyGenotype, path: str | Path) -> None:

@@ -7,8 +7,7 @@ import json
 from typing import Any
 
 from gdas.errors import GdasError
-from gdas.genotypes import load_genotype
-from gdas.spaces import space_of
+from gdas.genotypes import load_genotype_of
 from gdas.spaces.nb201.benchmark import BENCH_DATASETS, NATS_FILE, query
 from gdas.spaces.nb201.genotype import NB201_REGISTRY, NB201Genotype
 
@@ -34,11 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_arch(text: str) -> NB201Genotype:
     """An NB201 genotype from a string, a registry name, a genotype.json or a search run directory."""
-    genotype = load_genotype(text)
-    if not isinstance(genotype, NB201Genotype):
-        raise GdasError(f"{text[:80]} holds a {space_of(genotype).name} genotype; NATS-Bench holds NB201 cells: "
-                        "pass an NB201 string, name, genotype.json or the run directory of an nb201 search")
-    return genotype
+    return load_genotype_of(text, "nb201", "NATS-Bench holds NB201 cells: pass an NB201 string, name, "
+                                           "genotype.json or the run directory of an nb201 search")
 
 
 def _text(info: dict[str, Any]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gdas.data.images import ImageDataset, _ArrayUnpickler, _ForbiddenGlobal, _make, _require_files
+from gdas.data.images import ImageDataset, _make, _require_files, load_array_pickle
 from gdas.errors import GdasError
 
 IMAGENET16_URL = "https://image-net.org/download-images"
@@ -48,16 +48,7 @@ def _locate(folder: str) -> list[str]:
 
 
 def _load(path: str) -> Any:
-    try:
-        with open(path, "rb") as f:
-            return _ArrayUnpickler(f, encoding="bytes").load()
-    except _ForbiddenGlobal as e:
-        raise GdasError(f"{path} refers to {e}, which an ImageNet16 batch never contains; refusing to load it "
-                        f"(replace it with the original file: {_HOW})") from None
-    except OSError as e:
-        raise GdasError(f"cannot read {path}: {e.strerror or e}; check the file and its permissions") from None
-    except Exception as e:  # truncated or garbled pickles raise many types
-        raise GdasError(f"{path} is truncated or corrupt ({type(e).__name__}); {_HOW}") from None
+    return load_array_pickle(path, "an ImageNet16 batch", _HOW)
 
 
 def _get(batch: Any, key: str) -> Any:

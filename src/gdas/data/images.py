@@ -162,22 +162,23 @@ class _ArrayUnpickler(pickle.Unpickler):
         return factory()
 
 
-def _load_pickle(path: str) -> Any:
+def load_array_pickle(path: str, what: str = "a CIFAR batch", fix: str = f"download it again from {CIFAR_URL}"
+                      ) -> Any:
+    """A pickle of plain arrays (a dataset batch), refusing any other global; `what`/`fix` word the errors."""
     try:
         with open(path, "rb") as f:
             return _ArrayUnpickler(f, encoding="bytes").load()
     except _ForbiddenGlobal as e:
-        raise GdasError(f"{path} refers to {e}, which a CIFAR batch never contains; refusing to load it "
-                        f"(replace it with the original file from {CIFAR_URL})") from None
+        raise GdasError(f"{path} refers to {e}, which {what} never contains; refusing to load it "
+                        f"(replace it with the original file: {fix})") from None
     except OSError as e:
         raise GdasError(f"cannot read {path}: {e.strerror or e}; check the file and its permissions") from None
     except Exception as e:  # truncated or garbled pickles raise many types
-        raise GdasError(f"{path} is truncated or corrupt ({type(e).__name__}); download it again "
-                        f"from {CIFAR_URL}") from None
+        raise GdasError(f"{path} is truncated or corrupt ({type(e).__name__}); {fix}") from None
 
 
 def _read_cifar_batch(path: str, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
-    batch = _load_pickle(path)
+    batch = load_array_pickle(path)
     data = batch.get(b"data") if isinstance(batch, dict) else None
     labels = batch.get(label_key) if isinstance(batch, dict) else None
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 \

@@ -13,7 +13,7 @@ from gdas.engine import distributed as dist
 from gdas.configs.rnn import LM_TRAIN_PRESETS, LMTrainConfig
 from gdas.configs.runtime import resolve_device, setup_runtime
 from gdas.errors import GdasError
-from gdas.genotypes import RecurrentGenotype, load_genotype, save_genotype
+from gdas.genotypes import RecurrentGenotype, load_genotype_of, save_genotype
 from gdas.engine.loop import fit, optimizer_step, resume, seed_everything
 from gdas.engine.progress import ProgressBar
 from gdas.lm.asgd import NTASGD
@@ -33,11 +33,8 @@ def build_lm(cfg: LMTrainConfig, genotype: RecurrentGenotype, ntoken: int) -> RN
 
 
 def recurrent_genotype(spec: str) -> RecurrentGenotype:
-    genotype = load_genotype(spec)
-    if not isinstance(genotype, RecurrentGenotype):
-        raise GdasError(f"--genotype {spec} is a {genotype.kind} genotype; a language model needs a recurrent "
-                        "one (e.g. GDAS_RNN, DARTS_V2_RNN or a search-rnn run directory)")
-    return genotype
+    return load_genotype_of(spec, "rnn", "a language model needs a recurrent one (e.g. GDAS_RNN, DARTS_V2_RNN or "
+                                         "a search-rnn run directory)")
 
 
 def paper_lm_size(genotype: RecurrentGenotype, task: str) -> dict[str, Any]:
