@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from gdas.data.images import ImageDataset, _make, _require_files, load_array_pickle
+from gdas.data.images import ImageDataset, _make, _require_files, checked_batch, load_array_pickle
 from gdas.errors import GdasError
 
 IMAGENET16_URL = "https://image-net.org/download-images"
@@ -61,17 +61,8 @@ def _get(batch: Any, key: str) -> Any:
 def read_batch(path: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Images (n, 3, 16, 16) uint8 and labels 0..num_classes-1 of the rows whose label is 1..num_classes."""
     batch = _load(path)
-    data, labels = _get(batch, "data"), _get(batch, "labels")
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 768 \
-            or labels is None:
-        raise GdasError(f"{path} is not a downsampled-ImageNet 16x16 batch (want a dict with 'data' uint8 (N, 768) "
-                        f"and 'labels'); {_HOW}")
-    try:
-        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError):
-        raise GdasError(f"{path} has non-integer 'labels'; {_HOW}") from None
-    if len(labels) != len(data):
-        raise GdasError(f"{path} has {len(data)} images but {len(labels)} labels; {_HOW}")
+    data, labels = checked_batch(path, _get(batch, "data"), _get(batch, "labels"), 768,
+                                 "a downsampled-ImageNet 16x16 batch", _HOW)
     keep = (labels >= 1) & (labels <= num_classes)  # labels are 1-based, 1..1000
     return data[keep].reshape(-1, 3, 16, 16), labels[keep] - 1
 

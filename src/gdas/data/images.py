@@ -177,21 +177,26 @@ def load_array_pickle(path: str, what: str = "a CIFAR batch", fix: str = f"downl
         raise GdasError(f"{path} is truncated or corrupt ({type(e).__name__}); {fix}") from None
 
 
-def _read_cifar_batch(path: str, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
-    batch = load_array_pickle(path)
-    data = batch.get(b"data") if isinstance(batch, dict) else None
-    labels = batch.get(label_key) if isinstance(batch, dict) else None
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 \
+def checked_batch(path: str, data: Any, labels: Any, row: int, what: str, fix: str
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 rows of `row` values, int64 labels) of a pickled dataset batch, or one line naming what is wrong."""
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != row \
             or labels is None:
-        raise GdasError(f"{path} is not a CIFAR python batch (want a dict with b'data' uint8 (N, 3072) and "
-                        f"{label_key!r}); download it again from {CIFAR_URL}")
+        raise GdasError(f"{path} is not {what} (want a dict with 'data' uint8 (N, {row}) and labels); {fix}")
     try:
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     except (TypeError, ValueError):
-        raise GdasError(f"{path} has non-integer {label_key!r}; download it again from {CIFAR_URL}") from None
+        raise GdasError(f"{path} has non-integer labels; {fix}") from None
     if len(labels) != len(data):
-        raise GdasError(f"{path} has {len(data)} images but {len(labels)} labels; download it again "
-                        f"from {CIFAR_URL}")
+        raise GdasError(f"{path} has {len(data)} images but {len(labels)} labels; {fix}")
+    return data, labels
+
+
+def _read_cifar_batch(path: str, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    batch = load_array_pickle(path)
+    found = batch if isinstance(batch, dict) else {}
+    data, labels = checked_batch(path, found.get(b"data"), found.get(label_key), 3072,
+                                 f"a CIFAR python batch ({label_key!r} labels)", f"download it again from {CIFAR_URL}")
     return data.reshape(-1, 3, 32, 32), labels
 
 
