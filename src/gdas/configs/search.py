@@ -56,6 +56,8 @@ class SearchConfig:
     w_weight_decay: float = 3e-4
     grad_clip: float = field(default=5.0, metadata=meta("gradient-norm clip of W (0 disables)"))
     a_lr: float = field(default=3e-4, metadata=meta("Adam learning rate of A"))
+    warmup_epochs: int = field(default=0, metadata=meta(
+        "W-only epochs before A starts updating (P-DARTS, PC-DARTS); tau follows its schedule over all epochs"))
     a_beta1: float = 0.5
     a_beta2: float = 0.999
     a_weight_decay: float = 1e-3
@@ -99,6 +101,8 @@ class SearchConfig:
         check_choice(self.sample_scope, SAMPLE_SCOPES, "--sample-scope")
         check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        check(0 <= self.warmup_epochs < self.epochs,
+              f"--warmup-epochs must be in [0, --epochs), got {self.warmup_epochs} with {self.epochs} epochs")
         check(self.C >= 1 and self.N >= 1 and self.steps >= 2,
               f"--C and --N must be at least 1 and --steps at least 2 (got C={self.C}, N={self.N}, "
               f"steps={self.steps})")
