@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from gdas.errors import GdasError
+from gdas.spaces.darts.genotype import random_genotype
 from gdas.genotypes import (
     REGISTRY,
     Genotype,
@@ -220,3 +222,17 @@ def test_genotype_is_frozen_and_hashable():
     assert hash(g) == hash(genotype_from_json(g.to_json()))
     with pytest.raises(AttributeError):
         g.normal = ()  # type: ignore[misc]
+
+
+def test_random_genotype_is_seeded_valid_and_covers_the_space():
+    draws = [random_genotype(torch.Generator().manual_seed(s)) for s in range(200)]
+    assert random_genotype(torch.Generator().manual_seed(3)) == draws[3]  # the seed fixes it
+    assert len(set(draws)) == len(draws)
+    for g in draws[:20]:
+        assert Genotype.from_json(g.to_json()) == g and Genotype.parse(str(g)) == g
+    ops = {op for g in draws for cell in (g.normal, g.reduce) for node in cell for op, _ in node}
+    assert "none" not in ops and len(ops) == 7
+    inputs = [j for g in draws for i, node in enumerate(g.normal) for _, j in node if i == 3]
+    assert set(inputs) == {0, 1, 2, 3, 4} and all(len({j for _, j in node}) == 2 for g in draws for node in g.normal)
+    frc = random_genotype(torch.Generator().manual_seed(0), steps=3, fixed_reduction=True)
+    assert frc.fixed_reduction and len(frc.normal) == 3 and frc.normal_concat == (2, 3, 4)

@@ -194,3 +194,21 @@ def test_draw_errors(tmp_path: Path, capsys) -> None:
     forward = tmp_path / "forward.json"
     forward.write_text(json.dumps({"normal": [[["sep_conv_3x3", 0], ["sep_conv_3x3", 5]]], "reduce": "FIXED"}))
     expect_error(capsys, "draw", forward, contains="earlier node")
+
+
+@pytest.mark.parametrize("command", ["search", "search-rnn"])
+def test_warmup_epochs_leave_a_unchanged_then_a_learns(tmp_path: Path, command: str, capsys) -> None:
+    out = tmp_path / "run"
+    assert run_cli(command, *SMOKE, "--epochs", "3", "--warmup-epochs", "2", "--out", out) == 0
+    alphas = [json.loads(line) for line in (out / "alphas.jsonl").read_text().splitlines()]
+    names = [k for k, v in alphas[0].items() if isinstance(v, list) and k != "ops" and v]
+    assert names
+    for name in names:  # W-only epochs: softmax(A) is exactly A's initial one; the first A epoch moves it
+        first, warm, learned = (torch.tensor(a[name]) for a in alphas)
+        assert torch.equal(first, warm) and not torch.allclose(warm, learned)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m.get("warmup", False) for m in metrics] == [True, True, False]
+    assert metrics[0]["tau"] == pytest.approx(10.0) and metrics[2]["tau"] == pytest.approx(0.1)  # tau unchanged
+    assert all(0 < m["valid_loss"] < 1e4 for m in metrics)  # warm-up epochs still measure D_V
+    expect_error(capsys, command, *SMOKE, "--epochs", "2", "--warmup-epochs", "2", "--out", tmp_path / "bad",
+                 contains="--warmup-epochs")

@@ -128,6 +128,11 @@ class SearchTask:
         self.a_opt.step()
         return stats
 
+    def a_measure(self, step: int, tau: float) -> torch.Tensor:
+        """A warm-up epoch's A step: the same sample and D_V batch, measured only (A and Adam stay as they are)."""
+        with torch.no_grad():
+            return self._loss("a", step, tau)[1]
+
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
         tau = tau_at(epoch, cfg.epochs, cfg.tau_max, cfg.tau_min)
@@ -137,9 +142,11 @@ class SearchTask:
         sums = torch.zeros(2 * self.data.n_stats, device=self.device)  # W-step sums, then A-step sums
         began, shown = time.perf_counter(), 0
         every = max(1, steps // 25)  # reading the sums syncs the device: only a few times an epoch
+        warmup = epoch < getattr(cfg, "warmup_epochs", 0)
+        a_step = self.a_measure if warmup else self.a_step  # W-only epochs: untrained ops do not lose A early
         with ProgressBar(steps, f"{self.data.kind} {epoch + 1}/{cfg.epochs}", enabled=self.show_progress) as bar:
             for step in range(steps):
-                sums += torch.cat([self.w_step(step, tau), self.a_step(step, tau)])
+                sums += torch.cat([self.w_step(step, tau), a_step(step, tau)])
                 if self.show_progress and ((step + 1) % every == 0 or step + 1 == steps):
                     shown_fields = self.data.progress(sums.tolist(), step + 1)
                     per_s = shown_fields.pop("per_s", None)
@@ -151,6 +158,8 @@ class SearchTask:
         if self.w_sched is not None:
             self.w_sched.step()
         metrics = {"tau": tau, "lr": lr, **self.data.epoch_metrics(self, epoch, totals, steps, elapsed)}
+        if warmup:
+            metrics["warmup"] = True
         return metrics if self.budget is None else {**metrics, **self.budget.metrics(self.genotype())}
 
     # -- run-directory hooks ---------------------------------------------------------------------

@@ -80,6 +80,8 @@ class RNNSearchConfig(LMConfigBase):
     w_lr_min: Optional[float] = field(default=None, metadata=meta(
         "cosine floor of the W learning rate (none: constant, as the paper's recurrent search)"))
     a_lr: float = field(default=3e-3, metadata=meta("Adam learning rate of A"))
+    warmup_epochs: int = field(default=0, metadata=meta(
+        "W-only epochs before A starts updating (P-DARTS, PC-DARTS); tau follows its schedule over all epochs"))
     a_weight_decay: float = 1e-3
     a_beta1: float = 0.9
     a_beta2: float = 0.999
@@ -92,6 +94,8 @@ class RNNSearchConfig(LMConfigBase):
         check_choice(self.sampler, SAMPLERS, "--sampler")
         check(self.steps >= 1, f"--steps must be at least 1, got {self.steps}")
         check(self.w_lr > 0 and self.a_lr > 0, "--w-lr and --a-lr must be > 0")
+        check(0 <= self.warmup_epochs < self.epochs,
+              f"--warmup-epochs must be in [0, --epochs), got {self.warmup_epochs} with {self.epochs} epochs")
         check(self.tau_max >= self.tau_min > 0, f"need --tau-max >= --tau-min > 0, got {self.tau_max}, "
                                                 f"{self.tau_min}")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import torch
+
 from gdas.errors import GdasError
 from gdas.spaces.base import (Node, check_concat, check_nodes, concat_from_json, count_param_free, nodes_from_json,
                               nodes_json, nodes_text, parse_nodes_text, text_sections)
@@ -79,6 +81,28 @@ class Genotype:
         reduce = None if reduce_text.upper() == FIXED else parse_nodes_text(reduce_text, "reduce")
         return cls(normal, tuple(range(2, len(normal) + 2)), reduce,
                    None if reduce is None else tuple(range(2, len(reduce) + 2)))
+
+
+def random_cell(generator: torch.Generator, steps: int = 4) -> tuple[Node, ...]:
+    """A uniformly random cell of what derivation can yield: per node 2 distinct earlier inputs, each with a
+    uniform op other than `none` (DARTS's random-search baseline)."""
+    ops = [op for op in PRIMITIVES if op != "none"]
+    nodes = []
+    for i in range(steps):
+        inputs = sorted(torch.randperm(i + 2, generator=generator)[:2].tolist())
+        picks = torch.randint(len(ops), (2,), generator=generator).tolist()
+        nodes.append(tuple((ops[k], j) for k, j in zip(picks, inputs)))
+    return tuple(nodes)
+
+
+def random_genotype(generator: torch.Generator, steps: int = 4, fixed_reduction: bool = False) -> Genotype:
+    """A random genotype of the space (normal and reduction cell drawn independently): the baseline a search must
+    beat."""
+    concat = tuple(range(2, steps + 2))
+    normal = random_cell(generator, steps)
+    if fixed_reduction:
+        return Genotype(normal, concat, None, None)
+    return Genotype(normal, concat, random_cell(generator, steps), concat)
 
 
 def _n(*pairs: tuple[str, int]) -> Node:
