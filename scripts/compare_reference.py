@@ -42,7 +42,7 @@ from xautodl.models.cell_searchs import NASNetworkGDAS
 from xautodl.models.cell_operations import SearchSpaceNames
 
 cpu = torch.device("cpu")
-b = BenchConfig(device="cpu", C=16, N=2, batch=64, steps=args.steps, warmup=args.warmup, threads=args.threads,
+b = BenchConfig(device="cpu", C=16, N=2, batch=64, samples=args.steps, warmup=args.warmup, threads=args.threads,
                 channels_last=args.ours_channels_last)
 ours = SearchBench(b, cpu, kinds=("gdas", "arch"))
 task = ours.gdas

@@ -119,6 +119,7 @@ class SearchBench:
         task = self.gdas or self.darts
         assert task is not None
         self.x, self.y = task.data.fixed["w"]
+        self.xv, self.yv = task.data.fixed["a"]
         self.children: dict[int, tuple[torch.nn.Module, torch.optim.Optimizer, list]] = {}
         if "child" in kinds:
             assert self.gdas is not None
