@@ -97,17 +97,15 @@ class SearchTask:
         self.budget = Budget(cfg, space, self.model, device) if getattr(cfg, "cost", None) else None
 
     # -- one iteration of Algorithm 1 ----------------------------------------------------------
-    def _loss(self, phase: str, step: int, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._archs_loss(phase, step, tau)[1:]
-
-    def _archs_loss(self, phase: str, step: int, tau: float) -> tuple[list, torch.Tensor, torch.Tensor]:
+    def _loss(self, phase: str, step: int, tau: float) -> tuple[list, torch.Tensor, torch.Tensor]:
+        """(the sampled archs, the loss, the step's stats) of one W ("w") or A ("a") step."""
         archs = self.model.sample_arch(tau, arch_grad=phase == "a", generator=self.arch_gen)
         return (archs, *self.data.loss(self.model, archs, phase, step))
 
     def w_step(self, step: int, tau: float) -> torch.Tensor:
         """Update W on a D_T batch; A gets no gradient (the sampled child network alone runs). Under the
         no-acceleration ablation the unsampled ops' gradients are dropped: it differs from GDAS in compute only."""
-        archs, loss, stats = self._archs_loss("w", step, tau)
+        archs, loss, stats = self._loss("w", step, tau)
         optimizer_step(loss, self.w_opt, self.w_params, self.cfg.grad_clip, self.ctx,
                        after_backward=lambda: drop_idle_grads(archs))
         return stats
@@ -115,7 +113,7 @@ class SearchTask:
     def a_step(self, step: int, tau: float) -> torch.Tensor:
         """Update A on a D_V batch; W gets no gradient (autograd computes only what A needs)."""
         with frozen(self.w_params):
-            loss, stats = self._loss("a", step, tau)
+            _, loss, stats = self._loss("a", step, tau)
         if self.budget is not None:
             loss = loss + self.budget.penalty()
         self.a_opt.zero_grad(set_to_none=True)
@@ -131,7 +129,7 @@ class SearchTask:
     def a_measure(self, step: int, tau: float) -> torch.Tensor:
         """A warm-up epoch's A step: the same sample and D_V batch, measured only (A and Adam stay as they are)."""
         with torch.no_grad():
-            return self._loss("a", step, tau)[1]
+            return self._loss("a", step, tau)[2]
 
     def run_epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg
