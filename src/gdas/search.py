@@ -140,7 +140,7 @@ class SearchTask:
         sums = torch.zeros(2 * self.data.n_stats, device=self.device)  # W-step sums, then A-step sums
         began, shown = time.perf_counter(), 0
         every = max(1, steps // 25)  # reading the sums syncs the device: only a few times an epoch
-        warmup = epoch < getattr(cfg, "warmup_epochs", 0)
+        warmup = epoch < cfg.warmup_epochs
         a_step = self.a_measure if warmup else self.a_step  # W-only epochs: untrained ops do not lose A early
         with ProgressBar(steps, f"{self.data.kind} {epoch + 1}/{cfg.epochs}", enabled=self.show_progress) as bar:
             for step in range(steps):
