@@ -101,7 +101,7 @@ def test_every_preset_validates_and_follows_the_paper():
     inet = TRAIN_PRESETS["imagenet"]
     assert (inet.C, inet.N, inet.epochs, inet.batch_size, inet.nesterov, inet.weight_decay) == \
            (50, 4, 250, 128, True, 3e-5)
-    assert (inet.label_smoothing, inet.auxiliary_weight, inet.grad_clip, inet.image_size) == (0.1, 0.4, 5.0, 224)
+    assert (inet.label_smoothing, inet.auxiliary_weight, inet.grad_clip, inet.imagenet_size) == (0.1, 0.4, 5.0, 224)
     assert TRAIN_PRESETS["imagenet-frc"].C == 52 and TRAIN_PRESETS["imagenet-frc"].genotype == "GDAS_FRC"
 
 

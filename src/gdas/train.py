@@ -15,14 +15,15 @@ from gdas.configs import base as cfgbase
 from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime, with_channels_last
 from gdas.configs.train import TrainConfig
 from gdas.data.batches import BatchSource, LoaderBatches, Split, TensorBatches
-from gdas.data.images import load_image_dataset, seeded_split
+from gdas.data.images import class_names, data_options, data_record, load_image_dataset, seeded_split
+from gdas.spaces import space_of
 from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters
 from gdas.genotypes import AnyGenotype, genotype_from_json, save_genotype
 from gdas.networks import check_sizes, image_genotype, network_from
 from gdas.engine.loop import fit, optimizer_step, resume, seed_everything
 from gdas.engine.progress import ProgressBar
-from gdas.engine.rundir import BEST, GENOTYPE, METRICS, SPLIT, SUMMARY, RunDir
+from gdas.engine.rundir import BEST, CLASSES, DATA, GENOTYPE, METRICS, SPLIT, SUMMARY, RunDir
 
 KIND = "train"
 # best.pt: the weights of the lowest validation top-1 error; only runs with a validation part have one.
@@ -238,10 +239,10 @@ def batch_source(cfg: TrainConfig, device: torch.device, ctx: dist.Context,
     if cfg.imagenet:
         assert cfg.data_dir is not None  # validate() checked it
         return LoaderBatches(cfg.data_dir, device, ctx, batch_size=cfg.batch_size, workers=cfg.workers,
-                             image_size=cfg.image_size, use_torchvision=cfg.use_torchvision,
+                             image_size=cfg.imagenet_size, use_torchvision=cfg.use_torchvision,
                              channels_last=channels_last)
     data = load_image_dataset(cfg.dataset, cfg.data_dir, synthetic_train=cfg.synthetic_train,
-                              synthetic_test=cfg.synthetic_test, seed=cfg.seed)
+                              synthetic_test=cfg.synthetic_test, seed=cfg.seed, **data_options(cfg))
     if cfg.train_subset is not None or cfg.test_subset is not None:  # a subset as large as the split: all of it
         data = data.subset(_smaller(cfg.train_subset, len(data.train_y)), _smaller(cfg.test_subset, len(data.test_y)),
                            torch.Generator().manual_seed(cfg.seed))
@@ -275,9 +276,12 @@ def read_split(run: RunDir) -> Split:
 
 
 def create_run(out: Path, cfg: TrainConfig, genotype: AnyGenotype, device: torch.device,
-                split: Optional[Split]) -> RunDir:
+               data: BatchSource) -> RunDir:
     run = RunDir.create(out, KIND, cfgbase.to_json(cfg), environment(device))
     save_genotype(genotype, run.file(GENOTYPE))
+    run.write_json(CLASSES, class_names(data))
+    run.write_json(DATA, data_record(data, cfg))
+    split = data.split
     if split is not None:  # kept, so a resumed run validates on the same images
         run.write_json(SPLIT, {"seed": cfg.seed, "valid_portion": cfg.valid_portion, "train": split[0].tolist(),
                                "valid": split[1].tolist()})
@@ -305,9 +309,12 @@ def run_train(cfg: TrainConfig, out: Path, *, resume_run: bool = False, log: Cal
         genotype = image_genotype(cfg.genotype, cfg.space)
     check_sizes(genotype, cfg.C)
     data = batch_source(cfg, device, ctx, split)
+    check = space_of(genotype).check_input
+    if not cfg.imagenet and check is not None:  # images the network cannot read fail before a run folder exists
+        check(data.image_size, cfg.auxiliary)
     task = TrainTask(cfg, genotype, data, device, show_progress=show_progress)
     if not resume_run:  # rank 0 creates the folder; its refusal (an existing run) stops every rank
-        run = dist.main_first(lambda: create_run(out, cfg, genotype, device, data.split), ctx,
+        run = dist.main_first(lambda: create_run(out, cfg, genotype, device, data), ctx,
                               lambda: RunDir(out, writer=False))
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
     if ctx.is_main:

@@ -12,7 +12,7 @@ from gdas.sampler import SAMPLE_SCOPES, SAMPLERS
 from gdas.spaces import get_space
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 
-from gdas.data.images import IMAGE_DATASETS
+from gdas.data.images import IMAGE_DATASETS, check_data_source
 
 IMAGE_SPACES = ("darts", "nb201")  # the registered spaces whose networks read images
 SELECT_BY = ("retrain", "search")
@@ -30,6 +30,16 @@ class SearchConfig:
     train_subset: Optional[int] = field(default=None, metadata=meta(
         "use a seeded random subset of this many training images (before the D_T/D_V split)"))
     synthetic_train: int = field(default=512, metadata=meta("images of the synthetic dataset"))
+    image_size: Optional[int] = field(default=None, metadata=meta(
+        "folder / npz data: resize (folders: shorter side, then centre crop) to this square side (default: "
+        "folders 32, npz the arrays' own size); ignored by the built-in datasets"))
+    channels: Optional[int] = field(default=None, metadata=meta(
+        "folder / npz data: 1 (grayscale) or 3 (RGB) input channels (default: detected from the images)"))
+    skip_bad_images: bool = field(default=False, metadata=meta(
+        "folder data: leave out unreadable or corrupt images (counted in the log) instead of stopping"))
+    stream: Optional[bool] = field(default=None, metadata=meta(
+        "folder data: decode batches with loader workers instead of holding the images in memory (default: "
+        "auto, streaming above a size limit)"))
     C: int = field(default=16, metadata=meta("initial channels of the supernet"))
     N: int = field(default=2, metadata=meta("normal cells per block (3N+2 cells)"))
     steps: int = field(default=4, metadata=meta("intermediate nodes per cell (B; NAS-Bench-201: 3)"))
@@ -102,6 +112,7 @@ class SearchConfig:
         check_choice(self.select_by, SELECT_BY, "--select-by")
         check(self.select_epochs >= 1, f"--select-epochs must be at least 1, got {self.select_epochs}")
         check_choice(self.dataset, IMAGE_DATASETS, "--dataset")
+        check_data_source(self)
         check_choice(self.sampler, SAMPLERS, "--sampler")
         check_choice(self.sample_scope, SAMPLE_SCOPES, "--sample-scope")
         check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")

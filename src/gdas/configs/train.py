@@ -8,13 +8,14 @@ from typing import Optional
 from gdas.configs.base import check, check_choice, meta
 from gdas.configs.runtime import validate_runtime
 
-from gdas.data.images import IMAGE_DATASETS
+from gdas.data.images import IMAGE_DATASETS, check_data_source
 
 TRAIN_DATASETS = IMAGE_DATASETS + ("imagenet",)
 SPACES = ("darts", "nb201")  # the image spaces whose final networks train here
 SCHEDULES = ("cosine", "exp")
 # The ImageNet stem divides the input by 8 and two reductions by 4 more: the auxiliary head needs 6x6 there.
 MIN_IMAGENET_AUX_SIZE = 192
+IMAGENET_SIZE = 224
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,17 @@ class TrainConfig:
         "(default none: no validation part, no best.pt)"))
     synthetic_train: int = field(default=256, metadata=meta("training images of the synthetic dataset"))
     synthetic_test: int = field(default=64, metadata=meta("test images of the synthetic dataset"))
-    image_size: int = field(default=224, metadata=meta("ImageNet crop size (random-resized / centre crop)"))
+    image_size: Optional[int] = field(default=None, metadata=meta(
+        "ImageNet crop size (random-resized / centre crop; default 224); folder / npz data: resize (folders: "
+        "shorter side, then centre crop) to this square side (default: folders 32, npz the arrays' own size); "
+        "ignored by the other datasets"))
+    channels: Optional[int] = field(default=None, metadata=meta(
+        "folder / npz data: 1 (grayscale) or 3 (RGB) input channels (default: detected from the images)"))
+    skip_bad_images: bool = field(default=False, metadata=meta(
+        "folder data: leave out unreadable or corrupt images (counted in the log) instead of stopping"))
+    stream: Optional[bool] = field(default=None, metadata=meta(
+        "folder data: decode batches with loader workers instead of holding the images in memory (default: "
+        "auto, streaming above a size limit)"))
     workers: int = field(default=8, metadata=meta("ImageNet data-loader worker processes"))
     use_torchvision: bool = field(default=False, metadata=meta("ImageNet transforms from torchvision"))
     C: int = field(default=36, metadata=meta("initial channels of the network"))
@@ -77,9 +88,16 @@ class TrainConfig:
     def imagenet(self) -> bool:
         return self.dataset == "imagenet"
 
+    @property
+    def imagenet_size(self) -> int:
+        """The ImageNet crop size (--image-size, default 224)."""
+        return IMAGENET_SIZE if self.image_size is None else self.image_size
+
     def validate(self) -> None:
         check_choice(self.space, SPACES, "--space")
         check_choice(self.dataset, TRAIN_DATASETS, "--dataset")
+        if not self.imagenet:
+            check_data_source(self)
         check_choice(self.schedule, SCHEDULES, "--schedule")
         for name in ("C", "N", "epochs", "batch_size", "eval_every"):
             value = getattr(self, name)
@@ -113,8 +131,8 @@ class TrainConfig:
             check(self.valid_portion is None, "--valid-portion splits tensor datasets; ImageNet folders are not "
                                               "supported, drop it (the run then keeps its last weights)")
             check(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
-            check(self.image_size >= 32, f"--image-size must be at least 32, got {self.image_size}")
-            check(not self.auxiliary or self.image_size >= MIN_IMAGENET_AUX_SIZE,
+            check(self.imagenet_size >= 32, f"--image-size must be at least 32, got {self.image_size}")
+            check(not self.auxiliary or self.imagenet_size >= MIN_IMAGENET_AUX_SIZE,
                   f"the auxiliary head needs --image-size >= {MIN_IMAGENET_AUX_SIZE} on ImageNet (a 6x6 map after "
                   f"the second reduction), got {self.image_size}; raise it or pass --no-auxiliary")
         validate_runtime(self.device, self.amp, self.threads)

@@ -58,7 +58,7 @@ class TensorBatches:
         self.test_x, self.test_y = data.test_x, data.test_y
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_classes, self.channels, self.image_size = data.num_classes, data.channels, data.image_size
-        self.mean, self.std = data.mean, data.std
+        self.mean, self.std, self.classes = data.mean, data.std, data.classes
         self.channels_last = channels_last
         self.augment = BatchAugment(data.mean, data.std, crop_padding=crop_padding, flip=flip, cutout=cutout,
                                     channels_last=channels_last)

@@ -1,4 +1,5 @@
-"""Image datasets as uint8 tensors: CIFAR-10/100 pickle batches, Fashion-MNIST IDX files, synthetic."""
+"""Image datasets as uint8 tensors: CIFAR-10/100 pickle batches, Fashion-MNIST IDX files, synthetic; the
+dispatch to a user's own data (class folders, npz arrays)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import pickle
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -17,7 +18,8 @@ import torch.nn.functional as F
 
 from gdas.errors import GdasError
 
-IMAGE_DATASETS = ("cifar10", "cifar100", "imagenet16-120", "fashion-mnist", "synthetic")
+IMAGE_DATASETS = ("cifar10", "cifar100", "imagenet16-120", "fashion-mnist", "synthetic", "folder", "npz")
+USER_DATASETS = ("folder", "npz")  # a user's own data: --data-dir names it, the options below shape it
 FASHION_MNIST_DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -36,6 +38,7 @@ class ImageDataset:
     num_classes: int
     mean: tuple[float, ...]  # per channel, [0, 1] scale, from the training images
     std: tuple[float, ...]
+    classes: Optional[tuple[str, ...]] = None  # class names by label (folders: the sorted sub-folder names)
 
     def __post_init__(self) -> None:
         for x, y in ((self.train_x, self.train_y), (self.test_x, self.test_y)):
@@ -80,6 +83,50 @@ class ImageDataset:
         train_x, train_y = pick(self.train_x, self.train_y, train, "training")
         test_x, test_y = pick(self.test_x, self.test_y, test, "test")
         return dataclasses.replace(self, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
+
+
+def class_names(data: Any) -> list[str]:
+    """The names of the labels 0..K-1 (their numbers when the data has none)."""
+    classes = getattr(data, "classes", None)
+    return list(classes) if classes is not None else [str(k) for k in range(data.num_classes)]
+
+
+def data_record(data: Any, cfg: Any, **counts: int) -> dict[str, Any]:
+    """What a run writes to data.json: where its images came from, their shape and statistics, and `counts`
+    (e.g. train_images=...). `data` is an ImageDataset or a training run's batch source."""
+    return {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "num_classes": data.num_classes,
+            "channels": data.channels, "image_size": data.image_size, **counts, "mean": list(data.mean),
+            "std": list(data.std)}
+
+
+def data_options(cfg: Any) -> dict[str, Any]:
+    """The keyword arguments of `load_image_dataset` that a search or train config sets for a user's data."""
+    return {"image_size": cfg.image_size, "channels": cfg.channels, "skip_bad_images": cfg.skip_bad_images}
+
+
+def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) images with `channels` channels: RGB to grayscale by ITU-R 601 luma, grayscale repeated."""
+    if x.shape[1] == channels:
+        return x
+    if channels == 3 and x.shape[1] == 1:
+        return x.expand(-1, 3, -1, -1).contiguous()
+    if channels == 1 and x.shape[1] == 3:
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(1, 3, 1, 1)
+        parts = [(part.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+                 for part in x.split(4096)]
+        return torch.cat(parts) if parts else x[:, :1]
+    raise GdasError(f"cannot turn {x.shape[1]}-channel images into {channels}-channel ones; use --channels 1 or 3")
+
+
+def check_data_source(cfg: Any) -> None:
+    """Checks of the options that shape a user's own data (folder / npz), shared by search and train configs."""
+    if cfg.image_size is not None and cfg.image_size < 1:
+        raise GdasError(f"--image-size must be at least 1, got {cfg.image_size}")
+    if cfg.channels not in (None, 1, 3):
+        raise GdasError(f"--channels must be 1 (grayscale) or 3 (RGB), got {cfg.channels}")
+    if cfg.dataset in USER_DATASETS and cfg.data_dir is None:
+        what = "DIR with train/<class>/ image folders" if cfg.dataset == "folder" else "FILE.npz with x_train, y_train"
+        raise GdasError(f"--dataset {cfg.dataset} needs --data-dir {what}")
 
 
 def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -336,8 +383,16 @@ def _synthetic(train: int, test: int, size: int, classes: int, seed: int) -> Ima
 
 def load_image_dataset(name: str, data_dir: str | None = None, *, synthetic_train: int = 256,
                        synthetic_test: int = 64, synthetic_size: int = 32, synthetic_classes: int = 10,
-                       seed: int = 0) -> ImageDataset:
-    """Load a dataset by name into CPU tensors; `seed` only affects `synthetic`."""
+                       seed: int = 0, image_size: Optional[int] = None, channels: Optional[int] = None,
+                       skip_bad_images: bool = False) -> ImageDataset:
+    """Load a dataset by name into CPU tensors; `seed` only affects `synthetic`; `image_size`, `channels` and
+    `skip_bad_images` only a user's own data (folder, npz)."""
+    if name == "folder":
+        from gdas.data.folder import load_folder
+        return load_folder(data_dir, image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
+    if name == "npz":
+        from gdas.data.npz import load_npz
+        return load_npz(data_dir, image_size=image_size, channels=channels)
     if name == "cifar10":
         return _load_cifar10(data_dir)
     if name == "cifar100":

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 
 from gdas.configs.runtime import autocast
 from gdas.data.augment import BatchAugment, batch_indices
-from gdas.data.images import ImageDataset, load_image_dataset, seeded_split
+from gdas.data.images import (ImageDataset, class_names, data_options, data_record, load_image_dataset,
+                               seeded_split)
+from gdas.spaces import get_space
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files
 from gdas.engine.rundir import RunDir
@@ -29,7 +31,8 @@ def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
 
 def load_search_data(cfg: Any) -> ImageDataset:
     """The training images of a search: the same ones for every seed that shares its split seed."""
-    data = load_image_dataset(cfg.dataset, cfg.data_dir, synthetic_train=cfg.synthetic_train, seed=cfg.data_seed)
+    data = load_image_dataset(cfg.dataset, cfg.data_dir, synthetic_train=cfg.synthetic_train, seed=cfg.data_seed,
+                              **data_options(cfg))
     if cfg.train_subset is not None and cfg.train_subset < len(data.train_y):
         data = data.subset(cfg.train_subset, None, torch.Generator().manual_seed(cfg.data_seed))
     return data
@@ -121,6 +124,9 @@ def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: boo
     if resume_run:
         run, _ = RunDir.open_existing(out, ImageSearchData.kind, writer=ctx.is_main)
     data = load_search_data(cfg)  # a missing dataset fails before a new run folder exists
+    check = get_space(cfg.space).check_input
+    if check is not None:  # so do images the networks cannot read
+        check(data.image_size, False)
     if resume_run:
         split_json = run.read_json(files.SPLIT)
         split = (torch.tensor(split_json["train"]), torch.tensor(split_json["valid"]))
@@ -128,4 +134,6 @@ def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: boo
         split = split_indices(len(data.train_y), cfg.train_portion, cfg.data_seed)
         run = new_run_dir(out, ImageSearchData.kind, cfg, device)
         run.write_json(files.SPLIT, {"seed": cfg.data_seed, "train": split[0].tolist(), "valid": split[1].tolist()})
+        run.write_json(files.CLASSES, class_names(data))
+        run.write_json(files.DATA, data_record(data, cfg, train_images=len(data.train_y)))
     return ImageSearchData(cfg, data, split, device), run

@@ -65,7 +65,9 @@ class SearchSpace:
     archs)` a GDAS sample as a static network (`gdas bench`'s lower bound); `benchmark` a tabular benchmark
     of its cells, which `gdas search --benchmark PATH` queries for the derived cell; `op_costs(cfg, dataset,
     C, N, kind)` {A matrix name: (edges, ops) tensor} of each candidate op's mult-adds or params (millions)
-    at the final network's size, summed over the cells that use that matrix (`gdas search --cost`).
+    at the final network's size, summed over the cells that use that matrix (`gdas search --cost`);
+    `check_input(image_size, auxiliary)` raises a one-line GdasError when the CIFAR-layout networks of the
+    space (search and final) cannot read square images of that side.
     """
 
     name: str
@@ -85,6 +87,7 @@ class SearchSpace:
     child: Optional[Callable[..., nn.Module]] = None  # (supernet, archs) -> the sampled child as a static network
     benchmark: Optional[Benchmark] = None
     op_costs: Optional[Callable[..., dict[str, torch.Tensor]]] = None
+    check_input: Optional[Callable[[int, bool], None]] = None
 
     def param_free_share(self, probs: Mapping[str, Optional[torch.Tensor]]) -> float:
         """Share of A's probability mass on parameter-free ops, over every searched edge."""

@@ -27,6 +27,20 @@ def check_channels(genotype: Genotype, C: int) -> None:
                         f"{FRC_GROUPS} groups), so --C must be divisible by {FRC_GROUPS // 2}; got C={C}")
 
 
+# The auxiliary head pools 5x5 (stride 3) on the map after the second reduction: it needs 6x6 there.
+MIN_AUX_INPUT = 21
+
+
+def check_input(image_size: int, auxiliary: bool) -> None:
+    """Any side works (the reductions pad odd maps); the auxiliary head needs a 6x6 map after two halvings."""
+    if image_size < 1:
+        raise GdasError(f"images must be at least 1x1, got {image_size}x{image_size}")
+    if auxiliary and image_size < MIN_AUX_INPUT:
+        raise GdasError(f"the auxiliary head needs images of at least {MIN_AUX_INPUT}x{MIN_AUX_INPUT} (a 6x6 map "
+                        f"after two reductions), got {image_size}x{image_size}; raise --image-size or pass "
+                        "--no-auxiliary")
+
+
 def build_supernet(cfg: Any, num_classes: int, in_channels: int) -> SearchNetwork:
     return SearchNetwork(cfg.C, cfg.N, num_classes, in_channels=in_channels, steps=cfg.steps, frc=cfg.frc,
                          sampler=cfg.sampler, sample_scope=cfg.sample_scope)
@@ -108,4 +122,4 @@ SPACE = SearchSpace(
     data="image", ops=PRIMITIVES, param_free=PARAMETER_FREE, genotype_kind=Genotype.kind,
     build_supernet=build_supernet, derive=derive, parse=Genotype.parse, from_json=Genotype.from_json,
     build_network=build_network, dot=dot, published=PUBLISHED, info=info, child=child_network,
-    op_costs=op_costs)
+    op_costs=op_costs, check_input=check_input)

@@ -20,6 +20,16 @@ from gdas.spaces.nb201.ops import NB201_OPS, PARAM_FREE
 from gdas.spaces.nb201.supernet import NB201SearchNetwork
 
 
+def check_input(image_size: int, auxiliary: bool) -> None:
+    """Both residual reductions add a stride-2 convolution to a 2x2 average pool: the side must divide by 4."""
+    if auxiliary:
+        raise GdasError("NAS-Bench-201 networks have no auxiliary head; pass --no-auxiliary")
+    if image_size < 4 or image_size % 4:
+        raise GdasError(f"NAS-Bench-201 networks halve the images twice with residual blocks, so their side must "
+                        f"be a multiple of 4, got {image_size}x{image_size}; pass --image-size "
+                        f"{max(4, image_size // 4 * 4)} (or {image_size // 4 * 4 + 4})")
+
+
 def build_supernet(cfg: Any, num_classes: int, in_channels: int) -> NB201SearchNetwork:
     return NB201SearchNetwork(cfg.C, cfg.N, num_classes, in_channels=in_channels, steps=cfg.steps,
                               sampler=cfg.sampler, sample_scope=cfg.sample_scope)
@@ -73,4 +83,5 @@ SPACE = SearchSpace(
     build_supernet=build_supernet, derive=derive, parse=parse, from_json=NB201Genotype.from_json,
     build_network=build_network, dot=dot,
     published={name: NB201Genotype.parse(arch) for name, arch in NB201_REGISTRY.items()}, info=info,
-    child=child_network, op_costs=op_costs, benchmark=Benchmark(name="NATS-Bench", check=check_lookup, query=query))
+    child=child_network, op_costs=op_costs, benchmark=Benchmark(name="NATS-Bench", check=check_lookup, query=query),
+    check_input=check_input)
