@@ -50,7 +50,7 @@ class ImageSearchData:
         self.local_batch = dist.local_batch(cfg.batch_size, self.ctx)
         self.dataset_name = cfg.dataset
         self.data = data.to(device)
-        self.num_classes, self.in_channels = data.num_classes, data.channels
+        self.num_classes, self.in_channels, self.image_size = data.num_classes, data.channels, data.image_size
         self.d_t, self.d_v = split
         self.augment = BatchAugment(data.mean, data.std, crop_padding=cfg.crop_padding, flip=cfg.flip,
                                     cutout=cfg.cutout, channels_last=cfg.channels_last)
