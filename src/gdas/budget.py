@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
 from gdas.configs.train import final_size
 from gdas.errors import GdasError
 from gdas.spaces.base import SearchSpace
+from gdas.spaces.shapes import Shape, dataset_shape
 
 INFO_KEYS = {"mult-adds": "mult_adds_M", "params": "params_M"}  # --cost -> the space's `info` field
 
@@ -25,17 +26,27 @@ def expected_cost(logits: Mapping[str, Optional[torch.Tensor]], costs: Mapping[s
 
 class Budget:
     """The cost term of one search: per-op costs counted once at the final network's size (the training
-    preset's C, N for the space and dataset), the A step's penalty and the per-epoch cost metrics."""
+    preset's C, N for the space and dataset, on the searched images' shape), the A step's penalty and the
+    per-epoch cost metrics."""
 
-    def __init__(self, cfg: Any, space: SearchSpace, model: torch.nn.Module, device: torch.device):
+    def __init__(self, cfg: Any, space: SearchSpace, model: torch.nn.Module, device: torch.device, *,
+                 shape: Optional[Sequence[int]] = None):
+        """`shape`: (channels, side, classes) of the searched images (default: the dataset's own)."""
         if space.op_costs is None or space.info is None:
             raise GdasError(f"--cost is not available in the {space.name} space; drop it")
         self.cfg, self.space, self.kind = cfg, space, cfg.cost
         self.C, self.N = final_size(space.name, cfg.dataset, getattr(cfg, "frc", False))
+        self.shape: Shape = dataset_shape(cfg.dataset, shape, network=space.name)
         self.costs = {name: cost.to(device) for name, cost in
-                      space.op_costs(cfg, cfg.dataset, self.C, self.N, cfg.cost).items()}
+                      space.op_costs(cfg, cfg.dataset, self.C, self.N, cfg.cost, shape=self.shape).items()}
         self.logits = model.arch_logits()
         self._derived: dict[str, float] = {}
+
+    @property
+    def size(self) -> dict[str, int]:
+        """The final network the costs are counted on: C, N and its input."""
+        channels, image_size, classes = self.shape
+        return {"C": self.C, "N": self.N, "channels": channels, "input_size": image_size, "num_classes": classes}
 
     def expected(self) -> torch.Tensor:
         return expected_cost(self.logits, self.costs)
@@ -51,7 +62,7 @@ class Budget:
         """The real cost (millions) of the derived genotype's final network at the same size."""
         key = str(genotype)
         if key not in self._derived:
-            info = self.space.info(genotype, self.cfg.dataset, self.C, self.N)
+            info = self.space.info(genotype, self.cfg.dataset, self.C, self.N, shape=self.shape)
             self._derived[key] = float(info[INFO_KEYS[self.kind]])
         return self._derived[key]
 

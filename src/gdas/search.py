@@ -23,6 +23,7 @@ from gdas.guards import CollapseGuard
 from gdas.sampler import drop_idle_grads, tau_at
 from gdas.spaces import get_space
 from gdas.spaces.base import Benchmark, SearchSpace
+from gdas.spaces.shapes import data_shape
 
 Log = Callable[[str], None]
 
@@ -94,7 +95,8 @@ class SearchTask:
         self.show_progress = show_progress and self.ctx.is_main
         self.last_metrics: Optional[dict[str, Any]] = None
         self.guard = CollapseGuard(cfg, space)
-        self.budget = Budget(cfg, space, self.model, device) if getattr(cfg, "cost", None) else None
+        self.budget = (Budget(cfg, space, self.model, device, shape=data_shape(data)) if getattr(cfg, "cost", None)
+                       else None)
 
     # -- one iteration of Algorithm 1 ----------------------------------------------------------
     def _loss(self, phase: str, step: int, tau: float) -> tuple[list, torch.Tensor, torch.Tensor]:
@@ -213,7 +215,7 @@ class SearchTask:
             return {}
         b = self.budget
         return {"cost": b.kind, "cost_weight": self.cfg.cost_weight, "cost_target": self.cfg.cost_target,
-                "cost_size": {"C": b.C, "N": b.N, "dataset": self.cfg.dataset},
+                "cost_size": {**b.size, "dataset": self.cfg.dataset},
                 "expected_cost": b.metrics(genotype)["expected_cost"], "derived_cost": b.derived(genotype)}
 
     def state_dict(self) -> dict[str, Any]:

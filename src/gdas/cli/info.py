@@ -7,23 +7,33 @@ import json
 from typing import Any
 
 from gdas.configs.train import final_size
+from gdas.data.images import check_data_source
 from gdas.errors import GdasError
 from gdas.genotypes import load_genotype
 from gdas.spaces import space_of
-
-INFO_DATASETS = ("cifar10", "cifar100", "fashion-mnist", "imagenet", "imagenet16-120")
+from gdas.spaces.shapes import DATASET_SHAPES, Shape, dataset_shape
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("info", help="parameters and multiply-adds of a genotype's final network",
                             description="Parameters (millions; DARTS networks without the auxiliary head, as the "
-                                        "paper reports) and multiply-adds (millions, one image) of a genotype's "
-                                        "final network, counted from the real modules. NAS-Bench-201 strings are "
-                                        "counted as NAS-Bench-201 does.")
+                                        "paper reports, and with it when the input is large enough for the head: "
+                                        "21x21, ImageNet layout 192x192; below that the head is left out, as "
+                                        "training then needs --no-auxiliary) and multiply-adds (millions, one "
+                                        "image) of a genotype's final network, counted from the real modules. "
+                                        "NAS-Bench-201 strings are counted as NAS-Bench-201 does. --num-classes, "
+                                        "--image-size and --channels size the network for your own data before "
+                                        "training.")
     parser.add_argument("genotype", help="registry name (e.g. GDAS), genotype.json, genotype text, an NB201 string, "
                                          "or RUN_DIR")
-    parser.add_argument("--dataset", choices=INFO_DATASETS, default="cifar10",
-                        help="network layout and input size (default: cifar10)")
+    parser.add_argument("--dataset", choices=tuple(DATASET_SHAPES), default="cifar10",
+                        help="network layout (imagenet: ImageNet-mobile; the others: CIFAR) and the default input "
+                             "shape and training size (default: cifar10)")
+    parser.add_argument("--num-classes", type=int, default=None, metavar="K", help="classes (default: the dataset's)")
+    parser.add_argument("--image-size", type=int, default=None, metavar="S",
+                        help="side of the square input images (default: the dataset's)")
+    parser.add_argument("--channels", type=int, default=None, metavar="C",
+                        help="input channels, 1 (grayscale) or 3 (RGB) (default: the dataset's)")
     parser.add_argument("--C", type=int, default=None, help="initial channels (default: the paper's training "
                                                             "preset for the dataset)")
     parser.add_argument("--N", type=int, default=None, help="cells per block / stage (default: the preset's)")
@@ -33,10 +43,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=main)
 
 
-def _image_text(info: dict[str, Any]) -> str:
-    size = info["input_size"]
-    aux = f" without the auxiliary head ({info['params_aux_M']:.2f} M with it)" if "params_aux_M" in info else ""
-    return (f"{info['name']} on {info['dataset']} (C={info['C']}, N={info['N']}, {size}x{size} input)\n"
+def input_shape(args: argparse.Namespace) -> Shape:
+    """(channels, side, classes): the dataset's, with --channels, --image-size, --num-classes in its place."""
+    check_data_source(args)
+    if args.num_classes is not None and args.num_classes < 1:
+        raise GdasError(f"--num-classes must be at least 1, got {args.num_classes}")
+    given = (args.channels, args.image_size, args.num_classes)
+    channels, size, classes = (g if g is not None else d for g, d in zip(given, dataset_shape(args.dataset)))
+    return channels, size, classes
+
+
+def _image_text(info: dict[str, Any], own_shape: bool) -> str:
+    size, C, N = info["input_size"], info["C"], info["N"]
+    if "params_aux_M" in info:
+        aux = f" without the auxiliary head ({info['params_aux_M']:.2f} M with it)"
+    else:
+        aux = " (no auxiliary head: the input is too small for it)" if info.get("auxiliary") is False else ""
+    shape = f"{info['channels']}x{size}x{size} images, {info['num_classes']} classes"
+    where = (f"on {shape} (C={C}, N={N}, layout of {info['dataset']})" if own_shape else
+             f"on {info['dataset']} (C={C}, N={N}, {shape})")
+    return (f"{info['name']} {where}\n"
             f"  params:    {info['params_M']:.2f} M{aux}\n"
             f"  mult-adds: {info['mult_adds_M']:.1f} M per image")
 
@@ -51,7 +77,11 @@ def main(args: argparse.Namespace) -> int:
     space = space_of(genotype)
     if space.info is None:
         raise GdasError(f"gdas info does not size {space.name} genotypes; pass a genotype of another space")
+    own_shape = any(v is not None for v in (args.channels, args.image_size, args.num_classes))
     if space.data == "lm":
+        if own_shape:
+            raise GdasError("--num-classes, --image-size and --channels size image networks; drop them for a "
+                            "recurrent genotype (--task picks its language model)")
         info = space.info(genotype, args.task)
     else:
         C, N = final_size(space.name, args.dataset, getattr(genotype, "fixed_reduction", False))
@@ -60,8 +90,16 @@ def main(args: argparse.Namespace) -> int:
         if C < 1 or N < 1 or (space.name == "darts" and (C < 2 or C % 2)):
             raise GdasError(f"--C must be a positive (for DARTS cells even) number and --N at least 1, "
                             f"got C={C}, N={N}")
-        info = space.info(genotype, args.dataset, C, N)
+        shape = input_shape(args)
+        if space.check_input is not None:
+            space.check_input(shape[1], False)  # the auxiliary head is left out where it does not fit
+        info = space.info(genotype, args.dataset, C, N, shape=shape)
     info = {"name": args.genotype, **info, "genotype": str(genotype)}
     info = {k: round(v, 4) if isinstance(v, float) else v for k, v in info.items()}
-    print(json.dumps(info) if args.json else (_lm_text if space.data == "lm" else _image_text)(info))
+    if args.json:
+        print(json.dumps(info))
+    elif space.data == "lm":
+        print(_lm_text(info))
+    else:
+        print(_image_text(info, own_shape))
     return 0

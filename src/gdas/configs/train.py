@@ -179,7 +179,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 
 
 def final_size(space: str, dataset: str, fixed_reduction: bool = False) -> tuple[int, int]:
-    """(C, N) of the paper's training preset for this space and dataset (CIFAR's for other image sets)."""
+    """(C, N) of the paper's training preset for this space and dataset (CIFAR-10's for the other image sets:
+    Fashion-MNIST, synthetic, a user's folder or npz data), the size `gdas info` and `--cost` count at."""
     if space == "nb201":
         preset = TRAIN_PRESETS["nb201-cifar10"]
     elif dataset == "imagenet":

@@ -61,11 +61,13 @@ class SearchSpace:
     `derive(probabilities, cfg)` turns softmax(A) into a genotype; `parse(text)` reads the space's own
     text form or returns None when the text is not in it; `from_json` reads its JSON form;
     `build_network(genotype, **sizes)` the final network; `dot(genotype)` {cell name: DOT source};
-    `published` its named cells; `info(genotype, dataset, C, N)` the final network's size; `child(supernet,
-    archs)` a GDAS sample as a static network (`gdas bench`'s lower bound); `benchmark` a tabular benchmark
-    of its cells, which `gdas search --benchmark PATH` queries for the derived cell; `op_costs(cfg, dataset,
-    C, N, kind)` {A matrix name: (edges, ops) tensor} of each candidate op's mult-adds or params (millions)
-    at the final network's size, summed over the cells that use that matrix (`gdas search --cost`);
+    `published` its named cells; `info(genotype, dataset, C, N, shape=None)` the final network's size;
+    `child(supernet, archs)` a GDAS sample as a static network (`gdas bench`'s lower bound); `benchmark` a
+    tabular benchmark of its cells, which `gdas search --benchmark PATH` queries for the derived cell;
+    `op_costs(cfg, dataset, C, N, kind, shape=None)` {A matrix name: (edges, ops) tensor} of each candidate
+    op's mult-adds or params (millions) at the final network's size, summed over the cells that use that
+    matrix (`gdas search --cost`); for both, `shape` (channels, side, classes: `spaces.shapes`) replaces the
+    dataset's own, e.g. the shape of a user's folder or npz images;
     `check_input(image_size, auxiliary)` raises a one-line GdasError when the CIFAR-layout networks of the
     space (search and final) cannot read square images of that side.
     """

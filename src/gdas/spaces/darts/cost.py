@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -11,24 +11,7 @@ from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters
 from gdas.spaces.darts.ops import PRIMITIVES, make_op
 from gdas.spaces.darts.supernet import num_edges
-
-# dataset -> (input channels, resolution, classes) of the CIFAR-layout networks of the size reports and costs.
-INFO_DATASETS: dict[str, tuple[int, int, int]] = {
-    "cifar10": (3, 32, 10),
-    "cifar100": (3, 32, 100),
-    "imagenet": (3, 224, 1000),
-    "fashion-mnist": (1, 28, 10),
-    "imagenet16-120": (3, 16, 120),
-    "synthetic": (3, 32, 10),  # the synthetic dataset's defaults (data.images.load_image_dataset)
-}
-
-
-def dataset_shape(dataset: str) -> tuple[int, int, int]:
-    key = dataset.lower()
-    if key not in INFO_DATASETS:
-        raise GdasError(f"unknown dataset {dataset!r} for a DARTS network's size; choose one of "
-                        f"{', '.join(INFO_DATASETS)}")
-    return INFO_DATASETS[key]
+from gdas.spaces.shapes import dataset_shape
 
 
 @lru_cache(maxsize=None)
@@ -40,12 +23,14 @@ def op_cost(op: str, C: int, stride: int, size: int, kind: str) -> float:
     return count_mult_adds(module, (C, size, size)) / 1e6
 
 
-def op_costs(cfg: Any, dataset: str, C: int, N: int, kind: str) -> dict[str, torch.Tensor]:
+def op_costs(cfg: Any, dataset: str, C: int, N: int, kind: str, *,
+             shape: Optional[Sequence[int]] = None) -> dict[str, torch.Tensor]:
     """{A matrix name: (edges, ops) costs}, summed over the cells of the final CIFAR-layout network (C, N on
-    `dataset`) that use that matrix; each edge's op counted on that cell's channels and resolution."""
+    `dataset`, or on `shape` = (channels, side, classes) of the real data) that use that matrix; each edge's op
+    counted on that cell's channels and resolution."""
     if dataset.lower() == "imagenet":
         raise GdasError("costs are counted for the CIFAR-layout networks of a search, not the ImageNet layout")
-    size = dataset_shape(dataset)[1]
+    size = dataset_shape(dataset, shape)[1]
     names = ("normal",) if cfg.frc else ("normal", "reduce")
     costs = {name: torch.zeros(num_edges(cfg.steps), len(PRIMITIVES), dtype=torch.float64) for name in names}
     for index in range(3 * N + 2):

@@ -12,13 +12,15 @@ from gdas.flops import count_mult_adds, count_parameters
 from gdas.reporting.draw import INPUT, NODE, OUTPUT, DotGraph
 from gdas.spaces.base import Node, SearchSpace
 from gdas.spaces.darts.child import child_network
-from gdas.spaces.darts.cost import dataset_shape, op_costs
+from gdas.spaces.darts.cost import op_costs
 from gdas.spaces.darts.derive import derive_genotype
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 from gdas.spaces.darts.genotype import PUBLISHED, Genotype
 from gdas.spaces.darts.networks import build_network as _build_network
 from gdas.spaces.darts.ops import PARAMETER_FREE, PRIMITIVES
 from gdas.spaces.darts.supernet import SearchNetwork
+from gdas.spaces.shapes import dataset_shape
+
 
 def check_channels(genotype: Genotype, C: int) -> None:
     """The fixed reduction cell runs at 2C and 4C channels in FRC_GROUPS groups: 2C must divide by them."""
@@ -59,14 +61,28 @@ def build_network(genotype: Genotype, *, dataset: str, C: int, N: int, num_class
     return _build_network(genotype, dataset, C, N, num_classes, auxiliary, in_channels)
 
 
-def info(genotype: Genotype, dataset: str, C: int, N: int) -> dict[str, Any]:
-    """Size of the final network: params (M, without / with the auxiliary head), mult-adds (M, one image)."""
+def auxiliary_fits(dataset: str, image_size: int) -> bool:
+    """Whether the auxiliary head can run on images of this side (a 6x6 map after the second reduction)."""
+    if dataset.lower() == "imagenet":
+        from gdas.configs.train import MIN_IMAGENET_AUX_SIZE  # configs import the data modules: not at import time
+        return image_size >= MIN_IMAGENET_AUX_SIZE
+    return image_size >= MIN_AUX_INPUT
+
+
+def info(genotype: Genotype, dataset: str, C: int, N: int, *,
+         shape: Optional[Sequence[int]] = None) -> dict[str, Any]:
+    """Size of the final network on `dataset` (or on `shape` = (channels, side, classes)): params (M, without
+    and, when the input is large enough for the auxiliary head, with it) and mult-adds (M, one image)."""
     key = dataset.lower()
-    channels, size, classes = dataset_shape(key)
-    model = build_network(genotype, dataset=key, C=C, N=N, num_classes=classes, auxiliary=True, in_channels=channels)
-    return {"params_M": count_parameters(model) / 1e6, "params_aux_M": count_parameters(model, exclude=()) / 1e6,
-            "mult_adds_M": count_mult_adds(model, (channels, size, size)) / 1e6, "C": C, "N": N, "dataset": key,
-            "input_size": size}
+    channels, size, classes = dataset_shape(key, shape)
+    auxiliary = auxiliary_fits(key, size)
+    model = build_network(genotype, dataset=key, C=C, N=N, num_classes=classes, auxiliary=auxiliary,
+                          in_channels=channels)
+    sizes = {"params_M": count_parameters(model) / 1e6}
+    if auxiliary:
+        sizes["params_aux_M"] = count_parameters(model, exclude=()) / 1e6
+    return {**sizes, "mult_adds_M": count_mult_adds(model, (channels, size, size)) / 1e6, "C": C, "N": N,
+            "dataset": key, "input_size": size, "channels": channels, "num_classes": classes, "auxiliary": auxiliary}
 
 
 # FIX-R (SPEC / paper Fig. 3): each input feeds one conv branch and one pool branch, all concatenated.

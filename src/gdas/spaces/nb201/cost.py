@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
 
-from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters
 from gdas.spaces.nb201.genotype import NB201Genotype
 from gdas.spaces.nb201.networks import NB201Network
 from gdas.spaces.nb201.ops import NB201_OPS, make_op
 from gdas.spaces.nb201.supernet import num_edges
-
-# dataset -> (input channels, resolution, classes): NB201's three as it trains them, and the other search datasets.
-NB201_DATASETS: dict[str, tuple[int, int, int]] = {
-    "cifar10": (3, 32, 10),
-    "cifar100": (3, 32, 100),
-    "imagenet16-120": (3, 16, 120),
-    "fashion-mnist": (1, 28, 10),
-    "synthetic": (3, 32, 10),  # the synthetic dataset's defaults (data.images.load_image_dataset)
-}
+from gdas.spaces.shapes import dataset_shape
 
 
 def bias_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -51,11 +42,9 @@ def bias_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return total
 
 
-def dataset_shape(dataset: str) -> tuple[int, int, int]:
-    key = dataset.lower()
-    if key not in NB201_DATASETS:
-        raise GdasError(f"unknown NB201 dataset {dataset!r}; choose one of {', '.join(NB201_DATASETS)}")
-    return NB201_DATASETS[key]
+def nb201_shape(dataset: str, shape: Optional[Sequence[int]] = None) -> tuple[int, int, int]:
+    """(channels, side, classes) of an NB201 network on `dataset` (or `shape`): NB201 has no ImageNet layout."""
+    return dataset_shape(dataset, shape, network="NAS-Bench-201", exclude=("imagenet",))
 
 
 @lru_cache(maxsize=None)
@@ -70,9 +59,11 @@ def op_cost(op: str, C: int, size: int, kind: str) -> float:
     return (count_mult_adds(module, shape) + bias_adds(module, shape)) / 1e6
 
 
-def op_costs(cfg: Any, dataset: str, C: int, N: int, kind: str) -> dict[str, torch.Tensor]:
-    """{"cell": (edges, ops) costs} summed over the 3N cells of the NB201 network (C, N on `dataset`)."""
-    size = dataset_shape(dataset)[1]
+def op_costs(cfg: Any, dataset: str, C: int, N: int, kind: str, *,
+             shape: Optional[Sequence[int]] = None) -> dict[str, torch.Tensor]:
+    """{"cell": (edges, ops) costs} summed over the 3N cells of the NB201 network (C, N on `dataset`, or on
+    `shape` = (channels, side, classes) of the real data)."""
+    size = nb201_shape(dataset, shape)[1]
     per_op = torch.zeros(len(NB201_OPS), dtype=torch.float64)
     for stage in range(3):
         per_op += N * torch.tensor([op_cost(op, C << stage, size, kind) for op in NB201_OPS], dtype=torch.float64)
@@ -80,23 +71,26 @@ def op_costs(cfg: Any, dataset: str, C: int, N: int, kind: str) -> dict[str, tor
     return {"cell": per_op.expand(num_edges(cfg.steps), -1).float().contiguous()}
 
 
-def nb201_info(genotype: NB201Genotype | str, dataset: str, *, C: int = 16, N: int = 5) -> dict[str, Any]:
-    """Size of the NB201 network of `genotype` on `dataset` (cifar10, cifar100, imagenet16-120).
+def nb201_info(genotype: NB201Genotype | str, dataset: str, *, C: int = 16, N: int = 5,
+               shape: Optional[Sequence[int]] = None) -> dict[str, Any]:
+    """Size of the NB201 network of `genotype` on `dataset` (cifar10, cifar100, imagenet16-120, ...) or on
+    `shape` = (channels, side, classes).
 
     params_M: every parameter / 1e6 (BN affine included), the reference's `count_parameters_in_MB`.
     mult_adds_M: Conv2d and Linear multiply-adds plus their bias additions / 1e6, the reference's
     `get_model_infos` (pooling, BN, activations and the node sums are not counted).
     """
     key = dataset.lower()
-    channels, size, classes = dataset_shape(key)
+    channels, size, classes = nb201_shape(key, shape)
     model = NB201Network(genotype, C, N, classes, in_channels=channels)
-    shape = (channels, size, size)
+    image = (channels, size, size)
     return {
         "params_M": count_parameters(model, exclude=()) / 1e6,
-        "mult_adds_M": (count_mult_adds(model, shape) + bias_adds(model, shape)) / 1e6,
+        "mult_adds_M": (count_mult_adds(model, image) + bias_adds(model, image)) / 1e6,
         "C": C,
         "N": N,
         "input_size": size,
+        "channels": channels,
         "num_classes": classes,
         "dataset": key,
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
@@ -52,8 +52,9 @@ def build_network(genotype: NB201Genotype, *, dataset: str = "cifar10", C: int =
     return NB201Network(genotype, C, N, num_classes, in_channels)
 
 
-def info(genotype: NB201Genotype, dataset: str, C: int, N: int) -> dict[str, Any]:
-    return nb201_info(genotype, dataset, C=C, N=N)
+def info(genotype: NB201Genotype, dataset: str, C: int, N: int, *,
+         shape: Optional[Sequence[int]] = None) -> dict[str, Any]:
+    return nb201_info(genotype, dataset, C=C, N=N, shape=shape)
 
 
 def dot(genotype: NB201Genotype) -> dict[str, str]:
