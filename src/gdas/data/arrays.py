@@ -17,7 +17,7 @@ from gdas.data.images import ImageDataset, channel_stats, to_channels
 from gdas.engine.rundir import atomic_write_bytes
 from gdas.errors import GdasError
 
-_CHUNK = 1024  # images converted / resized at a time: bounds the float copies of large arrays
+_CHUNK = 4096  # images converted / resized at a time: bounds the float copies of large arrays
 _WIDE_UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)  # few torch ops take them: read as int64
 _SHAPES = "(N, H, W), (N, C, H, W) or (N, H, W, C) with C = 1 or 3"
 
@@ -55,7 +55,11 @@ def _uint8(x: torch.Tensor, what: str, source: str) -> torch.Tensor:
             fix = "divide by 255" if lo >= 0 else "rescale them to [0, 1] (undo any normalisation)"
             raise GdasError(f"{source}: {what} holds floats in [{lo:g}, {hi:g}], not [0, 1]; {fix} "
                             "(or pass uint8 images)")
-        return torch.cat([(part.double() * 255).round().to(torch.uint8) for part in x.split(_CHUNK)])
+        exact = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32  # half floats: upcast
+        out = torch.empty(x.shape, dtype=torch.uint8)
+        for part, into in zip(x.split(_CHUNK), out.split(_CHUNK)):
+            into.copy_((part.to(exact) * 255).round_())
+        return out
     lo, hi = x.min().item(), x.max().item()
     if lo < 0 or hi > 255:
         raise GdasError(f"{source}: {what} holds integers in {lo}..{hi}; want pixel values 0..255 "
