@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,11 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     bad = tmp_path / "flipped.npz"
     bad.write_bytes(bytes(flipped))
     _error(f"{bad}: x_train is truncated or corrupt (BadZipFile)", bad)
+    foreign = tmp_path / "foreign.npz"
+    with zipfile.ZipFile(foreign, "w") as archive:  # a zip whose members are not .npy files
+        archive.writestr("x_train.npy", b"pixels")
+        archive.writestr("y_train.npy", b"labels")
+    _error(f"{foreign}: x_train.npy is not a NumPy array file", foreign)
 
 
 def test_missing_or_unpaired_arrays(tmp_path: Path) -> None:

@@ -20,12 +20,15 @@ _HOW = "write it with numpy.savez(FILE, x_train=..., y_train=..., x_test=..., y_
 
 def _read(archive: "np.lib.npyio.NpzFile", key: str, path: str) -> np.ndarray:
     try:
-        return archive[key]
+        value = archive[key]
     except ValueError:  # object arrays need pickle, which a data file never gets
         raise GdasError(f"{path}: {key} holds Python objects, not a plain array; save it as a numeric (or, "
                         "for classes, string) NumPy array") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise GdasError(f"{path}: {key} is truncated or corrupt ({type(e).__name__}); {_HOW}") from None
+    if not isinstance(value, np.ndarray):  # a zip member that is no .npy comes back as its raw bytes
+        raise GdasError(f"{path}: {key}.npy is not a NumPy array file; {_HOW}")
+    return value
 
 
 def _class_names(names: np.ndarray, path: str) -> tuple[str, ...]:
