@@ -143,7 +143,8 @@ def _num_classes(train_y: torch.Tensor, test_y: torch.Tensor, classes: Optional[
             raise GdasError(f"{source}: {what} has label {int(bad[0])}, outside 0..K-1 ({origin}); "
                             "labels must be the class numbers 0..K-1")
     if k < 2:
-        raise GdasError(f"{source}: the training images hold a single class; a classifier needs at least 2")
+        raise GdasError(f"{source}: the training images hold a single class; a classifier needs at least 2, add images "
+                            "of another class")
     missing = (torch.bincount(train_y, minlength=k) == 0).nonzero().flatten().tolist()
     if missing:
         name = f" ({classes[missing[0]]!r})" if classes is not None else ""
