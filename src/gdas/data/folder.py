@@ -34,15 +34,16 @@ GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", 
 
 
 # -- decoding (also run by loader workers of streamed folders) -----------------------------------------
-def resize_crop(img: Any, size: int) -> Any:
-    """The shorter side resized to `size` (bilinear), then the centred size x size square; a square of that
-    size is kept as it is."""
+def resize_crop(img: Any, size: int, resize: Optional[int] = None) -> Any:
+    """The shorter side resized to `resize` (default `size`; bilinear), then the centred size x size square; a
+    square of that size is kept as it is."""
     from PIL import Image
 
+    resize = size if resize is None else resize
     w, h = img.size
-    if (w, h) == (size, size):
+    if (w, h) == (size, size) and resize == size:
         return img
-    scale = size / min(w, h)
+    scale = resize / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     img = img.resize((nw, nh), Image.BILINEAR)
     left, top = (nw - size) // 2, (nh - size) // 2
@@ -277,7 +278,7 @@ def load_folder(data_dir: Optional[str], *, image_size: Optional[int] = None, ch
     limit = stream_limit_mb()
     streamed = stream if stream is not None else megabytes > limit
     why = ("--stream" if stream else "--no-stream") if stream is not None else (
-        f"{megabytes:.0f} MB decoded, {'over' if streamed else 'under'} the {limit:.0f} MB limit "
+        f"up to {megabytes:.0f} MB decoded, {'over' if streamed else 'under'} the {limit:.0f} MB limit "
         "(GDAS_STREAM_LIMIT_MB)")
     options = [str(root.resolve()), size, channels, skip_bad_images, streamed, CACHE_VERSION]
     key = _digest([options, [s.listing for s in splits]])

@@ -21,7 +21,7 @@ def _pil() -> Any:
     try:
         from PIL import Image
     except ImportError:
-        raise GdasError("reading ImageNet folders needs Pillow: pip install 'gdas[imagenet]'") from None
+        raise GdasError("reading image folders needs Pillow, a dependency of gdas-nas: pip install Pillow") from None
     return Image
 
 
@@ -112,12 +112,9 @@ class EvalTransform:
         self.resize = resize if resize is not None else int(size / 0.875)  # 224 -> 256
 
     def __call__(self, img: Any) -> torch.Tensor:
-        Image = _pil()
-        scale = self.resize / min(img.width, img.height)
-        w, h = max(self.size, round(img.width * scale)), max(self.size, round(img.height * scale))
-        img = img.resize((w, h), Image.BILINEAR)
-        left, top = (w - self.size) // 2, (h - self.size) // 2
-        return to_normalized_tensor(img.crop((left, top, left + self.size, top + self.size)))
+        from gdas.data.folder import resize_crop
+
+        return to_normalized_tensor(resize_crop(img, self.size, self.resize))
 
 
 def _torchvision_transforms(size: int, resize: int) -> tuple[Transform, Transform]:
