@@ -76,7 +76,7 @@ def retrain_on_split(cfg: SearchConfig, seed_dir: Path, *, log: Log = print, sho
                          channels_last=tcfg.channels_last, split=split)
     task = TrainTask(tcfg, genotype, data, device, show_progress=show_progress, test=False)
     if not started:
-        run = dist.main_first(lambda: create_run(out, tcfg, genotype, device, split), ctx,
+        run = dist.main_first(lambda: create_run(out, tcfg, genotype, device, data), ctx,
                               lambda: RunDir(out, writer=False))
     start, wall = resume(task, run, map_location=device) if started else (0, 0.0)
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))
