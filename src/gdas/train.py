@@ -247,6 +247,10 @@ def batch_source(cfg: TrainConfig, device: torch.device, ctx: dist.Context,
         data = data.subset(_smaller(cfg.train_subset, len(data.train_y)), _smaller(cfg.test_subset, len(data.test_y)),
                            torch.Generator().manual_seed(cfg.seed))
     n = len(data.train_y)
+    if len(data.test_y) == 0 and cfg.valid_portion is None:  # nothing would ever measure the network
+        where = (f"{cfg.data_dir} has no test/ folder; add {cfg.data_dir}/test/<class>/" if cfg.dataset == "folder"
+                 else f"{cfg.data_dir or cfg.dataset} has no test images; add them")
+        raise GdasError(f"{where} or pass --valid-portion P (a validation part of the training images)")
     if cfg.valid_portion is None:
         split = None
     elif split is None:
@@ -312,13 +316,14 @@ def run_train(cfg: TrainConfig, out: Path, *, resume_run: bool = False, log: Cal
     check = space_of(genotype).check_input
     if not cfg.imagenet and check is not None:  # images the network cannot read fail before a run folder exists
         check(data.image_size, cfg.auxiliary)
-    task = TrainTask(cfg, genotype, data, device, show_progress=show_progress)
+    task = TrainTask(cfg, genotype, data, device, show_progress=show_progress, test=data.has_test)
     if not resume_run:  # rank 0 creates the folder; its refusal (an existing run) stops every rank
         run = dist.main_first(lambda: create_run(out, cfg, genotype, device, data), ctx,
                               lambda: RunDir(out, writer=False))
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
     if ctx.is_main:
         held = f", {len(data.split[1])} training images held out for validation" if data.split is not None else ""
+        held += "" if data.has_test else ", no test images (validation errors only)"
         log(f"train {cfg.preset}: {cfg.dataset} C={cfg.C} N={cfg.N} genotype {genotype} "
             f"epochs {start}..{cfg.epochs - 1} on {device}{held} -> {run.path}")
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))

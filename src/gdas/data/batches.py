@@ -9,6 +9,7 @@ import torch
 from gdas.engine import distributed as dist
 from gdas.data.augment import BatchAugment, batch_indices, normalize
 from gdas.data.images import ImageDataset
+from gdas.data.stream import BatchReader
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 Split = tuple[torch.Tensor, torch.Tensor]  # (training part, validation part): indices into the training images
@@ -17,7 +18,8 @@ Split = tuple[torch.Tensor, torch.Tensor]  # (training part, validation part): i
 class BatchSource(Protocol):
     """What training needs from its data: batches of this rank, and the state that makes them reproducible.
 
-    `split` is None unless a validation part was held out of the training images.
+    `split` is None unless a validation part was held out of the training images; `has_test` is False when the
+    data has no test images (their errors are then never measured).
     """
 
     num_classes: int
@@ -26,6 +28,7 @@ class BatchSource(Protocol):
     mean: tuple[float, ...]
     std: tuple[float, ...]
     split: Optional[Split]
+    has_test: bool
 
     def train_batches(self, epoch: int, max_steps: Optional[int]) -> tuple[int, Iterator[Batch]]: ...
 
@@ -42,6 +45,7 @@ class TensorBatches:
     """An ImageDataset on the device: seeded shuffles, batched crop/flip/cutout on the device, sharded by rank.
 
     With a `split`, training draws from its training part only and `valid_batches` covers its validation part.
+    A streamed folder's images stay on disk: the same batches, decoded by loader workers (`BatchReader`).
     """
 
     def __init__(self, data: ImageDataset, device: torch.device, ctx: dist.Context, *, batch_size: int,
@@ -56,6 +60,7 @@ class TensorBatches:
             self.valid_x, self.valid_y = data.train_x[valid], data.train_y[valid]
             self.train_x, self.train_y = data.train_x[train], data.train_y[train]
         self.test_x, self.test_y = data.test_x, data.test_y
+        self.has_test = len(data.test_y) > 0
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_classes, self.channels, self.image_size = data.num_classes, data.channels, data.image_size
         self.mean, self.std, self.classes = data.mean, data.std, data.classes
@@ -75,15 +80,17 @@ class TensorBatches:
         rows = dist.shard(torch.stack(batches), self.ctx, dim=1).to(self.device)  # one copy per epoch
 
         def generate() -> Iterator[Batch]:
-            for index in rows:
-                yield self.augment(self.train_x[index], self.aug_gen), self.train_y[index]
+            images = BatchReader(self.train_x, rows, self.device)
+            for step, index in enumerate(rows):
+                yield self.augment(images[step], self.aug_gen), self.train_y[index]
 
         return len(batches), generate()
 
     def _eval_batches(self, images: torch.Tensor, labels: torch.Tensor) -> Iterator[Batch]:
-        mine = dist.shard(torch.arange(len(labels)), self.ctx).to(self.device)
-        for index in mine.split(self.eval_batch_size):
-            yield normalize(images[index], self.mean, self.std, self.channels_last), labels[index]
+        batches = dist.shard(torch.arange(len(labels)), self.ctx).to(self.device).split(self.eval_batch_size)
+        reader = BatchReader(images, batches, self.device)
+        for step, index in enumerate(batches):
+            yield normalize(reader[step], self.mean, self.std, self.channels_last), labels[index]
 
     def valid_batches(self) -> Iterator[Batch]:
         return self._eval_batches(self.valid_x, self.valid_y)
@@ -111,6 +118,7 @@ class LoaderBatches:
 
         self.device, self.ctx, self.channels_last = device, ctx, channels_last
         self.split: Optional[Split] = None  # no validation part: TrainConfig refuses --valid-portion here
+        self.has_test = True
         self.train, self.val, self.num_classes = imagenet_loaders(
             root, dist.local_batch(batch_size, ctx), workers, ctx.distributed, image_size,
             use_torchvision=use_torchvision)

@@ -101,7 +101,8 @@ def data_record(data: Any, cfg: Any, **counts: int) -> dict[str, Any]:
 
 def data_options(cfg: Any) -> dict[str, Any]:
     """The keyword arguments of `load_image_dataset` that a search or train config sets for a user's data."""
-    return {"image_size": cfg.image_size, "channels": cfg.channels, "skip_bad_images": cfg.skip_bad_images}
+    return {"image_size": cfg.image_size, "channels": cfg.channels, "skip_bad_images": cfg.skip_bad_images,
+            "stream": cfg.stream}
 
 
 def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
@@ -384,12 +385,13 @@ def _synthetic(train: int, test: int, size: int, classes: int, seed: int) -> Ima
 def load_image_dataset(name: str, data_dir: str | None = None, *, synthetic_train: int = 256,
                        synthetic_test: int = 64, synthetic_size: int = 32, synthetic_classes: int = 10,
                        seed: int = 0, image_size: Optional[int] = None, channels: Optional[int] = None,
-                       skip_bad_images: bool = False) -> ImageDataset:
+                       skip_bad_images: bool = False, stream: Optional[bool] = None) -> ImageDataset:
     """Load a dataset by name into CPU tensors; `seed` only affects `synthetic`; `image_size`, `channels` and
-    `skip_bad_images` only a user's own data (folder, npz)."""
+    `skip_bad_images` only a user's own data (folder, npz), `stream` only folders (their images then stay on disk)."""
     if name == "folder":
         from gdas.data.folder import load_folder
-        return load_folder(data_dir, image_size=image_size, channels=channels, skip_bad_images=skip_bad_images)
+        return load_folder(data_dir, image_size=image_size, channels=channels, skip_bad_images=skip_bad_images,
+                           stream=stream)
     if name == "npz":
         from gdas.data.npz import load_npz
         return load_npz(data_dir, image_size=image_size, channels=channels)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from gdas.configs.runtime import autocast
 from gdas.data.augment import BatchAugment, batch_indices
+from gdas.data.stream import BatchReader, take
 from gdas.data.images import (ImageDataset, class_names, data_options, data_record, load_image_dataset,
                                seeded_split)
 from gdas.spaces import get_space
@@ -58,6 +59,7 @@ class ImageSearchData:
         self.order_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 2 + self.ctx.rank)
         self.indices: dict[str, torch.Tensor] = {}
+        self.readers: dict[str, BatchReader] = {}
 
     def describe(self) -> str:
         return f"{self.dataset_name} C={self.cfg.C} N={self.cfg.N}"
@@ -77,14 +79,17 @@ class ImageSearchData:
                             f"{len(self.d_v)} images); lower it or use more data")
         self.indices = {"w": self._epoch_indices(self.d_t, t_batches, steps),
                         "a": self._epoch_indices(self.d_v, v_batches, steps)}
+        self.readers = {phase: BatchReader(self.data.train_x, rows, self.device)
+                        for phase, rows in self.indices.items()}
         return steps
 
     def batch(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Augmented images and labels at device-resident training-set `indices`."""
-        return self.augment(self.data.train_x[indices], self.aug_gen), self.data.train_y[indices]
+        return self.augment(take(self.data.train_x, indices, self.device), self.aug_gen), self.data.train_y[indices]
 
     def loss(self, model: torch.nn.Module, archs: list, phase: str, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.batch_loss(model, archs, *self.batch(self.indices[phase][step]))
+        x, y = self.readers[phase][step], self.data.train_y[self.indices[phase][step]]
+        return self.batch_loss(model, archs, self.augment(x, self.aug_gen), y)
 
     def batch_loss(self, model: torch.nn.Module, archs: list, x: torch.Tensor, y: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
