@@ -227,3 +227,17 @@ def test_supernet_errors() -> None:
         gdas.build_supernet(num_classes=3, C=5)
     with pytest.raises(GdasError, match="derive\\(\\) takes a supernet made by gdas.build_supernet"):
         gdas.derive(torch.nn.Linear(2, 2))
+
+
+def test_search_and_train_on_a_folder_path(tmp_path: Path, monkeypatch) -> None:
+    from image_files import write_image_folder
+
+    monkeypatch.setenv("GDAS_CACHE_DIR", str(tmp_path / "cache"))
+    root = write_image_folder(tmp_path / "photos", n_per_class=40, fmt="jpg", mode="RGB")
+    write_image_folder(root, n_per_class=10, fmt="png", mode="RGB", split="test", offset=40)
+    result = gdas.search(root, out=tmp_path / "s", image_size=16, **TINY)
+    assert json.loads((tmp_path / "s" / "classes.json").read_text()) == ["boot", "coat", "shirt"]
+    data = json.loads((tmp_path / "s" / "data.json").read_text())
+    assert (data["dataset"], data["data_dir"], data["image_size"]) == ("folder", str(root), 16)
+    trained = gdas.train(result, str(root), out=tmp_path / "t", image_size=24, **TINY)
+    assert trained.summary["dataset"] == "folder" and trained.final_top1_err is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def test_doc_has_the_examples_the_api_promises() -> None:
 
 def test_every_example_runs(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GDAS_CACHE_DIR", str(tmp_path / "cache"))  # the folder example's decoded images
     namespace: dict = {"__name__": "docs_api"}
     for i, block in enumerate(python_blocks(DOC.read_text())):
         try:
@@ -39,3 +41,5 @@ def test_every_example_runs(tmp_path, monkeypatch, capsys) -> None:
     assert (tmp_path / "runs" / "arrays-search" / "data.npz").is_file()
     assert not (tmp_path / "runs" / "never").exists()
     assert namespace["several"].best_seed in (0, 1)
+    assert json.loads((tmp_path / "runs" / "folder-search" / "classes.json").read_text()) == [
+        "blue", "green", "grey", "red"]
