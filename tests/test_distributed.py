@@ -15,13 +15,13 @@ import torch
 
 from cli_helpers import launch_two_ranks
 
-from gdas import search
 from gdas.cli.main import main
 from gdas.engine.distributed import Context, local_batch, shard
 from gdas.errors import GdasError
 from gdas.genotypes import load_genotype
 from gdas.engine.rundir import RunDir
 from gdas.data.search import ImageSearchData, loss_and_correct
+from gdas.search import SearchTask
 
 # Crop padding 0 and no flip: every image is seen unaugmented, so one process and two see the same pixels.
 ARGS = ["--preset", "smoke", "--no-progress", "--threads", "1", "--crop-padding", "0", "--no-flip"]
@@ -92,9 +92,9 @@ def test_batch_must_split_evenly_over_ranks() -> None:
 
 def _rank_main(dumps: Path, argv: list[str]) -> int:
     """Per-rank entry point: the real CLI, with each rank's final state dumped when the search finishes."""
-    original = search.SearchTask.finish
+    original = SearchTask.finish
     init: dict = {}
-    original_init = search.SearchTask.__init__
+    original_init = SearchTask.__init__
 
     def record_init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
@@ -109,8 +109,8 @@ def _rank_main(dumps: Path, argv: list[str]) -> int:
                     "world_size": self.ctx.world_size}, dumps / f"rank{self.ctx.rank}.pt")
         return summary
 
-    search.SearchTask.__init__ = record_init
-    search.SearchTask.finish = dump
+    SearchTask.__init__ = record_init
+    SearchTask.finish = dump
     return main(argv)
 
 

@@ -1,38 +1,28 @@
-"""Options and helpers shared by the commands: run folders, presets, resume checks."""
+"""Options and helpers shared by the commands: run options (--preset, --config, --out, --resume, ...), the run
+a command's options ask for, the end-of-run report."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, TypeVar
+from typing import Any, Mapping, Optional, Sequence
 
+from gdas.configs.files import resolve_config
 from gdas.configs.runtime import TRACKING_BACKENDS
 from gdas.engine import distributed as dist
 from gdas.engine import tracking
-from gdas.configs import base as cfgbase
 from gdas.errors import GdasError
-from gdas.engine.rundir import ALPHAS, CHECKPOINT, CONFIG, GENOTYPES, METRICS, SUMMARY, RunDir, read_json, stored_config
-
-C = TypeVar("C")
-
-# Fields that may change when a run is resumed (they do not change the result on one device; the benchmark
-# is only read once the search has ended).
-RESUME_MUTABLE = frozenset({"device", "threads", "data_dir", "benchmark"})
-# Fields whose default (None: `auto`, the first seed's split) is resolved when a run starts and stored
-# resolved: None matches whatever is stored.
-RESOLVED_AT_START = frozenset({"channels_last", "split_seed"})
-
-
-def default_out(command: str, preset: str) -> Path:
-    return Path("runs") / f"{command}-{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+from gdas.runs import Resume, Runner, resume_changes, start_or_resume
 
 
 def add_run_options(parser: argparse.ArgumentParser, presets: Mapping[str, Any], default_preset: str) -> None:
-    parser.add_argument("--preset", default=default_preset, choices=list(presets),
-                        help=f"named configuration (default: {default_preset})")
+    parser.add_argument("--preset", default=None, choices=list(presets),
+                        help=f"named configuration (default: the --config file's preset, else {default_preset})")
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="JSON or YAML file of config fields (may name a preset; a run's config.json repeats "
+                             "that run); options given here override it")
     parser.add_argument("--out", type=Path, default=None, help="run directory to create (default: runs/...)")
     parser.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
                         help="continue a killed run from its last checkpoint")
@@ -74,82 +64,31 @@ def overrides(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
-def resumed_config(stored: C, args: argparse.Namespace) -> C:
-    """The stored config of a run, with only resume-safe overrides; any other change is an error."""
-    changes = overrides(args, type(stored))
-    differing = sorted(k for k, v in changes.items()
-                       if k not in RESUME_MUTABLE and getattr(stored, k) != (tuple(v) if isinstance(v, list) else v))
-    if differing:
-        opts = ", ".join(cfgbase.option_name(k) for k in differing)
-        raise GdasError(f"cannot resume with a different config ({opts} differ from the stored run); "
-                        "drop those options or start a new run with --out")
-    return cfgbase.apply_overrides(stored, {k: v for k, v in changes.items() if k in RESUME_MUTABLE})
-
-
-def config_differences(stored: Any, cfg: Any) -> list[str]:
-    """The options whose values differ between two configs, besides those a resume may change."""
-    old, new = cfgbase.to_json(stored), cfgbase.to_json(cfg)
-    return [cfgbase.option_name(k) for k in sorted(set(old) | set(new))
-            if k not in RESUME_MUTABLE and old.get(k) != new.get(k)
-            and not (k in RESOLVED_AT_START and new.get(k) is None)]
-
-
-def auto_resume_decision(out: Path, kind: str, cfg: Any) -> str:
-    """What --auto-resume does with `out`: "new" (no run there), "resume" (an unfinished run of this config)
-    or "complete"; a run of another config is refused. Call it on rank 0 only (it may reset `out`)."""
-    if not (out / CONFIG).exists():
-        return "new"
-    differing = config_differences(stored_config(out, kind, type(cfg)), cfg)
-    if differing:
-        raise GdasError(f"{out} holds a run of another config ({', '.join(differing)} differ); give the options "
-                        "it was started with, or choose another --out")
-    if (out / SUMMARY).exists():
-        return "complete"
-    if not (out / CHECKPOINT).exists():  # stopped before its first checkpoint: start it again in place
-        RunDir(out).truncate_jsonl((METRICS, ALPHAS, GENOTYPES), 0)
-        (out / CONFIG).unlink()
-        return "new"
-    return "resume"
-
-
-def auto_resume_out(args: argparse.Namespace) -> Path:
-    """The run folder of --auto-resume, which needs --out and excludes --resume."""
+def run_target(args: argparse.Namespace) -> tuple[Optional[Path], Resume]:
+    """(run folder, resume mode) that --out, --resume and --auto-resume ask for."""
+    if args.auto_resume:
+        if args.resume is not None:
+            raise GdasError("--auto-resume and --resume exclude each other; use --auto-resume with --out DIR")
+        if args.out is None:
+            raise GdasError("--auto-resume needs --out DIR: the run folder to start or to continue")
+        return args.out, "auto"
     if args.resume is not None:
-        raise GdasError("--auto-resume and --resume exclude each other; use --auto-resume with --out DIR")
-    if args.out is None:
-        raise GdasError("--auto-resume needs --out DIR: the run folder to start or to continue")
-    return args.out
+        return args.resume, True
+    return args.out, False
 
 
-def already_complete(out: Path, marker: str = SUMMARY) -> dict[str, Any]:
-    """The stored results (`marker`) of a finished run that --auto-resume found; nothing is run again."""
-    if dist.context().is_main:
-        print(f"{out} is already complete ({marker} exists); nothing to run")
-    return read_json(out / marker)
-
-
-def start_or_resume(args: argparse.Namespace, kind: str, cls: type, presets: Mapping[str, Any],
-                    runner: Callable[..., dict[str, Any]]) -> dict[str, Any]:
-    """Start a new run of `kind` from a preset and overrides, or resume one with its stored config.
-
-    `runner(cfg, out, resume_run=..., show_progress=...)` runs it; its summary comes back with `out` added.
-    """
+def run_command(args: argparse.Namespace, kind: str, cls: type, presets: Mapping[str, Any], default_preset: str,
+                runner: Runner) -> dict[str, Any]:
+    """Start or resume the run of `kind` the options ask for; its summary comes back with `out` added."""
+    out, resume = run_target(args)
+    fields = overrides(args, cls)
     show = not args.no_progress
-    if getattr(args, "auto_resume", False):
-        out = auto_resume_out(args)
-        cfg = cfgbase.resolve(presets, args.preset, overrides(args, cls))
-        cfg.validate()
-        mode = dist.decided_by_main(lambda: auto_resume_decision(out, kind, cfg), dist.context())
-        if mode == "complete":
-            return already_complete(out) | {"out": out}
-        return runner(cfg, out, resume_run=mode == "resume", show_progress=show) | {"out": out}
-    if args.resume is not None:
-        out = args.resume
-        cfg = resumed_config(stored_config(out, kind, cls), args)
-        if (out / "summary.json").exists():
-            raise GdasError(f"{out} is already complete (summary.json exists); nothing to resume")
-        return runner(cfg, out, resume_run=True, show_progress=show) | {"out": out}
-    cfg = cfgbase.resolve(presets, args.preset, overrides(args, cls))
-    cfg.validate()
-    out = args.out or default_out(kind, args.preset)
-    return runner(cfg, out, show_progress=show) | {"out": out}
+    if resume is True:
+        changes = resume_changes(cls, kind, args.config, fields, "")
+        out, summary = start_or_resume(kind, cls, runner, None, out=out, resume=True, changes=changes,
+                                       show_progress=show)
+    else:
+        cfg = resolve_config(cls, presets, default_preset, kind=kind, preset=args.preset, config=args.config,
+                             overrides=fields)
+        out, summary = start_or_resume(kind, cls, runner, cfg, out=out, resume=resume, show_progress=show)
+    return summary | {"out": out}

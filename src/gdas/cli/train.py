@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gdas.engine import distributed as dist
-from gdas.cli.common import add_run_options, start_or_resume, write_run_report
+from gdas import api
+from gdas.cli.common import add_run_options, overrides, run_target, write_run_report
 from gdas.configs import base as cfgbase
 from gdas.configs.train import TRAIN_PRESETS, TrainConfig
+from gdas.engine import distributed as dist
 from gdas.engine.progress import format_duration
-from gdas.train import KIND, run_train
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "test error of its last weights; --valid-portion holds out a "
                                         "validation part that picks best.pt. --genotype takes a registry "
                                         "name, a genotype.json or a search run directory.")
-    add_run_options(parser, TRAIN_PRESETS, "fashion-mnist")
+    add_run_options(parser, TRAIN_PRESETS, api.TRAIN_PRESET)
     parser.add_argument("--task", choices=("cnn", "lm"), default="cnn",
                         help="cnn: a CNN (this command); lm: a language model, the same as `gdas train-lm`")
     cfgbase.add_config_options(parser, TrainConfig)
@@ -45,8 +45,11 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    summary = start_or_resume(args, KIND, TrainConfig, TRAIN_PRESETS, run_train)
+    out, resume = run_target(args)
+    fields = overrides(args, TrainConfig)
+    result = api.train(fields.pop("genotype", None), None, preset=args.preset, config=args.config, out=out,
+                       resume=resume, progress=not args.no_progress, **fields)
     if dist.context().is_main:
-        print_summary(summary, summary["out"])
-    write_run_report(args, [summary["out"]])
+        print_summary(result.summary, result.run_dir)
+    write_run_report(args, [result.run_dir])
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import types
 import typing
 from typing import Any, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -75,9 +76,60 @@ def apply_overrides(config: C, values: Mapping[str, Any]) -> C:
 def resolve(presets: Mapping[str, C], preset: str, args: argparse.Namespace | Mapping[str, Any]) -> C:
     """Preset by name, then CLI overrides."""
     if preset not in presets:
-        raise GdasError(f"unknown preset {preset!r}; choose one of: {', '.join(presets)}")
+        raise GdasError(f"unknown preset {preset!r}{closest_hint(preset, presets)}; choose one of: "
+                        f"{', '.join(presets)}")
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
     return apply_overrides(dataclasses.replace(presets[preset], preset=preset), values)
+
+
+def closest_hint(name: str, known: typing.Iterable[str]) -> str:
+    """"; did you mean 'x'?" for the known name nearest to `name`, or "" when none is near."""
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is tuple:
+        return f"a list of {get_args(tp)[0].__name__}"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(tp, str(tp))
+
+
+def _typed(tp: Any, value: Any) -> tuple[bool, Any]:
+    """(whether `value` fits type `tp`, the value as the field stores it: ints as floats, lists as tuples)."""
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if get_origin(tp) is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False, value
+        items = [_typed(get_args(tp)[0], v) for v in value]
+        return all(ok for ok, _ in items), tuple(v for _, v in items)
+    return isinstance(value, tp), value
+
+
+def check_fields(cls: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """`values` (config fields from a file or Python keywords) checked against `cls`: an unknown name or a
+    value of the wrong type is a one-line GdasError naming the field and `where` it came from."""
+    hints = get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    checked = {}
+    for name, value in values.items():
+        if name not in hints or name not in known:
+            raise GdasError(f"unknown field {name!r} {where}{closest_hint(str(name), known)}")
+        tp, optional = _unwrap_optional(hints[name])
+        if value is None and optional:
+            checked[name] = None
+            continue
+        ok, converted = _typed(tp, value)
+        if not ok:
+            raise GdasError(f"field {name!r} {where} must be {_type_name(tp)}{' or null' if optional else ''}, "
+                            f"got {value!r}")
+        checked[name] = converted
+    return checked
 
 
 def to_json(config: Any) -> dict[str, Any]:

@@ -1,0 +1,392 @@
+"""The Python API: `search` and `train` on a dataset name, a folder, an npz file or in-memory data; final
+networks and the supernet for hand-written loops. `gdas search` and `gdas train` call `search` and `train`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from torch import nn
+
+from gdas.configs import base as cfgbase
+from gdas.configs.files import resolve_config
+from gdas.configs.search import SEARCH_PRESETS, SearchConfig
+from gdas.configs.train import TRAIN_DATASETS, TRAIN_PRESETS, TrainConfig
+from gdas.data.images import IMAGE_DATASETS, ImageDataset
+from gdas.engine import rundir as files
+from gdas.errors import GdasError
+from gdas.genotypes import AnyGenotype, genotype_from_json, load_genotype
+from gdas.runs import Resume, default_out, resume_changes, search_or_resume, start_or_resume
+from gdas.sampler import tau_at
+from gdas.spaces import get_space, space_of
+from gdas.spaces import space_names as list_spaces
+
+__all__ = ["SearchResult", "TrainResult", "search", "train", "load_genotype", "build_network", "build_supernet",
+           "derive", "tau_at", "get_space", "list_spaces"]
+
+SEARCH_PRESET = "fashion-mnist"  # the default preset of `gdas search` and `gdas.search`
+TRAIN_PRESET = "fashion-mnist"
+DATA_FILE = "data.npz"  # in-memory data, written into the run folder and read as --dataset npz
+
+
+@dataclass
+class SearchResult:
+    """A finished search: the derived (or, with several seeds, the kept) genotype, its run folder and summary
+    (summary.json; with several seeds `multi_seed_search`'s result, whose rows are also in `seeds`)."""
+
+    genotype: AnyGenotype
+    run_dir: Path
+    summary: dict[str, Any]
+    seeds: Optional[list[dict[str, Any]]] = None
+    best_seed: Optional[int] = None
+
+
+@dataclass
+class TrainResult:
+    """A finished training run: test errors of the last weights, the best validation epoch's errors (None
+    without a --valid-portion part), the run folder, summary.json and, on first use, the trained `model`."""
+
+    run_dir: Path
+    summary: dict[str, Any]
+    final_top1_err: Optional[float] = None
+    final_top5_err: Optional[float] = None
+    best_epoch: Optional[int] = None
+    best_valid_top1_err: Optional[float] = None
+    best_test_top1_err: Optional[float] = None
+    _model: Optional[nn.Module] = field(default=None, repr=False, compare=False)
+
+    @property
+    def model(self) -> nn.Module:
+        """The trained network (best.pt when the run has one, else its last weights), on the CPU in eval mode;
+        its forward returns (logits, auxiliary logits or None) like every gdas network."""
+        if self._model is None:
+            from gdas.export import load_trained
+            self._model = load_trained(self.run_dir)[0].model
+        return self._model
+
+
+# -- data ---------------------------------------------------------------------------------------------------
+def _is_torch_dataset(data: Any) -> bool:
+    from torch.utils.data import Dataset
+    return isinstance(data, Dataset)
+
+
+def _in_memory(data: Any) -> bool:
+    return isinstance(data, (tuple, list)) or _is_torch_dataset(data)
+
+
+def _data_fields(data: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The config fields that name `data` when it is a dataset name, a folder or an .npz file."""
+    if data is None:
+        return {}
+    if isinstance(data, str) and data in names:
+        return {"dataset": data}
+    if not isinstance(data, (str, os.PathLike)):
+        raise GdasError(f"data must be a dataset name ({', '.join(names)}), a folder with train/<class>/ images, "
+                        f"an .npz file, an (x, y) pair of arrays or a torch Dataset of (image, label); got a "
+                        f"{type(data).__name__}")
+    path = Path(data).expanduser()
+    if path.is_dir():
+        return {"dataset": "folder", "data_dir": str(path)}
+    if path.suffix.lower() == ".npz":
+        if not path.is_file():
+            raise GdasError(f"npz file {path} does not exist; check the path")
+        return {"dataset": "npz", "data_dir": str(path)}
+    raise GdasError(f"data {str(data)!r} is not a dataset name ({', '.join(names)}), an existing folder or an "
+                    ".npz file; check the name or the path")
+
+
+def _to_dataset(data: Any, test: Any, cfg: Any) -> ImageDataset:
+    """In-memory data (and its test split) as an ImageDataset at the config's image size and channels."""
+    from gdas.data.arrays import dataset_from_arrays, dataset_from_torch
+
+    options = {"image_size": cfg.image_size, "channels": cfg.channels}
+    if _is_torch_dataset(data):
+        if test is not None and not _is_torch_dataset(test):
+            raise GdasError("test must be a torch Dataset like the training data (or None)")
+        return dataset_from_torch(data, test, **options)
+    pairs = [("data", data)] + ([("test", test)] if test is not None else [])
+    for name, pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise GdasError(f"{name} must be an (x, y) pair of arrays or tensors (images and labels), like the "
+                            f"training data; got a {type(pair).__name__}" + (f" of {len(pair)} items"
+                                                                             if isinstance(pair, (tuple, list)) else ""))
+    x_test, y_test = test if test is not None else (None, None)
+    return dataset_from_arrays(data[0], data[1], x_test, y_test, **options)
+
+
+class _DataFile:
+    """In-memory data of a new run: converted and checked up front, written to RUN_DIR/data.npz just before the
+    run starts, removed again when the run fails before its folder holds a config."""
+
+    def __init__(self, dataset: ImageDataset, out: Path):
+        self.dataset, self.out, self.path = dataset, out, out / DATA_FILE
+        self.written = False
+
+    def check_free(self) -> None:
+        for name in (files.CONFIG, files.CHECKPOINT, files.MULTISEED, DATA_FILE):
+            if (self.out / name).exists():
+                raise GdasError(f"{self.out} already holds a run ({name}); continue it with resume=True or "
+                                "choose another out")
+
+    def write(self, again: bool = False) -> None:
+        """Write the npz; `again`: resume="auto" found no run here, so an npz left by a run that stopped before
+        it began is replaced."""
+        from gdas.data.arrays import save_npz
+        if not again:
+            self.check_free()
+        save_npz(self.dataset, self.path, overwrite=again)
+        self.written = True
+
+    def prepare(self, resume: Resume) -> Any:
+        return lambda: self.write(again=resume == "auto")
+
+    def discard_unused(self) -> None:
+        if self.written and not any((self.out / n).exists() for n in (files.CONFIG, files.MULTISEED)):
+            self.path.unlink(missing_ok=True)
+            if self.out.is_dir() and not any(self.out.iterdir()):
+                self.out.rmdir()
+
+
+def _memory_config(cfg: Any, data: Any, test: Any, out: Optional[str | Path], kind: str,
+                   check_input: Any, auxiliary: bool) -> tuple[Any, Path, _DataFile]:
+    """(config reading RUN_DIR/data.npz, run folder, its data file) for in-memory data; all checks first."""
+    dataset = _to_dataset(data, test, cfg)
+    if check_input is not None:
+        check_input(dataset.image_size, auxiliary)
+    run_dir = Path(out) if out is not None else default_out(kind, cfg.preset)
+    data_file = _DataFile(dataset, run_dir)
+    return dataclasses.replace(cfg, data_dir=str(data_file.path.resolve())), run_dir, data_file
+
+
+def _memory_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    for key in ("dataset", "data_dir"):
+        if key in overrides:
+            raise GdasError(f"{key}= cannot be given with in-memory data: the arrays are the data (they are "
+                            f"written to RUN_DIR/{DATA_FILE})")
+    return {**overrides, "dataset": "npz", "data_dir": DATA_FILE}  # data_dir is set once the run folder is known
+
+
+def _merge(data_fields: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    clash = sorted(set(data_fields) & set(overrides))
+    if clash:
+        raise GdasError(f"the data is given twice (data= and {clash[0]}=); give it once")
+    return {**overrides, **data_fields}
+
+
+# -- presets of a space --------------------------------------------------------------------------------
+def preset_for_space(presets: Mapping[str, Any], name: str, space: str) -> str:
+    """`name`, or its counterpart in `space` when the preset is of another space: "fashion-mnist" ->
+    "nb201-fashion-mnist", "nb201-smoke" -> "smoke" (darts presets have no prefix)."""
+    if name not in presets or presets[name].space == space:
+        return name  # an unknown name fails in resolve_config with the list of presets
+    own = presets[name].space
+    stem = name[len(own) + 1:] if own != "darts" and name.startswith(own + "-") else name
+    candidate = stem if space == "darts" else f"{space}-{stem}"
+    if candidate in presets and presets[candidate].space == space:
+        return candidate
+    choices = ", ".join(n for n, p in presets.items() if p.space == space)
+    raise GdasError(f"preset {name!r} is a {own} preset with no {space} counterpart; pass one of the {space} "
+                    f"presets: {choices}")
+
+
+def _preset_name(preset: Optional[str], config: Optional[str | Path], kind: str, default: str
+                 ) -> tuple[str, bool]:
+    """(the preset a run starts from, whether it was named: here or in the config file)."""
+    if preset is not None:
+        return preset, True
+    if config is not None:
+        from gdas.configs.files import read_config_file
+        named = read_config_file(config, kind).get("preset")
+        if isinstance(named, str):
+            return named, True
+    return default, False
+
+
+# -- search and train --------------------------------------------------------------------------------------
+def search(data: Any = None, *, preset: Optional[str] = None, space: Optional[str] = None,
+           out: Optional[str | Path] = None, test: Any = None, seeds: Optional[list[int]] = None,
+           resume: Resume = False, progress: bool = False, config: Optional[str | Path] = None,
+           parallel: int = 1, **overrides: Any) -> SearchResult:
+    """Search a cell with GDAS (Algorithm 1) and derive its genotype; see docs/api.md.
+
+    `data`: a dataset name ("fashion-mnist", "cifar10" with data_dir=..., "synthetic", ...), a folder with
+    train/<class>/ images, an .npz file, an (x, y) pair of arrays / tensors or a torch Dataset of (image,
+    label) (with `test` its test split in the same form); None: the config's dataset. `preset` (default: the
+    `config` file's, else "fashion-mnist"), then the `config` file (JSON / YAML), then `overrides` (config
+    fields: epochs=2, C=8, ...). `space` picks that space's counterpart of the preset. `seeds`: one search
+    per seed, keeping the best cell. `resume`: True continues the run in `out`, "auto" starts or continues it.
+    """
+    where = "in gdas.search()"
+    kind = "search"
+    if resume is True:
+        changes = resume_changes(SearchConfig, kind, config, _data_fields(None if _in_memory(data) else data,
+                                                                          IMAGE_DATASETS) | overrides, where)
+        run_dir, result, seeds = search_or_resume(None, out=out, resume=True, changes=changes, seeds=seeds,
+                                                  parallel=parallel, show_progress=progress)
+        return _search_result(run_dir, result, seeds)
+    name, _ = _preset_name(preset, config, kind, SEARCH_PRESET)
+    if space is not None:
+        get_space(space)  # an unknown space fails with the list of spaces
+        name = preset_for_space(SEARCH_PRESETS, name, space)
+    memory = _in_memory(data)
+    if test is not None and not memory:
+        raise GdasError("test= goes with in-memory data; a folder, an npz file or a named dataset brings its own "
+                        "test split")
+    fields = _memory_overrides(overrides) if memory else _merge(_data_fields(data, IMAGE_DATASETS), overrides)
+    cfg = resolve_config(SearchConfig, SEARCH_PRESETS, name, kind=kind, preset=name, config=config,
+                         overrides=fields, where=where)
+    data_file = None
+    if memory:
+        cfg, out, data_file = _memory_config(cfg, data, test, out, kind, get_space(cfg.space).check_input, False)
+        if resume is False:
+            data_file.check_free()
+    try:
+        run_dir, result, seeds = search_or_resume(cfg, out=out, resume=resume, seeds=seeds, parallel=parallel,
+                                                  show_progress=progress,
+                                                  prepare=data_file.prepare(resume) if data_file else None)
+    except BaseException:
+        if data_file is not None:
+            data_file.discard_unused()
+        raise
+    return _search_result(run_dir, result, seeds)
+
+
+def _search_result(run_dir: Path, result: dict[str, Any], seeds: Optional[list[int]]) -> SearchResult:
+    if "genotype_json" in result:
+        genotype = genotype_from_json(result["genotype_json"])
+    elif isinstance(result.get("genotype"), str):
+        genotype = load_genotype(result["genotype"])
+    else:  # a complete multi-seed folder found by resume="auto": seeds.json has no genotype; the folder has
+        genotype = load_genotype(run_dir)
+    return SearchResult(genotype=genotype, run_dir=Path(run_dir), summary=result,
+                        seeds=result.get("seeds") if seeds else None,
+                        best_seed=result.get("best_seed") if seeds else None)
+
+
+def _genotype_spec(genotype: Any) -> str:
+    """The `genotype` config field of a name, a path, a run folder, a SearchResult or a genotype object."""
+    if isinstance(genotype, SearchResult):
+        return str(genotype.run_dir)
+    if isinstance(genotype, (str, os.PathLike)):
+        return str(genotype)
+    if hasattr(genotype, "to_json") and hasattr(genotype, "kind"):
+        return json.dumps(genotype.to_json())
+    raise GdasError(f"genotype must be a registry name, a genotype.json, a search run folder, a SearchResult or "
+                    f"a genotype object; got a {type(genotype).__name__}")
+
+
+def train(genotype: Any = None, data: Any = None, *, preset: Optional[str] = None,
+          out: Optional[str | Path] = None, test: Any = None, resume: Resume = False, progress: bool = False,
+          config: Optional[str | Path] = None, **overrides: Any) -> TrainResult:
+    """Train the final network of `genotype` and measure its top-1 / top-5 test error; see docs/api.md.
+
+    `genotype`: a registry name ("GDAS"), a genotype.json, a search run folder, a SearchResult or a genotype
+    object (None: the config's). `data`, `test`, `preset`, `config`, `resume` and `overrides` as in `search`;
+    without a preset (here or in the config file) the default one is replaced by its counterpart in the
+    genotype's space (an nb201 cell trains with "nb201-fashion-mnist").
+    """
+    where, kind = "in gdas.train()", "train"
+    from gdas.train import run_train
+
+    fields = dict(overrides)
+    if genotype is not None:
+        fields["genotype"] = _genotype_spec(genotype)
+    if resume is True:
+        named = _data_fields(None if _in_memory(data) else data, TRAIN_DATASETS)
+        changes = resume_changes(TrainConfig, kind, config, named | fields, where)
+        run_dir, summary = start_or_resume(kind, TrainConfig, run_train, None, out=out, resume=True,
+                                           changes=changes, show_progress=progress)
+        return _train_result(run_dir, summary)
+    name, named = _preset_name(preset, config, kind, TRAIN_PRESET)
+    if genotype is not None and not named:  # the default preset follows the genotype's space
+        name = preset_for_space(TRAIN_PRESETS, name, space_of(load_genotype(fields["genotype"])).name)
+    memory = _in_memory(data)
+    if test is not None and not memory:
+        raise GdasError("test= goes with in-memory data; a folder, an npz file or a named dataset brings its own "
+                        "test split")
+    fields = _memory_overrides(fields) if memory else _merge(_data_fields(data, TRAIN_DATASETS), fields)
+    cfg = resolve_config(TrainConfig, TRAIN_PRESETS, name, kind=kind, preset=name, config=config,
+                         overrides=fields, where=where)
+    data_file = None
+    if memory:
+        check = space_of(load_genotype(cfg.genotype)).check_input
+        cfg, out, data_file = _memory_config(cfg, data, test, out, kind, check, cfg.auxiliary)
+        if resume is False:
+            data_file.check_free()
+    try:
+        run_dir, summary = start_or_resume(kind, TrainConfig, run_train, cfg, out=out, resume=resume,
+                                           show_progress=progress, prepare=data_file.prepare(resume) if data_file else None)
+    except BaseException:
+        if data_file is not None:
+            data_file.discard_unused()
+        raise
+    return _train_result(run_dir, summary)
+
+
+def _train_result(run_dir: Path, summary: dict[str, Any]) -> TrainResult:
+    return TrainResult(run_dir=Path(run_dir), summary=summary, final_top1_err=summary.get("final_top1_err"),
+                       final_top5_err=summary.get("final_top5_err"), best_epoch=summary.get("best_epoch"),
+                       best_valid_top1_err=summary.get("best_valid_top1_err"),
+                       best_test_top1_err=summary.get("best_test_top1_err"))
+
+
+# -- networks for your own loop ---------------------------------------------------------------------------
+LAYOUTS = {"cifar": "cifar10", "imagenet": "imagenet"}  # the stem and reductions: CIFAR's or ImageNet-mobile's
+
+
+def build_network(genotype: Any, *, num_classes: int, C: int, N: int, in_channels: int = 3,
+                  auxiliary: bool = False, layout: str = "cifar") -> nn.Module:
+    """The final network of a genotype (or of a name / path `load_genotype` reads), as a plain nn.Module: 3N
+    cells ("cifar": a 3x3 stem, for any input size; "imagenet": the mobile setting's stride-8 stem). Its forward
+    returns (logits, auxiliary logits): the second is None unless `auxiliary` and in train mode."""
+    if layout not in LAYOUTS:
+        raise GdasError(f"layout {layout!r} is not one of: {', '.join(LAYOUTS)}")
+    if not isinstance(genotype, (str, os.PathLike)) and not hasattr(genotype, "kind"):
+        raise GdasError(f"genotype must be a genotype object, a registry name or a path; got a "
+                        f"{type(genotype).__name__}")
+    genotype = load_genotype(genotype) if isinstance(genotype, (str, os.PathLike)) else genotype
+    space = space_of(genotype)
+    if space.data != "image":
+        raise GdasError(f"{genotype.kind} genotypes are recurrent cells; build_network builds CNNs")
+    for name, value in (("num_classes", num_classes), ("C", C), ("N", N)):
+        if not isinstance(value, int) or value < 1:
+            raise GdasError(f"{name} must be a positive integer, got {value!r}")
+    return space.build_network(genotype, dataset=LAYOUTS[layout], C=C, N=N, num_classes=num_classes,
+                               auxiliary=auxiliary, in_channels=in_channels)
+
+
+def build_supernet(space: str = "darts", *, num_classes: int, in_channels: int = 3, C: int = 16, N: int = 2,
+                   steps: Optional[int] = None, sampler: str = "gdas", **fields: Any) -> nn.Module:
+    """The search network of an image space, for a hand-written Algorithm 1. `steps` defaults to the space's
+    (darts 4, nb201 3); `fields` are other search-config fields it reads (frc, sample_scope, max_skip).
+
+    Its `sample_arch(tau, arch_grad=..., generator=...)` draws one architecture per cell, `model(x, archs)`
+    gives logits, `weight_parameters()` / `arch_parameters()` are W and A, `probabilities()` softmax(A).
+    """
+    names = [n for n, p in SEARCH_PRESETS.items() if p.space == space]
+    if not names:
+        raise GdasError(f"space {space!r} has no CNN supernet; choose one of: "
+                        f"{', '.join(sorted({p.space for p in SEARCH_PRESETS.values()}))}")
+    own = SEARCH_PRESETS[names[0]]
+    given = cfgbase.check_fields(SearchConfig, fields, "in gdas.build_supernet()")
+    cfg = dataclasses.replace(own, preset="custom", C=C, N=N, steps=own.steps if steps is None else steps,
+                              sampler=sampler, **given)
+    cfg.validate()
+    model = get_space(space).build_supernet(cfg, num_classes, in_channels)
+    model.search_config = cfg  # what `derive` reads (a plain attribute: not in the state dict)
+    return model
+
+
+def derive(supernet: nn.Module, **fields: Any) -> AnyGenotype:
+    """The genotype of a supernet from `build_supernet`: its space's derivation of softmax(A); `fields` may
+    change what the derivation reads (max_skip=2)."""
+    cfg = getattr(supernet, "search_config", None)
+    if not isinstance(cfg, SearchConfig):
+        raise GdasError("derive() takes a supernet made by gdas.build_supernet()")
+    cfg = dataclasses.replace(cfg, **cfgbase.check_fields(SearchConfig, fields, "in gdas.derive()"))
+    return get_space(cfg.space).derive(supernet.probabilities(), cfg)
