@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from torch import nn
 
@@ -152,15 +153,43 @@ class _DataFile:
                 self.out.rmdir()
 
 
-def _memory_config(cfg: Any, data: Any, test: Any, out: Optional[str | Path], kind: str,
-                   check_input: Any, auxiliary: bool) -> tuple[Any, Path, _DataFile]:
-    """(config reading RUN_DIR/data.npz, run folder, its data file) for in-memory data; all checks first."""
+def _new_config(cls: type, presets: Mapping[str, Any], name: str, data: Any, test: Any, fields: Mapping[str, Any],
+                out: Optional[str | Path], resume: Resume, *, config: Optional[str | Path], where: str,
+                network_input: Callable[[Any], tuple[Any, bool]]
+                ) -> tuple[Any, Optional[str | Path], Optional[_DataFile]]:
+    """(config, run folder, data file) of a new search or training run; in-memory data is converted and checked
+    against the network (`network_input(cfg)`: the space's check_input and whether an auxiliary head reads it)
+    before anything is written, and read from RUN_DIR/data.npz."""
+    memory = _in_memory(data)
+    if test is not None and not memory:
+        raise GdasError("test= goes with in-memory data; a folder, an npz file or a named dataset brings its own "
+                        "test split")
+    names = IMAGE_DATASETS if cls is SearchConfig else TRAIN_DATASETS
+    fields = _memory_overrides(fields) if memory else _merge(_data_fields(data, names), fields)
+    kind = "search" if cls is SearchConfig else "train"
+    cfg = resolve_config(cls, presets, name, kind=kind, preset=name, config=config, overrides=fields, where=where)
+    if not memory:
+        return cfg, out, None
     dataset = _to_dataset(data, test, cfg)
+    check_input, auxiliary = network_input(cfg)
     if check_input is not None:
         check_input(dataset.image_size, auxiliary)
     run_dir = Path(out) if out is not None else default_out(kind, cfg.preset)
     data_file = _DataFile(dataset, run_dir)
+    if resume is False:
+        data_file.check_free()
     return dataclasses.replace(cfg, data_dir=str(data_file.path.resolve())), run_dir, data_file
+
+
+@contextmanager
+def _discarded_on_failure(data_file: Optional[_DataFile]) -> Iterator[None]:
+    """Remove a data file written for a run that failed before its folder held a config."""
+    try:
+        yield
+    except BaseException:
+        if data_file is not None:
+            data_file.discard_unused()
+        raise
 
 
 def _memory_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,26 +262,13 @@ def search(data: Any = None, *, preset: Optional[str] = None, space: Optional[st
     if space is not None:
         get_space(space)  # an unknown space fails with the list of spaces
         name = preset_for_space(SEARCH_PRESETS, name, space)
-    memory = _in_memory(data)
-    if test is not None and not memory:
-        raise GdasError("test= goes with in-memory data; a folder, an npz file or a named dataset brings its own "
-                        "test split")
-    fields = _memory_overrides(overrides) if memory else _merge(_data_fields(data, IMAGE_DATASETS), overrides)
-    cfg = resolve_config(SearchConfig, SEARCH_PRESETS, name, kind=kind, preset=name, config=config,
-                         overrides=fields, where=where)
-    data_file = None
-    if memory:
-        cfg, out, data_file = _memory_config(cfg, data, test, out, kind, get_space(cfg.space).check_input, False)
-        if resume is False:
-            data_file.check_free()
-    try:
+    cfg, out, data_file = _new_config(SearchConfig, SEARCH_PRESETS, name, data, test, overrides, out, resume,
+                                      config=config, where=where,
+                                      network_input=lambda c: (get_space(c.space).check_input, False))
+    with _discarded_on_failure(data_file):
         run_dir, result, seeds = search_or_resume(cfg, out=out, resume=resume, seeds=seeds, parallel=parallel,
                                                   show_progress=progress,
                                                   prepare=data_file.prepare(resume) if data_file else None)
-    except BaseException:
-        if data_file is not None:
-            data_file.discard_unused()
-        raise
     return _search_result(run_dir, result, seeds)
 
 
@@ -305,26 +321,13 @@ def train(genotype: Any = None, data: Any = None, *, preset: Optional[str] = Non
     name, named = _preset_name(preset, config, kind, TRAIN_PRESET)
     if genotype is not None and not named:  # the default preset follows the genotype's space
         name = preset_for_space(TRAIN_PRESETS, name, space_of(load_genotype(fields["genotype"])).name)
-    memory = _in_memory(data)
-    if test is not None and not memory:
-        raise GdasError("test= goes with in-memory data; a folder, an npz file or a named dataset brings its own "
-                        "test split")
-    fields = _memory_overrides(fields) if memory else _merge(_data_fields(data, TRAIN_DATASETS), fields)
-    cfg = resolve_config(TrainConfig, TRAIN_PRESETS, name, kind=kind, preset=name, config=config,
-                         overrides=fields, where=where)
-    data_file = None
-    if memory:
-        check = space_of(load_genotype(cfg.genotype)).check_input
-        cfg, out, data_file = _memory_config(cfg, data, test, out, kind, check, cfg.auxiliary)
-        if resume is False:
-            data_file.check_free()
-    try:
+    cfg, out, data_file = _new_config(TrainConfig, TRAIN_PRESETS, name, data, test, fields, out, resume,
+                                      config=config, where=where,
+                                      network_input=lambda c: (space_of(load_genotype(c.genotype)).check_input,
+                                                               c.auxiliary))
+    with _discarded_on_failure(data_file):
         run_dir, summary = start_or_resume(kind, TrainConfig, run_train, cfg, out=out, resume=resume,
                                            show_progress=progress, prepare=data_file.prepare(resume) if data_file else None)
-    except BaseException:
-        if data_file is not None:
-            data_file.discard_unused()
-        raise
     return _train_result(run_dir, summary)
 
 

@@ -160,3 +160,19 @@ def check_choice(value: Any, choices: typing.Iterable[Any], option: str) -> None
 def meta(help: str = "", choices: typing.Iterable[str] | None = None, aliases: tuple[str, ...] = ()) -> dict:
     """Field metadata for `add_config_options`."""
     return {"help": help, "choices": tuple(choices) if choices is not None else None, "aliases": aliases}
+
+
+# The options that shape a user's own data (folder / npz), shared by the search and train configs.
+OWN_DATA_HELP = {
+    "image_size": "folder / npz data: resize (folders: shorter side, then centre crop) to this square side "
+                  "(default: folders 32, npz the arrays' own size); ignored by the built-in datasets",
+    "channels": "folder / npz data: 1 (grayscale) or 3 (RGB) input channels (default: detected from the images)",
+    "skip_bad_images": "folder data: leave out unreadable or corrupt images (counted in the log) instead of stopping",
+    "stream": "folder data: decode batches with loader workers instead of holding the images in memory "
+              "(default: auto, streaming above a size limit)",
+}
+
+
+def own_data_field(name: str, default: Any = None, *, help_prefix: str = "") -> Any:
+    """The dataclass field of one own-data option (`OWN_DATA_HELP`)."""
+    return dataclasses.field(default=default, metadata=meta(help_prefix + OWN_DATA_HELP[name]))

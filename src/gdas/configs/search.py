@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from gdas.configs.base import check, check_choice, meta
+from gdas.configs.base import check, check_choice, meta, own_data_field
 from gdas.configs.runtime import validate_runtime
 from gdas.errors import GdasError
 from gdas.sampler import SAMPLE_SCOPES, SAMPLERS
@@ -30,16 +30,10 @@ class SearchConfig:
     train_subset: Optional[int] = field(default=None, metadata=meta(
         "use a seeded random subset of this many training images (before the D_T/D_V split)"))
     synthetic_train: int = field(default=512, metadata=meta("images of the synthetic dataset"))
-    image_size: Optional[int] = field(default=None, metadata=meta(
-        "folder / npz data: resize (folders: shorter side, then centre crop) to this square side (default: "
-        "folders 32, npz the arrays' own size); ignored by the built-in datasets"))
-    channels: Optional[int] = field(default=None, metadata=meta(
-        "folder / npz data: 1 (grayscale) or 3 (RGB) input channels (default: detected from the images)"))
-    skip_bad_images: bool = field(default=False, metadata=meta(
-        "folder data: leave out unreadable or corrupt images (counted in the log) instead of stopping"))
-    stream: Optional[bool] = field(default=None, metadata=meta(
-        "folder data: decode batches with loader workers instead of holding the images in memory (default: "
-        "auto, streaming above a size limit)"))
+    image_size: Optional[int] = own_data_field("image_size")
+    channels: Optional[int] = own_data_field("channels")
+    skip_bad_images: bool = own_data_field("skip_bad_images", False)
+    stream: Optional[bool] = own_data_field("stream")
     C: int = field(default=16, metadata=meta("initial channels of the supernet"))
     N: int = field(default=2, metadata=meta("normal cells per block (3N+2 cells)"))
     steps: int = field(default=4, metadata=meta("intermediate nodes per cell (B; NAS-Bench-201: 3)"))

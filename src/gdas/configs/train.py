@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from gdas.configs.base import check, check_choice, meta
+from gdas.configs.base import check, check_choice, meta, own_data_field
 from gdas.configs.runtime import validate_runtime
 
 from gdas.data.images import IMAGE_DATASETS, check_data_source
@@ -38,17 +38,11 @@ class TrainConfig:
         "(default none: no validation part, no best.pt)"))
     synthetic_train: int = field(default=256, metadata=meta("training images of the synthetic dataset"))
     synthetic_test: int = field(default=64, metadata=meta("test images of the synthetic dataset"))
-    image_size: Optional[int] = field(default=None, metadata=meta(
-        "ImageNet crop size (random-resized / centre crop; default 224); folder / npz data: resize (folders: "
-        "shorter side, then centre crop) to this square side (default: folders 32, npz the arrays' own size); "
-        "ignored by the other datasets"))
-    channels: Optional[int] = field(default=None, metadata=meta(
-        "folder / npz data: 1 (grayscale) or 3 (RGB) input channels (default: detected from the images)"))
-    skip_bad_images: bool = field(default=False, metadata=meta(
-        "folder data: leave out unreadable or corrupt images (counted in the log) instead of stopping"))
-    stream: Optional[bool] = field(default=None, metadata=meta(
-        "folder data: decode batches with loader workers instead of holding the images in memory (default: "
-        "auto, streaming above a size limit)"))
+    image_size: Optional[int] = own_data_field(
+        "image_size", help_prefix="ImageNet crop size (random-resized / centre crop; default 224); ")
+    channels: Optional[int] = own_data_field("channels")
+    skip_bad_images: bool = own_data_field("skip_bad_images", False)
+    stream: Optional[bool] = own_data_field("stream")
     workers: int = field(default=8, metadata=meta("ImageNet data-loader worker processes"))
     use_torchvision: bool = field(default=False, metadata=meta("ImageNet transforms from torchvision"))
     C: int = field(default=36, metadata=meta("initial channels of the network"))
