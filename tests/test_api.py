@@ -223,7 +223,7 @@ def test_supernet_errors() -> None:
         gdas.build_supernet("rnn", num_classes=3)
     with pytest.raises(GdasError, match="unknown field 'sampel' in gdas.build_supernet\\(\\); did you mean 'sampler'"):
         gdas.build_supernet(num_classes=3, sampel="gdas")
-    with pytest.raises(GdasError, match="--C must be even"):
+    with pytest.raises(GdasError, match="^C must be even"):
         gdas.build_supernet(num_classes=3, C=5)
     with pytest.raises(GdasError, match="derive\\(\\) takes a supernet made by gdas.build_supernet"):
         gdas.derive(torch.nn.Linear(2, 2))
@@ -241,3 +241,21 @@ def test_search_and_train_on_a_folder_path(tmp_path: Path, monkeypatch) -> None:
     assert (data["dataset"], data["data_dir"], data["image_size"]) == ("folder", str(root), 16)
     trained = gdas.train(result, str(root), out=tmp_path / "t", image_size=24, **TINY)
     assert trained.summary["dataset"] == "folder" and trained.final_top1_err is not None
+
+
+def test_errors_from_python_name_keyword_arguments_and_the_cli_names_options(tmp_path: Path, capsys) -> None:
+    x = np.random.default_rng(0).integers(0, 256, size=(24, 16, 16), dtype=np.uint8)
+    y = np.arange(24) % 2
+    with pytest.raises(GdasError) as error:  # 16 px is too small for the auxiliary head of the smoke preset
+        gdas.train("GDAS", (x, y), test=(x[:4], y[:4]), preset="smoke", out=tmp_path / "a")
+    assert "pass auxiliary=False" in str(error.value) and "--" not in str(error.value)
+    with pytest.raises(GdasError) as error:  # no test split and no validation part
+        gdas.train("GDAS", (x, y), preset="smoke", out=tmp_path / "b", auxiliary=False)
+    assert "valid_portion=P" in str(error.value) and "--" not in str(error.value)
+    with pytest.raises(GdasError, match="^epochs must be at least 1"):
+        gdas.search((x, y), preset="smoke", out=tmp_path / "c", epochs=0)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y)
+    assert run_cli("train", "--preset", "smoke", "--genotype", "GDAS", "--dataset", "npz", "--data-dir",
+                   tmp_path / "d.npz", "--no-auxiliary", "--out", tmp_path / "e") == 2
+    assert "--valid-portion P" in capsys.readouterr().err
+    assert not any((tmp_path / name).exists() for name in "abce")

@@ -221,3 +221,23 @@ def test_tracking_options():
         validate_tracking("wandb", None)
     with pytest.raises(GdasError, match="needs --tracking mlflow"):
         validate_tracking(None, "./mlruns")
+
+
+def test_python_wording_turns_options_into_keyword_arguments() -> None:
+    from gdas.configs.base import python_wording
+    from gdas.configs.train import TrainConfig
+
+    classes = [SearchConfig, TrainConfig]
+    cases = {
+        "raise --image-size or pass --no-auxiliary": "raise image_size or pass auxiliary=False",
+        "or pass --valid-portion P (a part)": "or pass valid_portion=P (a part)",
+        "--C must be even, got 7": "C must be even, got 7",
+        "pass --image-size 8 (or 12)": "pass image_size=8 (or 12)",
+        "pass --image-size N (image_size=N in Python) to resize": "pass image_size=N to resize",
+        "continue it with --resume runs/x or choose another --out": "continue it with resume=True or choose another out",
+        "--auto-resume needs --out DIR": 'resume="auto" needs out=DIR',
+        "--stream": "stream=True",
+        "see --help or --unknown-thing": "see --help or --unknown-thing",  # not a field: left as it is
+    }
+    for message, worded in cases.items():
+        assert python_wording(message, classes) == worded

@@ -4,6 +4,7 @@ networks and the supernet for hand-written loops. `gdas search` and `gdas train`
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 from torch import nn
 
-from gdas.configs import base as cfgbase
+from gdas.configs.base import python_wording
 from gdas.configs.files import resolve_config
 from gdas.configs.search import SEARCH_PRESETS, SearchConfig
 from gdas.configs.train import TRAIN_DATASETS, TRAIN_PRESETS, TrainConfig
@@ -21,13 +22,14 @@ from gdas.data.images import IMAGE_DATASETS, ImageDataset
 from gdas.engine import rundir as files
 from gdas.errors import GdasError
 from gdas.genotypes import AnyGenotype, genotype_from_json, load_genotype
+from gdas.handwritten import build_network, build_supernet, derive
 from gdas.runs import Resume, default_out, resume_changes, search_or_resume, start_or_resume
 from gdas.sampler import tau_at
 from gdas.spaces import get_space, space_of
 from gdas.spaces import space_names as list_spaces
 
 __all__ = ["SearchResult", "TrainResult", "search", "train", "load_genotype", "build_network", "build_supernet",
-           "derive", "tau_at", "get_space", "list_spaces"]
+           "derive", "tau_at", "get_space", "list_spaces"]  # build_network, build_supernet, derive: handwritten.py
 
 SEARCH_PRESET = "fashion-mnist"  # the default preset of `gdas search` and `gdas.search`
 TRAIN_PRESET = "fashion-mnist"
@@ -237,11 +239,12 @@ def _preset_name(preset: Optional[str], config: Optional[str | Path], kind: str,
 
 
 # -- search and train --------------------------------------------------------------------------------------
-def search(data: Any = None, *, preset: Optional[str] = None, space: Optional[str] = None,
+def start_search(data: Any = None, *, preset: Optional[str] = None, space: Optional[str] = None,
            out: Optional[str | Path] = None, test: Any = None, seeds: Optional[list[int]] = None,
            resume: Resume = False, progress: bool = False, config: Optional[str | Path] = None,
            parallel: int = 1, **overrides: Any) -> SearchResult:
-    """Search a cell with GDAS (Algorithm 1) and derive its genotype; see docs/api.md.
+    """Search a cell with GDAS (Algorithm 1) and derive its genotype; see docs/api.md. (`gdas search` calls it;
+    `search` is the same with its errors worded for Python.)
 
     `data`: a dataset name ("fashion-mnist", "cifar10" with data_dir=..., "synthetic", ...), a folder with
     train/<class>/ images, an .npz file, an (x, y) pair of arrays / tensors or a torch Dataset of (image,
@@ -296,10 +299,11 @@ def _genotype_spec(genotype: Any) -> str:
                     f"a genotype object; got a {type(genotype).__name__}")
 
 
-def train(genotype: Any = None, data: Any = None, *, preset: Optional[str] = None,
+def start_train(genotype: Any = None, data: Any = None, *, preset: Optional[str] = None,
           out: Optional[str | Path] = None, test: Any = None, resume: Resume = False, progress: bool = False,
           config: Optional[str | Path] = None, **overrides: Any) -> TrainResult:
-    """Train the final network of `genotype` and measure its top-1 / top-5 test error; see docs/api.md.
+    """Train the final network of `genotype` and measure its top-1 / top-5 test error; see docs/api.md. (`gdas
+    train` calls it; `train` is the same with its errors worded for Python.)
 
     `genotype`: a registry name ("GDAS"), a genotype.json, a search run folder, a SearchResult or a genotype
     object (None: the config's). `data`, `test`, `preset`, `config`, `resume` and `overrides` as in `search`;
@@ -331,65 +335,25 @@ def train(genotype: Any = None, data: Any = None, *, preset: Optional[str] = Non
     return _train_result(run_dir, summary)
 
 
+def _in_python_words(run: Callable[..., Any], *classes: type) -> Callable[..., Any]:
+    """`run` whose user errors name keyword arguments instead of command-line options (configs.base.python_wording)."""
+    @functools.wraps(run)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return run(*args, **kwargs)
+        except GdasError as exc:
+            raise GdasError(python_wording(str(exc), classes)) from None
+
+    call.__name__ = call.__qualname__ = run.__name__.removeprefix("start_")
+    return call
+
+
+search = _in_python_words(start_search, SearchConfig)
+train = _in_python_words(start_train, TrainConfig, SearchConfig)
+
+
 def _train_result(run_dir: Path, summary: dict[str, Any]) -> TrainResult:
     return TrainResult(run_dir=Path(run_dir), summary=summary, final_top1_err=summary.get("final_top1_err"),
                        final_top5_err=summary.get("final_top5_err"), best_epoch=summary.get("best_epoch"),
                        best_valid_top1_err=summary.get("best_valid_top1_err"),
                        best_test_top1_err=summary.get("best_test_top1_err"))
-
-
-# -- networks for your own loop ---------------------------------------------------------------------------
-LAYOUTS = {"cifar": "cifar10", "imagenet": "imagenet"}  # the stem and reductions: CIFAR's or ImageNet-mobile's
-
-
-def build_network(genotype: Any, *, num_classes: int, C: int, N: int, in_channels: int = 3,
-                  auxiliary: bool = False, layout: str = "cifar") -> nn.Module:
-    """The final network of a genotype (or of a name / path `load_genotype` reads), as a plain nn.Module: 3N
-    cells ("cifar": a 3x3 stem, for any input size; "imagenet": the mobile setting's stride-8 stem). Its forward
-    returns (logits, auxiliary logits): the second is None unless `auxiliary` and in train mode."""
-    if layout not in LAYOUTS:
-        raise GdasError(f"layout {layout!r} is not one of: {', '.join(LAYOUTS)}")
-    if not isinstance(genotype, (str, os.PathLike)) and not hasattr(genotype, "kind"):
-        raise GdasError(f"genotype must be a genotype object, a registry name or a path; got a "
-                        f"{type(genotype).__name__}")
-    genotype = load_genotype(genotype) if isinstance(genotype, (str, os.PathLike)) else genotype
-    space = space_of(genotype)
-    if space.data != "image":
-        raise GdasError(f"{genotype.kind} genotypes are recurrent cells; build_network builds CNNs")
-    for name, value in (("num_classes", num_classes), ("C", C), ("N", N)):
-        if not isinstance(value, int) or value < 1:
-            raise GdasError(f"{name} must be a positive integer, got {value!r}")
-    return space.build_network(genotype, dataset=LAYOUTS[layout], C=C, N=N, num_classes=num_classes,
-                               auxiliary=auxiliary, in_channels=in_channels)
-
-
-def build_supernet(space: str = "darts", *, num_classes: int, in_channels: int = 3, C: int = 16, N: int = 2,
-                   steps: Optional[int] = None, sampler: str = "gdas", **fields: Any) -> nn.Module:
-    """The search network of an image space, for a hand-written Algorithm 1. `steps` defaults to the space's
-    (darts 4, nb201 3); `fields` are other search-config fields it reads (frc, sample_scope, max_skip).
-
-    Its `sample_arch(tau, arch_grad=..., generator=...)` draws one architecture per cell, `model(x, archs)`
-    gives logits, `weight_parameters()` / `arch_parameters()` are W and A, `probabilities()` softmax(A).
-    """
-    names = [n for n, p in SEARCH_PRESETS.items() if p.space == space]
-    if not names:
-        raise GdasError(f"space {space!r} has no CNN supernet; choose one of: "
-                        f"{', '.join(sorted({p.space for p in SEARCH_PRESETS.values()}))}")
-    own = SEARCH_PRESETS[names[0]]
-    given = cfgbase.check_fields(SearchConfig, fields, "in gdas.build_supernet()")
-    cfg = dataclasses.replace(own, preset="custom", C=C, N=N, steps=own.steps if steps is None else steps,
-                              sampler=sampler, **given)
-    cfg.validate()
-    model = get_space(space).build_supernet(cfg, num_classes, in_channels)
-    model.search_config = cfg  # what `derive` reads (a plain attribute: not in the state dict)
-    return model
-
-
-def derive(supernet: nn.Module, **fields: Any) -> AnyGenotype:
-    """The genotype of a supernet from `build_supernet`: its space's derivation of softmax(A); `fields` may
-    change what the derivation reads (max_skip=2)."""
-    cfg = getattr(supernet, "search_config", None)
-    if not isinstance(cfg, SearchConfig):
-        raise GdasError("derive() takes a supernet made by gdas.build_supernet()")
-    cfg = dataclasses.replace(cfg, **cfgbase.check_fields(SearchConfig, fields, "in gdas.derive()"))
-    return get_space(cfg.space).derive(supernet.probabilities(), cfg)

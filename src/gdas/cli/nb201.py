@@ -6,7 +6,6 @@ import argparse
 import json
 from typing import Any
 
-from gdas.errors import GdasError
 from gdas.genotypes import load_genotype_of
 from gdas.spaces.nb201.benchmark import BENCH_DATASETS, NATS_FILE, query
 from gdas.spaces.nb201.genotype import NB201_REGISTRY, NB201Genotype

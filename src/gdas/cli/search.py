@@ -65,7 +65,7 @@ def _print_seeds(result: dict[str, Any], out: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     out, resume = run_target(args)
-    result = api.search(None, preset=args.preset, config=args.config, out=out, resume=resume, seeds=args.seeds,
+    result = api.start_search(None, preset=args.preset, config=args.config, out=out, resume=resume, seeds=args.seeds,
                         parallel=args.parallel, progress=not args.no_progress, **overrides(args, SearchConfig))
     if dist.context().is_main:
         if result.seeds is not None:

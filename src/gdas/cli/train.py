@@ -47,7 +47,7 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
 def main(args: argparse.Namespace) -> int:
     out, resume = run_target(args)
     fields = overrides(args, TrainConfig)
-    result = api.train(fields.pop("genotype", None), None, preset=args.preset, config=args.config, out=out,
+    result = api.start_train(fields.pop("genotype", None), None, preset=args.preset, config=args.config, out=out,
                        resume=resume, progress=not args.no_progress, **fields)
     if dist.context().is_main:
         print_summary(result.summary, result.run_dir)

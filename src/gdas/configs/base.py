@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import difflib
 import types
 import typing
@@ -176,3 +177,34 @@ OWN_DATA_HELP = {
 def own_data_field(name: str, default: Any = None, *, help_prefix: str = "") -> Any:
     """The dataclass field of one own-data option (`OWN_DATA_HELP`)."""
     return dataclasses.field(default=default, metadata=meta(help_prefix + OWN_DATA_HELP[name]))
+
+
+# An option as errors name it, with the placeholder or number that may follow it: "--valid-portion P".
+_OPTION = re.compile(r"--(no-)?([A-Za-z][A-Za-z0-9-]*)(?: ([A-Z][A-Z_]*|\d+(?:\.\d+)?)\b)?")
+_RESUME = re.compile(r"--resume( \S+)?")  # "--resume RUN_DIR": the run folder is `out` in Python
+_IN_PYTHON = re.compile(r" \([a-z_]+=\S+ in Python\)")  # a message that already says it for Python callers
+# Run options of the commands, as Python keyword arguments.
+_RUN_KEYWORDS = {"auto-resume": 'resume="auto"', "out": "out", "seeds": "seeds", "parallel": "parallel",
+                 "config": "config"}
+
+
+def python_wording(message: str, classes: typing.Sequence[type]) -> str:
+    """A user error worded for Python callers: the command-line options of `classes`' fields (and the run
+    options) become keyword arguments: "pass --no-auxiliary" -> "pass auxiliary=False", "--valid-portion P" ->
+    "valid_portion=P", "--epochs must be" -> "epochs must be"."""
+    hints: dict[str, Any] = {}
+    for cls in classes:
+        hints.update(get_type_hints(cls))
+
+    def keyword(match: re.Match) -> str:
+        negated, option, value = match.group(1), match.group(2), match.group(3)
+        name = option.replace("-", "_")
+        if name not in hints:
+            run = _RUN_KEYWORDS.get(option)
+            return match.group(0) if run is None or negated else run + (f"={value}" if value else "")
+        if _unwrap_optional(hints[name])[0] is bool and not value:
+            return f"{name}={not negated}"
+        return f"{name}={value}" if value else name
+
+    message = _IN_PYTHON.sub("", _RESUME.sub("resume=True", message))
+    return _OPTION.sub(keyword, message)
