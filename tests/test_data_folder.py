@@ -161,6 +161,23 @@ def test_unreadable_image_is_named_or_skipped_and_counted(grey: Path, cache: Pat
     assert len(streamed.train_y) == 298 and "left out 2 unreadable images" in capsys.readouterr().out
 
 
+def test_streamed_skip_decodes_every_file_so_no_bad_one_is_left_for_a_batch(grey: Path, cache: Path, monkeypatch,
+                                                                            capsys) -> None:
+    import gdas.data.folder as folder
+
+    monkeypatch.setattr(folder, "STATS_SAMPLE", 5)  # the mean / std sample misses the bad file
+    bad = grey / "train" / "shirt" / "0050.png"
+    bad.write_bytes(bad.read_bytes()[:60])  # the header opens, the pixels do not
+    streamed = load_folder(str(grey), stream=True)  # header check only: the file is still listed
+    assert len(streamed.train_y) == 300
+    index = streamed.train_x.files.index(os.path.join("train", "shirt", "0050.png"))
+    with pytest.raises(GdasError, match=r"cannot read image .*shirt/0050\.png"):
+        BatchReader(streamed.train_x, [torch.tensor([index])], torch.device("cpu"), workers=0)[0]
+    skipped = load_folder(str(grey), stream=True, skip_bad_images=True)  # every file decoded once
+    assert len(skipped.train_y) == 299 and os.path.join("train", "shirt", "0050.png") not in skipped.train_x.files
+    assert "left out 1 unreadable images" in capsys.readouterr().out
+
+
 def test_layout_errors(tmp_path: Path, cache: Path) -> None:
     with pytest.raises(GdasError, match="does not exist"):
         load_folder(str(tmp_path / "missing"))

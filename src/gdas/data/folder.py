@@ -76,36 +76,38 @@ def unreadable(path: str, error: str) -> str:
             "unreadable images out")
 
 
-def _decode_chunk(root: str, files: Sequence[str], size: int, probe: bool
+def _decode_chunk(root: str, files: Sequence[str], size: int, how: str
                   ) -> list[tuple[Optional[np.ndarray], tuple[int, int], str, str]]:
-    """(pixels or None, original size, mode, error) per file; `probe` reads the header only."""
+    """(pixels or None, original size, mode, error) per file. `how`: "pixels" decodes; "verify" decodes but
+    returns no pixels (a streamed folder's check for bad files in bounded memory); "header" reads headers only."""
     from PIL import Image
 
     out = []
     for rel in files:
         path = os.path.join(root, rel)
         try:
-            if probe:
+            if how == "header":
                 with Image.open(path) as img:
                     out.append((None, img.size, img.mode, ""))
             else:
                 pixels, original = decode_image(path, size)
-                out.append((pixels, original, "L" if pixels.shape[0] == 1 else "RGB", ""))
+                out.append((pixels if how == "pixels" else None, original,
+                            "L" if pixels.shape[0] == 1 else "RGB", ""))
         except Exception as exc:  # Pillow raises many types on corrupt files
             out.append((None, (0, 0), "", f"{type(exc).__name__}: {exc}".splitlines()[0][:200]))
     return out
 
 
-def decode_files(root: str, files: Sequence[str], size: int, *, probe: bool = False) -> tuple[list, int]:
+def decode_files(root: str, files: Sequence[str], size: int, *, how: str = "pixels") -> tuple[list, int]:
     """`_decode_chunk` over every file, in chunks on a few processes; (results in file order, processes used)."""
     chunks = [list(files[i:i + CHUNK]) for i in range(0, len(files), CHUNK)]
     processes = min(os.cpu_count() or 1, MAX_PROCESSES, len(chunks))
     if processes <= 1:
-        parts = [_decode_chunk(root, chunk, size, probe) for chunk in chunks]
+        parts = [_decode_chunk(root, chunk, size, how) for chunk in chunks]
     else:  # fork where there is one: the workers need no re-import of torch
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context(method)) as pool:
-            parts = list(pool.map(_decode_chunk, repeat(root), chunks, repeat(size), repeat(probe)))
+            parts = list(pool.map(_decode_chunk, repeat(root), chunks, repeat(size), repeat(how)))
     return [r for part in parts for r in part], max(processes, 1)
 
 
@@ -323,7 +325,10 @@ def _build_in_memory(root: Path, splits: list[Split], size: int, channels: Optio
 
 def _build_streamed(root: Path, splits: list[Split], size: int, channels: Optional[int], skip: bool
                     ) -> tuple[dict[str, Any], str]:
-    results, processes = decode_files(str(root), [f for s in splits for f in s.files], size, probe=True)
+    # Headers find most bad files; with --skip-bad-images every file is decoded once (pixels dropped), so that
+    # no unreadable file is left to stop the run when its batch comes.
+    results, processes = decode_files(str(root), [f for s in splits for f in s.files], size,
+                                      how="verify" if skip else "header")
     bad, modes, originals = 0, [], []
     for i, split in enumerate(splits):
         mine, results = results[:len(split.files)], results[len(split.files):]
@@ -348,7 +353,7 @@ def _build_streamed(root: Path, splits: list[Split], size: int, channels: Option
              "mean": list(mean), "std": list(std), "channels": c, "size": size}
     skipped = f", left out {bad} unreadable images" if bad else ""
     entry["note"] = f"{skipped}{_resized_note(originals, size)}; mean / std from {k} training images"
-    return entry, f"checked {len(originals)} images with {processes} processes"
+    return entry, f"{'decoded' if skip else 'checked the headers of'} {len(originals)} images with {processes} processes"
 
 
 def _dataset(root: Path, classes: list[str], entry: dict[str, Any], streamed: bool) -> ImageDataset:
