@@ -15,7 +15,8 @@ from gdas.configs import base as cfgbase
 from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime, with_channels_last
 from gdas.configs.train import TrainConfig
 from gdas.data.batches import BatchSource, LoaderBatches, Split, TensorBatches
-from gdas.data.images import class_names, data_options, data_record, load_image_dataset, seeded_split
+from gdas.data.images import load_image_dataset, seeded_split
+from gdas.data.own import class_names, data_options, data_record
 from gdas.spaces import space_of
 from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from gdas.configs.train import final_size
-from gdas.data.images import check_data_source
+from gdas.data.own import check_data_source
 from gdas.errors import GdasError
 from gdas.genotypes import load_genotype
 from gdas.spaces import space_of

@@ -12,7 +12,8 @@ from gdas.sampler import SAMPLE_SCOPES, SAMPLERS
 from gdas.spaces import get_space
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 
-from gdas.data.images import IMAGE_DATASETS, check_data_source
+from gdas.data.images import IMAGE_DATASETS
+from gdas.data.own import check_data_source
 
 IMAGE_SPACES = ("darts", "nb201")  # the registered spaces whose networks read images
 SELECT_BY = ("retrain", "search")

@@ -8,7 +8,8 @@ from typing import Optional
 from gdas.configs.base import check, check_choice, meta, own_data_field
 from gdas.configs.runtime import validate_runtime
 
-from gdas.data.images import IMAGE_DATASETS, check_data_source
+from gdas.data.images import IMAGE_DATASETS
+from gdas.data.own import check_data_source
 
 TRAIN_DATASETS = IMAGE_DATASETS + ("imagenet",)
 SPACES = ("darts", "nb201")  # the image spaces whose final networks train here

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from gdas.errors import GdasError
 
 IMAGE_DATASETS = ("cifar10", "cifar100", "imagenet16-120", "fashion-mnist", "synthetic", "folder", "npz")
-USER_DATASETS = ("folder", "npz")  # a user's own data: --data-dir names it, the options below shape it
 FASHION_MNIST_DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -85,26 +84,6 @@ class ImageDataset:
         return dataclasses.replace(self, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
 
 
-def class_names(data: Any) -> list[str]:
-    """The names of the labels 0..K-1 (their numbers when the data has none)."""
-    classes = getattr(data, "classes", None)
-    return list(classes) if classes is not None else [str(k) for k in range(data.num_classes)]
-
-
-def data_record(data: Any, cfg: Any, **counts: int) -> dict[str, Any]:
-    """What a run writes to data.json: where its images came from, their shape and statistics, and `counts`
-    (e.g. train_images=...). `data` is an ImageDataset or a training run's batch source."""
-    return {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "num_classes": data.num_classes,
-            "channels": data.channels, "image_size": data.image_size, **counts, "mean": list(data.mean),
-            "std": list(data.std)}
-
-
-def data_options(cfg: Any) -> dict[str, Any]:
-    """The keyword arguments of `load_image_dataset` that a search or train config sets for a user's data."""
-    return {"image_size": cfg.image_size, "channels": cfg.channels, "skip_bad_images": cfg.skip_bad_images,
-            "stream": cfg.stream}
-
-
 def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
     """uint8 (N, C, H, W) images with `channels` channels: RGB to grayscale by ITU-R 601 luma, grayscale repeated."""
     if x.shape[1] == channels:
@@ -117,17 +96,6 @@ def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
                  for part in x.split(4096)]
         return torch.cat(parts) if parts else x[:, :1]
     raise GdasError(f"cannot turn {x.shape[1]}-channel images into {channels}-channel ones; use --channels 1 or 3")
-
-
-def check_data_source(cfg: Any) -> None:
-    """Checks of the options that shape a user's own data (folder / npz), shared by search and train configs."""
-    if cfg.image_size is not None and cfg.image_size < 1:
-        raise GdasError(f"--image-size must be at least 1, got {cfg.image_size}")
-    if cfg.channels not in (None, 1, 3):
-        raise GdasError(f"--channels must be 1 (grayscale) or 3 (RGB), got {cfg.channels}")
-    if cfg.dataset in USER_DATASETS and cfg.data_dir is None:
-        what = "DIR with train/<class>/ image folders" if cfg.dataset == "folder" else "FILE.npz with x_train, y_train"
-        raise GdasError(f"--dataset {cfg.dataset} needs --data-dir {what}")
 
 
 def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -390,8 +358,13 @@ def load_image_dataset(name: str, data_dir: str | None = None, *, synthetic_trai
     `skip_bad_images` only a user's own data (folder, npz), `stream` only folders (their images then stay on disk)."""
     if name == "folder":
         from gdas.data.folder import load_folder
-        return load_folder(data_dir, image_size=image_size, channels=channels, skip_bad_images=skip_bad_images,
-                           stream=stream)
+        from gdas.engine import distributed as dist
+
+        def load() -> ImageDataset:
+            return load_folder(data_dir, image_size=image_size, channels=channels, skip_bad_images=skip_bad_images,
+                               stream=stream)
+        # Under torchrun rank 0 decodes and fills the cache first; the other ranks then read the cache.
+        return dist.main_first(load, dist.context(), load)
     if name == "npz":
         from gdas.data.npz import load_npz
         return load_npz(data_dir, image_size=image_size, channels=channels)

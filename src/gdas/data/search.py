@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from gdas.configs.runtime import autocast
 from gdas.data.augment import BatchAugment, batch_indices
 from gdas.data.stream import BatchReader, take
-from gdas.data.images import (ImageDataset, class_names, data_options, data_record, load_image_dataset,
-                               seeded_split)
+from gdas.data.images import ImageDataset, load_image_dataset, seeded_split
+from gdas.data.own import class_names, data_options, data_record
 from gdas.spaces import get_space
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files

@@ -5,6 +5,7 @@ from __future__ import annotations
 import operator
 from typing import Any, Optional, Sequence
 
+from gdas.data.own import USER_DATASETS  # their shape comes from the data (or the options of gdas info)
 from gdas.errors import GdasError
 
 Shape = tuple[int, int, int]  # (input channels, square side in pixels, classes)
@@ -17,8 +18,6 @@ DATASET_SHAPES: dict[str, Shape] = {
     "synthetic": (3, 32, 10),  # the synthetic dataset's defaults (data.images.load_image_dataset)
     "imagenet": (3, 224, 1000),  # the ImageNet-mobile layout's default crop
 }
-# A user's own data: the shape comes from the data (or from the options that size a network before training).
-OWN_DATA = ("folder", "npz")
 
 
 def check_shape(shape: Sequence[int]) -> Shape:
@@ -40,13 +39,13 @@ def dataset_shape(dataset: str, shape: Optional[Sequence[int]] = None, *, networ
     `exclude` names datasets the network has no layout for (NAS-Bench-201: imagenet).
     """
     key = dataset.lower()
-    known = [name for name in (*DATASET_SHAPES, *OWN_DATA) if name not in exclude]
+    known = [name for name in (*DATASET_SHAPES, *USER_DATASETS) if name not in exclude]
     if key not in known:
         raise GdasError(f"unknown dataset {dataset!r} for the size of a {network} network; choose one of "
                         f"{', '.join(known)}")
     if shape is not None:
         return check_shape(tuple(shape))
-    if key in OWN_DATA:
+    if key in USER_DATASETS:
         raise GdasError(f"{key} data has no fixed shape: size its network from the data, or give the shape "
                         "(gdas info --channels C --image-size S --num-classes K)")
     return DATASET_SHAPES[key]
