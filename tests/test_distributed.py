@@ -72,6 +72,22 @@ def _loss_per_half(self, model, archs, x, y):
     return loss, torch.stack([loss.detach(), (parts[0][1] + parts[1][1]).float()])
 
 
+def test_two_ranks_search_a_folder_and_agree(tmp_path: Path) -> None:
+    from image_files import write_image_folder
+
+    folder = write_image_folder(tmp_path / "images", n_per_class=40, fmt="png", mode="L", size=16)
+    out, dumps, cache = tmp_path / "dist", tmp_path / "dumps", tmp_path / "cache"
+    proc = launch_two_ranks(__file__, dumps, "search", *ARGS, "--dataset", "folder", "--data-dir", folder,
+                            "--image-size", "16", "--out", out, env={"GDAS_CACHE_DIR": str(cache)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("decoded 120 images") == 1 and "from the cache" not in proc.stdout  # rank 0 logs
+    assert len(list((cache / "folders").iterdir())) == 1
+    r0, r1 = (torch.load(dumps / f"rank{r}.pt") for r in (0, 1))
+    for a, b in zip(r0["A"], r1["A"], strict=True):  # rank 1 read the same images from the cache
+        assert torch.equal(a, b)
+    assert (out / "classes.json").read_text().split() == ["[", '"boot",', '"coat",', '"shirt"', "]"]
+
+
 def test_rank_zero_refusal_stops_every_rank(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
