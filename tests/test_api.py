@@ -113,6 +113,22 @@ def test_a_dataset_an_npz_file_and_nb201(tmp_path: Path, capsys) -> None:
     assert trained.final_top1_err is not None
 
 
+def test_a_run_continues_only_with_the_arrays_it_started_with(tmp_path: Path, monkeypatch, capsys) -> None:
+    x, y = _arrays()
+    other = (x[::-1].copy(), y[::-1].copy())  # the same images in another order: other data
+    out = tmp_path / "s"
+    kill_after_checkpoints(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        gdas.search((x, y), out=out, **{**TINY, "epochs": 2})
+    monkeypatch.undo()
+    for resume in (True, "auto"):
+        with pytest.raises(GdasError, match="holds a run on other data \\(data.npz differs"):
+            gdas.search(other, out=out, resume=resume, **({} if resume is True else {**TINY, "epochs": 2}))
+    assert not (out / "summary.json").exists()
+    finished = gdas.search((x, y), out=out, resume=True)
+    assert finished.summary["complete"] and finished.genotype == gdas.load_genotype(out)
+
+
 def test_data_names_and_paths_become_config_fields(tmp_path: Path) -> None:
     names = ("cifar10", "synthetic", "folder", "npz")
     assert api._data_fields("synthetic", names) == {"dataset": "synthetic"}

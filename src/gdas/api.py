@@ -145,6 +145,19 @@ class _DataFile:
         save_npz(self.dataset, self.path, overwrite=again)
         self.written = True
 
+    def check_same(self) -> None:
+        """A run continued with in-memory data must be given the arrays it started with (RUN_DIR/data.npz)."""
+        import torch
+
+        from gdas.data.npz import load_npz
+        if not self.path.exists():
+            return
+        stored = load_npz(str(self.path))
+        if not all(torch.equal(getattr(stored, k), getattr(self.dataset, k))
+                   for k in ("train_x", "train_y", "test_x", "test_y")):
+            raise GdasError(f"{self.out} holds a run on other data ({DATA_FILE} differs from the arrays given); "
+                            "pass the arrays it started with to continue it, or choose another out")
+
     def prepare(self, resume: Resume) -> Any:
         return lambda: self.write(again=resume == "auto")
 
@@ -153,6 +166,13 @@ class _DataFile:
             self.path.unlink(missing_ok=True)
             if self.out.is_dir() and not any(self.out.iterdir()):
                 self.out.rmdir()
+
+
+def _check_resumed_arrays(cls: type, kind: str, data: Any, test: Any, out: Optional[str | Path]) -> None:
+    """resume=True with in-memory data: the arrays, shaped by the stored config, must be the run's own."""
+    if _in_memory(data) and out is not None and (Path(out) / files.CONFIG).exists():
+        stored = files.stored_config(Path(out), kind, cls)
+        _DataFile(_to_dataset(data, test, stored), Path(out)).check_same()
 
 
 def _new_config(cls: type, presets: Mapping[str, Any], name: str, data: Any, test: Any, fields: Mapping[str, Any],
@@ -180,6 +200,8 @@ def _new_config(cls: type, presets: Mapping[str, Any], name: str, data: Any, tes
     data_file = _DataFile(dataset, run_dir)
     if resume is False:
         data_file.check_free()
+    else:  # "auto": a run found there must be of these arrays
+        data_file.check_same()
     return dataclasses.replace(cfg, data_dir=str(data_file.path.resolve())), run_dir, data_file
 
 
@@ -256,6 +278,7 @@ def start_search(data: Any = None, *, preset: Optional[str] = None, space: Optio
     where = "in gdas.search()"
     kind = "search"
     if resume is True:
+        _check_resumed_arrays(SearchConfig, kind, data, test, out)
         changes = resume_changes(SearchConfig, kind, config, _data_fields(None if _in_memory(data) else data,
                                                                           IMAGE_DATASETS) | overrides, where)
         run_dir, result, seeds = search_or_resume(None, out=out, resume=True, changes=changes, seeds=seeds,
@@ -317,6 +340,7 @@ def start_train(genotype: Any = None, data: Any = None, *, preset: Optional[str]
     if genotype is not None:
         fields["genotype"] = _genotype_spec(genotype)
     if resume is True:
+        _check_resumed_arrays(TrainConfig, kind, data, test, out)
         named = _data_fields(None if _in_memory(data) else data, TRAIN_DATASETS)
         changes = resume_changes(TrainConfig, kind, config, named | fields, where)
         run_dir, summary = start_or_resume(kind, TrainConfig, run_train, None, out=out, resume=True,
