@@ -79,6 +79,8 @@ def test_train_on_a_folder_with_a_test_split(grey: Path, tmp_path: Path) -> None
     assert run_cli(*TRAIN, "--data-dir", grey, "--out", out) == 0
     summary = _json(out / "summary.json")
     assert summary["final_top1_err"] is not None and _json(out / "classes.json")[0] == "bag"
+    assert run_cli("export", out, "--format", "torchscript") == 0  # the exported model names its outputs
+    assert _json(out / "model.torchscript.pt.json")["classes"] == _json(out / "classes.json")
 
 
 def test_train_without_test_split_needs_a_validation_part(rgb: Path, tmp_path: Path, capsys) -> None:

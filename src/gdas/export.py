@@ -13,8 +13,7 @@ import torch
 from torch import nn
 
 from gdas.errors import GdasError
-from gdas.engine.rundir import CHECKPOINT, RunDir, atomic_write_bytes
-from gdas.engine.rundir import BEST
+from gdas.engine.rundir import BEST, CHECKPOINT, CLASSES, RunDir, atomic_write_bytes, read_json
 from gdas.networks import load_network
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
@@ -88,7 +87,8 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
 
 
 def export_run(run_dir: str | Path, fmt: str, out: Optional[str | Path] = None) -> Path:
-    """Write the run's network as `fmt` (atomic) plus FILE.json with its input shape and normalisation."""
+    """Write the run's network as `fmt` (atomic) plus FILE.json with its input shape, normalisation and class
+    names."""
     if fmt not in FORMATS:
         raise GdasError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     model, args = load_trained(run_dir)
@@ -101,5 +101,8 @@ def export_run(run_dir: str | Path, fmt: str, out: Optional[str | Path] = None) 
             "output": ["batch", args["num_classes"]],
             "normalize": {"mean": args["mean"], "std": args["std"], "note": "on pixels scaled to [0, 1]"},
             **{k: args[k] for k in ("dataset", "C", "N", "genotype", "source")}}
+    classes = Path(run_dir) / CLASSES
+    if classes.is_file():  # the names of the output logits (runs from before classes.json have none)
+        meta["classes"] = read_json(classes)
     atomic_write_bytes(path.with_name(path.name + ".json"), (json.dumps(meta, indent=2) + "\n").encode())
     return path
