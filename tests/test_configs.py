@@ -237,6 +237,9 @@ def test_python_wording_turns_options_into_keyword_arguments() -> None:
         "continue it with --resume runs/x or choose another --out": "continue it with resume=True or choose another out",
         "--auto-resume needs --out DIR": 'resume="auto" needs out=DIR',
         "--stream": "stream=True",
+        "resuming needs the run folder: --resume RUN_DIR (out=RUN_DIR in Python)": "resuming needs the run folder: "
+                                                                                   "out=RUN_DIR",
+        "--auto-resume needs --out DIR (out=DIR in Python): the folder": 'resume="auto" needs out=DIR: the folder',
         "see --help or --unknown-thing": "see --help or --unknown-thing",  # not a field: left as it is
     }
     for message, worded in cases.items():

@@ -182,7 +182,8 @@ def own_data_field(name: str, default: Any = None, *, help_prefix: str = "") -> 
 # An option as errors name it, with the placeholder or number that may follow it: "--valid-portion P".
 _OPTION = re.compile(r"--(no-)?([A-Za-z][A-Za-z0-9-]*)(?: ([A-Z][A-Z_]*|\d+(?:\.\d+)?)\b)?")
 _RESUME = re.compile(r"--resume( \S+)?")  # "--resume RUN_DIR": the run folder is `out` in Python
-_IN_PYTHON = re.compile(r" \([a-z_]+=\S+ in Python\)")  # a message that already says it for Python callers
+# "--image-size N (image_size=N in Python)": a message that already says it for Python callers
+_IN_PYTHON = re.compile(r"--[A-Za-z][A-Za-z0-9-]*(?: [A-Z][A-Z_]*)? \(([^()]+?) in Python\)")
 # Run options of the commands, as Python keyword arguments.
 _RUN_KEYWORDS = {"auto-resume": 'resume="auto"', "out": "out", "seeds": "seeds", "parallel": "parallel",
                  "config": "config"}
@@ -206,5 +207,5 @@ def python_wording(message: str, classes: typing.Sequence[type]) -> str:
             return f"{name}={not negated}"
         return f"{name}={value}" if value else name
 
-    message = _IN_PYTHON.sub("", _RESUME.sub("resume=True", message))
+    message = _RESUME.sub("resume=True", _IN_PYTHON.sub(r"\1", message))
     return _OPTION.sub(keyword, message)
