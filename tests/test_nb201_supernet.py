@@ -6,17 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gdas.sampler import CellArch, gumbel_noise
+from gdas.sampler import CellArch
 from gdas.spaces.nb201 import supernet as supernet_module
 from gdas.spaces.nb201.ops import NB201_OPS, ResNetBasicBlock
 from gdas.spaces.nb201.supernet import NB201SearchCell, NB201SearchNetwork, num_edges
+from supernet_helpers import gen as _gen, image_batch, soft_sample
 
 NONE = NB201_OPS.index("none")
 TAU = 2.0
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def _net(sampler: str = "gdas", *, C: int = 4, N: int = 1, seed: int = 0, **kw) -> NB201SearchNetwork:
@@ -25,15 +22,12 @@ def _net(sampler: str = "gdas", *, C: int = 4, N: int = 1, seed: int = 0, **kw) 
 
 
 def _batch(seed: int = 0, size: int = 8, channels: int = 3, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    g = _gen(seed)
-    return torch.randn(n, channels, size, size, generator=g), torch.randint(0, 3, (n,), generator=g)
+    return image_batch(seed, size, channels, n)
 
 
 def _soft(net: NB201SearchNetwork, seed: int, copies: int = 1) -> torch.Tensor:
     """The soft sample h~ that sample_arch draws from generator `seed`, recomputed with a graph to A."""
-    stacked = torch.stack([net.arch] * copies)
-    noise = gumbel_noise(stacked.shape, stacked, _gen(seed))
-    return torch.softmax((torch.log_softmax(stacked, -1) + noise) / TAU, dim=-1)
+    return soft_sample(torch.stack([net.arch] * copies), seed, TAU)
 
 
 def _hand_wired(net: NB201SearchNetwork, x: torch.Tensor, archs):

@@ -10,26 +10,17 @@ from gdas.spaces.darts import supernet as supernet_module
 from gdas.errors import GdasError
 from gdas.spaces.darts.fixed_cell import FixedReductionCell
 from gdas.spaces.darts.ops import PRIMITIVES
-from gdas.sampler import gumbel_noise
 from gdas.spaces.darts.supernet import CellArch, SearchCell, SearchNetwork, num_edges
+from supernet_helpers import gen as _gen, image_batch as _batch, soft_sample
 
 NONE = PRIMITIVES.index("none")
 SKIP = PRIMITIVES.index("skip_connect")
 TAU = 2.0
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _net(sampler: str = "gdas", *, C: int = 4, N: int = 1, seed: int = 0, **kw) -> SearchNetwork:
     torch.manual_seed(seed)
     return SearchNetwork(C, N, 3, sampler=sampler, **kw)
-
-
-def _batch(seed: int = 0, size: int = 16, channels: int = 3, n: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    g = _gen(seed)
-    return torch.randn(n, channels, size, size, generator=g), torch.randint(0, 3, (n,), generator=g)
 
 
 def _searched(net: SearchNetwork, archs) -> list[tuple[int, SearchCell, CellArch]]:
@@ -43,9 +34,7 @@ def _row(net: SearchNetwork, cell_index: int) -> int:
 
 def _soft(net: SearchNetwork, seed: int, tau: float = TAU) -> torch.Tensor:
     """The soft sample h~ of sample_arch (scope `network`), recomputed from the same noise; keeps the graph to A."""
-    stacked = torch.stack(net.arch_parameters())
-    noise = gumbel_noise(stacked.shape, stacked, _gen(seed))
-    return torch.softmax((torch.log_softmax(stacked, -1) + noise) / tau, dim=-1)
+    return soft_sample(torch.stack(net.arch_parameters()), seed, tau)
 
 
 def _reference_forward(net: SearchNetwork, x: torch.Tensor, archs) -> torch.Tensor:
