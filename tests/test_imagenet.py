@@ -181,5 +181,5 @@ def test_missing_pillow_says_how_to_install_it(tmp_path, monkeypatch):
 def test_torchvision_option_needs_torchvision(tmp_path, monkeypatch):
     root = write_tree(tmp_path)
     monkeypatch.setitem(sys.modules, "torchvision", None)
-    with pytest.raises(GdasError, match=r"gdas\[vision\]"):
+    with pytest.raises(GdasError, match=r"gdas-nas\[vision\]"):
         imagenet.imagenet_loaders(root, batch_size=2, workers=0, use_torchvision=True)

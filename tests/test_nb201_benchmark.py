@@ -91,7 +91,7 @@ def test_query_errors(fake_nats, tmp_path):
 def test_without_nats_bench_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "nats_bench", None)  # `import nats_bench` raises ImportError
     monkeypatch.setattr(benchmark, "_APIS", {})
-    with pytest.raises(GdasError, match=r"pip install 'gdas\[nb201\]'"):
+    with pytest.raises(GdasError, match=r"pip install 'gdas-nas\[nb201\]'"):
         benchmark.query(BEST, str(tmp_path))
 
 

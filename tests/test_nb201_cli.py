@@ -170,7 +170,7 @@ def test_benchmark_option_is_checked_before_the_run(tmp_path, monkeypatch, capsy
     expect_error(capsys, *SEARCH, "--seeds", "0", "1", "--benchmark", tmp_path / "nowhere", "--out", out,
                  contains="does not exist")
     monkeypatch.setitem(sys.modules, "nats_bench", None)  # `import nats_bench` raises ImportError
-    expect_error(capsys, *SEARCH, "--benchmark", tmp_path, "--out", out, contains="pip install 'gdas[nb201]'")
+    expect_error(capsys, *SEARCH, "--benchmark", tmp_path, "--out", out, contains="pip install 'gdas-nas[nb201]'")
     assert not out.exists()
 
 
@@ -255,4 +255,4 @@ def test_nb201_query_without_the_file_or_the_package(tmp_path, monkeypatch, caps
                  contains="does not exist; download NATS-tss-v1_0-3ffb9-simple")
     monkeypatch.setitem(sys.modules, "nats_bench", None)
     expect_error(capsys, "nb201", "query", "nb201-resnet", "--benchmark", tmp_path,
-                 contains="needs the nats_bench package; pip install 'gdas[nb201]'")
+                 contains="needs the nats_bench package; pip install 'gdas-nas[nb201]'")

@@ -210,5 +210,5 @@ def test_existing_runs_and_foreign_checkpoints_are_never_overwritten(smoke_run: 
 def test_onnx_export_without_the_onnx_package(smoke_run: Path, tmp_path: Path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
     expect_error(capsys, "export", smoke_run, "--format", "onnx", "--out", tmp_path / "m.onnx",
-                 contains="pip install 'gdas[export]'")
+                 contains="pip install 'gdas-nas[export]'")
     assert not (tmp_path / "m.onnx").exists()

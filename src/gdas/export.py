@@ -74,7 +74,7 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
     try:
         import onnx  # noqa: F401  (the exporter's own dependency: a clear message instead of its error)
     except ImportError:
-        raise GdasError("ONNX export needs the onnx package: pip install 'gdas[export]'") from None
+        raise GdasError("ONNX export needs the onnx package: pip install 'gdas-nas[export]'") from None
     buffer = io.BytesIO()
     # torch >= 2.5 has a second (dynamo) exporter behind `dynamo=`; older versions only the TorchScript one.
     legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}

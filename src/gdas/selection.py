@@ -12,7 +12,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from gdas.configs import base as cfgbase
-from gdas.configs.runtime import environment, resolve_device, setup_runtime
+from gdas.configs.runtime import resolve_device, setup_runtime
 from gdas.configs.search import SearchConfig
 from gdas.configs.train import TRAIN_PRESETS, TrainConfig
 from gdas.data.batches import TensorBatches

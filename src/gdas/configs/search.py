@@ -95,7 +95,7 @@ class SearchConfig:
     threads: Optional[int] = field(default=None, metadata=meta("CPU threads (torch.set_num_threads)"))
     benchmark: Optional[str] = field(default=None, metadata=meta(
         "nb201 space: the NATS-Bench topology benchmark (the extracted NATS-tss-v1_0-3ffb9-simple folder); the "
-        "summary and report record the derived cell's true accuracies (needs pip install 'gdas[nb201]')"))
+        "summary and report record the derived cell's true accuracies (needs pip install 'gdas-nas[nb201]')"))
 
     @property
     def data_seed(self) -> int:

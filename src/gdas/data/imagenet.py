@@ -121,7 +121,7 @@ def _torchvision_transforms(size: int, resize: int) -> tuple[Transform, Transfor
     try:
         from torchvision import transforms as T
     except ImportError:
-        raise GdasError("use_torchvision needs torchvision: pip install 'gdas[vision]', or leave it off") from None
+        raise GdasError("use_torchvision needs torchvision: pip install 'gdas-nas[vision]', or leave it off") from None
     normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train = T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(),
                        T.ColorJitter(0.4, 0.4, 0.4, 0.2), T.ToTensor(), normalize])

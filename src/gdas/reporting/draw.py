@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from gdas.errors import GdasError
 from gdas.genotypes import AnyGenotype, load_genotype

@@ -12,7 +12,7 @@ from gdas.spaces.nb201.genotype import NB201Genotype
 
 NATS_FILE = "NATS-tss-v1_0-3ffb9-simple"
 NATS_URL = "https://github.com/D-X-Y/NATS-Bench"
-INSTALL = "pip install 'gdas[nb201]'"
+INSTALL = "pip install 'gdas-nas[nb201]'"
 EPOCHS = "200"  # NB201's full training setting (hp=200); 12 is its low-fidelity one
 # Our dataset names -> the benchmark's: (dataset holding the validation accuracy, dataset holding the test one).
 # CIFAR-10 test accuracy comes from training on train+valid ("cifar10"), its validation accuracy from
