@@ -10,7 +10,7 @@ from gdas.sampler import CellArch
 from gdas.spaces.nb201 import supernet as supernet_module
 from gdas.spaces.nb201.ops import NB201_OPS, ResNetBasicBlock
 from gdas.spaces.nb201.supernet import NB201SearchCell, NB201SearchNetwork, num_edges
-from supernet_helpers import gen as _gen, image_batch, soft_sample
+from supernet_helpers import cell_output_shapes, gen as _gen, image_batch, soft_sample
 
 NONE = NB201_OPS.index("none")
 TAU = 2.0
@@ -91,11 +91,7 @@ def test_output_shapes(size, channels, sampler):
     torch.manual_seed(0)
     net = NB201SearchNetwork(4, 1, 7, in_channels=channels, sampler=sampler)
     x, _ = _batch(size=size, channels=channels)
-    shapes = []
-    hooks = [cell.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape))) for cell in net.cells]
-    out = net(x, net.sample_arch(TAU, arch_grad=True, generator=_gen(0)))
-    for h in hooks:
-        h.remove()
+    out, shapes = cell_output_shapes(net, x, TAU)
     assert out.shape == (2, 7)
     assert shapes == [(2, 4, size, size), (2, 8, size // 2, size // 2), (2, 8, size // 2, size // 2),
                       (2, 16, size // 4, size // 4), (2, 16, size // 4, size // 4)]

@@ -11,7 +11,7 @@ from gdas.errors import GdasError
 from gdas.spaces.darts.fixed_cell import FixedReductionCell
 from gdas.spaces.darts.ops import PRIMITIVES
 from gdas.spaces.darts.supernet import CellArch, SearchCell, SearchNetwork, num_edges
-from supernet_helpers import gen as _gen, image_batch as _batch, soft_sample
+from supernet_helpers import cell_output_shapes, gen as _gen, image_batch as _batch, soft_sample
 
 NONE = PRIMITIVES.index("none")
 SKIP = PRIMITIVES.index("skip_connect")
@@ -96,11 +96,7 @@ def test_output_shapes(size, channels, sampler):
     torch.manual_seed(0)
     net = SearchNetwork(8, 1, 10, in_channels=channels, sampler=sampler)
     x, _ = _batch(size=size, channels=channels)
-    shapes = []
-    hooks = [cell.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape))) for cell in net.cells]
-    out = net(x, net.sample_arch(TAU, arch_grad=True, generator=_gen(0)))
-    for h in hooks:
-        h.remove()
+    out, shapes = cell_output_shapes(net, x, TAU)
     assert out.shape == (2, 10)
     half, quarter = (size + 1) // 2, (size + 3) // 4
     assert shapes == [(2, 32, size, size), (2, 64, half, half), (2, 64, half, half),
