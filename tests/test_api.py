@@ -16,8 +16,8 @@ from cli_helpers import kill_after_checkpoints, run_cli
 
 import gdas
 from gdas import api
-from gdas.configs.search import SEARCH_PRESETS
-from gdas.configs.train import TRAIN_PRESETS
+from gdas.configs.search import SEARCH_PRESETS, SEARCH_TABLE
+from gdas.configs.train import TRAIN_PRESETS, TRAIN_TABLE
 from gdas.errors import GdasError
 
 TINY = dict(preset="smoke", epochs=1, steps_per_epoch=2)
@@ -109,7 +109,7 @@ def test_a_dataset_an_npz_file_and_nb201(tmp_path: Path, capsys) -> None:
     # Without a named preset, train follows the genotype's space.
     trained = gdas.train(from_file.genotype, (x, y), test=(x[:16], y[:16]), out=tmp_path / "t", epochs=1,
                          steps_per_epoch=1, C=4, batch_size=16)
-    assert json.loads((tmp_path / "t" / "config.json").read_text())["config"]["preset"] == "nb201-fashion-mnist"
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["config"]["preset"] == "nb201-demo"
     assert trained.final_top1_err is not None
 
 
@@ -140,12 +140,14 @@ def test_data_names_and_paths_become_config_fields(tmp_path: Path) -> None:
 
 
 def test_presets_of_another_space() -> None:
-    assert api.preset_for_space(SEARCH_PRESETS, "fashion-mnist", "nb201") == "nb201-fashion-mnist"
-    assert api.preset_for_space(SEARCH_PRESETS, "nb201-smoke", "darts") == "smoke"
-    assert api.preset_for_space(SEARCH_PRESETS, "smoke", "darts") == "smoke"
-    assert api.preset_for_space(TRAIN_PRESETS, "nb201-cifar10", "darts") == "cifar10"
+    assert SEARCH_TABLE.in_space("fashion-mnist", "nb201") == "nb201-demo"  # an alias: its preset's counterpart
+    assert SEARCH_TABLE.in_space("demo", "nb201") == "nb201-demo"
+    assert SEARCH_TABLE.in_space("paper", "nb201") == "nb201-cifar10"
+    assert SEARCH_TABLE.in_space("nb201-smoke", "darts") == "smoke"
+    assert SEARCH_TABLE.in_space("smoke", "darts") == "smoke"
+    assert TRAIN_TABLE.in_space("nb201-cifar10", "darts") == "cifar10"
     with pytest.raises(GdasError, match="'cifar10-frc' is a darts preset with no nb201 counterpart"):
-        api.preset_for_space(SEARCH_PRESETS, "cifar10-frc", "nb201")
+        SEARCH_TABLE.in_space("cifar10-frc", "nb201")
 
 
 @pytest.mark.parametrize("data, fields, contains", [

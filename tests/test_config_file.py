@@ -11,7 +11,7 @@ from cli_helpers import expect_error, run_cli
 
 from gdas.configs import base
 from gdas.configs.files import read_config_file, resolve_config
-from gdas.configs.search import SEARCH_PRESETS, SearchConfig
+from gdas.configs.search import SEARCH_PRESETS, SEARCH_TABLE, SearchConfig
 from gdas.configs.train import TrainConfig
 from gdas.errors import GdasError
 from gdas.runs import resume_changes, resumed_config
@@ -45,22 +45,22 @@ def test_yaml_file_sets_fields_and_command_line_options_override_it(tmp_path: Pa
 
 
 def test_preset_on_the_command_line_wins_over_the_files() -> None:
-    cfg = resolve_config(SearchConfig, SEARCH_PRESETS, "fashion-mnist", kind="search", preset="nb201-smoke",
+    cfg = resolve_config(SearchConfig, SEARCH_TABLE, kind="search", preset="nb201-smoke",
                          overrides={"epochs": 3})
     assert (cfg.preset, cfg.space, cfg.epochs) == ("nb201-smoke", "nb201", 3)
 
 
 def test_json_file_and_precedence(tmp_path: Path) -> None:
     conf = _write(tmp_path / "run.json", json.dumps({"preset": "smoke", "epochs": 4, "batch_size": 8}))
-    cfg = resolve_config(SearchConfig, SEARCH_PRESETS, "fashion-mnist", kind="search", config=conf,
+    cfg = resolve_config(SearchConfig, SEARCH_TABLE, kind="search", config=conf,
                          overrides={"batch_size": 32})
     assert (cfg.preset, cfg.epochs, cfg.batch_size) == ("smoke", 4, 32)
-    cfg = resolve_config(SearchConfig, SEARCH_PRESETS, "fashion-mnist", kind="search", preset="cifar10", config=conf)
+    cfg = resolve_config(SearchConfig, SEARCH_TABLE, kind="search", preset="cifar10", config=conf)
     assert (cfg.preset, cfg.dataset, cfg.epochs) == ("cifar10", "cifar10", 4)
     # No preset anywhere: the command's default.
-    cfg = resolve_config(SearchConfig, SEARCH_PRESETS, "fashion-mnist", kind="search",
+    cfg = resolve_config(SearchConfig, SEARCH_TABLE, kind="search",
                          config=_write(tmp_path / "empty.yaml", ""))
-    assert cfg == base.resolve(SEARCH_PRESETS, "fashion-mnist", {})
+    assert cfg == base.resolve(SEARCH_PRESETS, "demo", {})
 
 
 @pytest.mark.parametrize("text, contains", [

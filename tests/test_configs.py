@@ -45,7 +45,7 @@ def test_paper_preset_follows_spec():
     assert (cfg.crop_padding, cfg.flip, cfg.cutout) == (4, True, 0)
     assert SEARCH_PRESETS["cifar10-frc"].frc and SEARCH_PRESETS["cifar100"].dataset == "cifar100"
     assert SEARCH_PRESETS["smoke"].dataset == "synthetic"
-    assert SEARCH_PRESETS["fashion-mnist"].dataset == "fashion-mnist"
+    assert SEARCH_PRESETS["demo"].dataset == "fashion-mnist"
 
 
 def test_cli_overrides_with_alias_negation_and_none():
@@ -53,14 +53,14 @@ def test_cli_overrides_with_alias_negation_and_none():
                    "--tau-max", "5", "--sample-scope", "cell", "--frc"])
     assert vars(args) == {"C": 8, "flip": False, "train_subset": None, "batch_size": 32, "sampler": "darts",
                           "tau_max": 5.0, "sample_scope": "cell", "frc": True}
-    cfg = base.resolve(SEARCH_PRESETS, "fashion-mnist", args)
+    cfg = base.resolve(SEARCH_PRESETS, "demo", args)
     cfg.validate()
     assert (cfg.C, cfg.flip, cfg.train_subset, cfg.batch_size, cfg.sampler, cfg.tau_max) == (
         8, False, None, 32, "darts", 5.0)
     # Untouched fields keep the preset's values.
-    preset = SEARCH_PRESETS["fashion-mnist"]
+    preset = SEARCH_PRESETS["demo"]
     assert (cfg.epochs, cfg.dataset, cfg.crop_padding, cfg.N) == (preset.epochs, preset.dataset, 2, preset.N)
-    assert cfg.preset == "fashion-mnist"
+    assert cfg.preset == "demo"
 
 
 def test_cli_long_names_and_no_options_given():

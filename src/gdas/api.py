@@ -16,8 +16,9 @@ from torch import nn
 
 from gdas.configs.base import python_wording
 from gdas.configs.files import resolve_config
-from gdas.configs.search import SEARCH_PRESETS, SearchConfig
-from gdas.configs.train import TRAIN_DATASETS, TRAIN_PRESETS, TrainConfig
+from gdas.configs.base import Presets
+from gdas.configs.search import SEARCH_TABLE, SearchConfig
+from gdas.configs.train import TRAIN_DATASETS, TRAIN_TABLE, TrainConfig
 from gdas.data.images import IMAGE_DATASETS, ImageDataset
 from gdas.engine import rundir as files
 from gdas.errors import GdasError
@@ -31,8 +32,8 @@ from gdas.spaces import space_names as list_spaces
 __all__ = ["SearchResult", "TrainResult", "search", "train", "load_genotype", "build_network", "build_supernet",
            "derive", "tau_at", "get_space", "list_spaces"]  # build_network, build_supernet, derive: handwritten.py
 
-SEARCH_PRESET = "fashion-mnist"  # the default preset of `gdas search` and `gdas.search`
-TRAIN_PRESET = "fashion-mnist"
+SEARCH_PRESET = SEARCH_TABLE.default  # the default preset of `gdas search` and `gdas.search`: the CPU demo
+TRAIN_PRESET = TRAIN_TABLE.default
 DATA_FILE = "data.npz"  # in-memory data, written into the run folder and read as --dataset npz
 
 
@@ -175,13 +176,15 @@ def _check_resumed_arrays(cls: type, kind: str, data: Any, test: Any, out: Optio
         _DataFile(_to_dataset(data, test, stored), Path(out)).check_same()
 
 
-def _new_config(cls: type, presets: Mapping[str, Any], name: str, data: Any, test: Any, fields: Mapping[str, Any],
+def _new_config(cls: type, presets: Presets, preset: Optional[str], data: Any, test: Any, fields: Mapping[str, Any],
                 out: Optional[str | Path], resume: Resume, *, config: Optional[str | Path], where: str,
-                network_input: Callable[[Any], tuple[Any, bool]]
+                network_input: Callable[[Any], tuple[Any, bool]], space_of: Callable[[Mapping[str, Any]], Optional[str]]
                 ) -> tuple[Any, Optional[str | Path], Optional[_DataFile]]:
-    """(config, run folder, data file) of a new search or training run; in-memory data is converted and checked
-    against the network (`network_input(cfg)`: the space's check_input and whether an auxiliary head reads it)
-    before anything is written, and read from RUN_DIR/data.npz."""
+    """(config, run folder, data file) of a new search or training run, resolved by `resolve_config` from
+    `preset`, the `config` file and `fields` (with the data's own fields); in-memory data is converted and
+    checked against the network (`network_input(cfg)`: the space's check_input and whether an auxiliary head
+    the user asked for reads it; a preset's head is fitted to the images later) before anything is written, and
+    read from RUN_DIR/data.npz."""
     memory = _in_memory(data)
     if test is not None and not memory:
         raise GdasError("test= goes with in-memory data; a folder, an npz file or a named dataset brings its own "
@@ -189,7 +192,8 @@ def _new_config(cls: type, presets: Mapping[str, Any], name: str, data: Any, tes
     names = IMAGE_DATASETS if cls is SearchConfig else TRAIN_DATASETS
     fields = _memory_overrides(fields) if memory else _merge(_data_fields(data, names), fields)
     kind = "search" if cls is SearchConfig else "train"
-    cfg = resolve_config(cls, presets, name, kind=kind, preset=name, config=config, overrides=fields, where=where)
+    cfg = resolve_config(cls, presets, kind=kind, preset=preset, config=config, overrides=fields, where=where,
+                         space_of=space_of)
     if not memory:
         return cfg, out, None
     dataset = _to_dataset(data, test, cfg)
@@ -231,33 +235,11 @@ def _merge(data_fields: dict[str, Any], overrides: Mapping[str, Any]) -> dict[st
     return {**overrides, **data_fields}
 
 
-# -- presets of a space --------------------------------------------------------------------------------
-def preset_for_space(presets: Mapping[str, Any], name: str, space: str) -> str:
-    """`name`, or its counterpart in `space` when the preset is of another space: "fashion-mnist" ->
-    "nb201-fashion-mnist", "nb201-smoke" -> "smoke" (darts presets have no prefix)."""
-    if name not in presets or presets[name].space == space:
-        return name  # an unknown name fails in resolve_config with the list of presets
-    own = presets[name].space
-    stem = name[len(own) + 1:] if own != "darts" and name.startswith(own + "-") else name
-    candidate = stem if space == "darts" else f"{space}-{stem}"
-    if candidate in presets and presets[candidate].space == space:
-        return candidate
-    choices = ", ".join(n for n, p in presets.items() if p.space == space)
-    raise GdasError(f"preset {name!r} is a {own} preset with no {space} counterpart; pass one of the {space} "
-                    f"presets: {choices}")
-
-
-def _preset_name(preset: Optional[str], config: Optional[str | Path], kind: str, default: str
-                 ) -> tuple[str, bool]:
-    """(the preset a run starts from, whether it was named: here or in the config file)."""
-    if preset is not None:
-        return preset, True
-    if config is not None:
-        from gdas.configs.files import read_config_file
-        named = read_config_file(config, kind).get("preset")
-        if isinstance(named, str):
-            return named, True
-    return default, False
+def _genotype_space(fields: Mapping[str, Any]) -> Optional[str]:
+    """The space a training run's settings name: `space`, else the genotype's (None: the preset's genotype)."""
+    if fields.get("space") is not None:
+        return fields["space"]
+    return space_of(load_genotype(fields["genotype"])).name if "genotype" in fields else None
 
 
 # -- search and train --------------------------------------------------------------------------------------
@@ -271,12 +253,16 @@ def start_search(data: Any = None, *, preset: Optional[str] = None, space: Optio
     `data`: a dataset name ("fashion-mnist", "cifar10" with data_dir=..., "synthetic", ...), a folder with
     train/<class>/ images, an .npz file, an (x, y) pair of arrays / tensors or a torch Dataset of (image,
     label) (with `test` its test split in the same form); None: the config's dataset. `preset` (default: the
-    `config` file's, else "fashion-mnist"), then the `config` file (JSON / YAML), then `overrides` (config
-    fields: epochs=2, C=8, ...). `space` picks that space's counterpart of the preset. `seeds`: one search
-    per seed, keeping the best cell. `resume`: True continues the run in `out`, "auto" starts or continues it.
+    `config` file's, else "demo"), then the `config` file (JSON / YAML), then `overrides` (config fields:
+    epochs=2, C=8, ...): one resolution (configs.files.resolve_config), whichever way a field is given; a space
+    named by `space`, the file or the overrides picks that space's counterpart of the preset. A preset's subset
+    belongs to its own dataset: other data is used whole. `seeds`: one search per seed, keeping the best cell.
+    `resume`: True continues the run in `out`, "auto" starts or continues it.
     """
     where = "in gdas.search()"
     kind = "search"
+    if space is not None:  # the same field as space= among the overrides
+        overrides = {**overrides, "space": space}
     if resume is True:
         _check_resumed_arrays(SearchConfig, kind, data, test, out)
         changes = resume_changes(SearchConfig, kind, config, _data_fields(None if _in_memory(data) else data,
@@ -284,13 +270,10 @@ def start_search(data: Any = None, *, preset: Optional[str] = None, space: Optio
         run_dir, result, seeds = search_or_resume(None, out=out, resume=True, changes=changes, seeds=seeds,
                                                   parallel=parallel, show_progress=progress)
         return _search_result(run_dir, result, seeds)
-    name, _ = _preset_name(preset, config, kind, SEARCH_PRESET)
-    if space is not None:
-        get_space(space)  # an unknown space fails with the list of spaces
-        name = preset_for_space(SEARCH_PRESETS, name, space)
-    cfg, out, data_file = _new_config(SearchConfig, SEARCH_PRESETS, name, data, test, overrides, out, resume,
+    cfg, out, data_file = _new_config(SearchConfig, SEARCH_TABLE, preset, data, test, overrides, out, resume,
                                       config=config, where=where,
-                                      network_input=lambda c: (get_space(c.space).check_input, False))
+                                      network_input=lambda c: (get_space(c.space).check_input, False),
+                                      space_of=lambda fields: fields.get("space"))
     with _discarded_on_failure(data_file):
         run_dir, result, seeds = search_or_resume(cfg, out=out, resume=resume, seeds=seeds, parallel=parallel,
                                                   show_progress=progress,
@@ -330,8 +313,7 @@ def start_train(genotype: Any = None, data: Any = None, *, preset: Optional[str]
 
     `genotype`: a registry name ("GDAS"), a genotype.json, a search run folder, a SearchResult or a genotype
     object (None: the config's). `data`, `test`, `preset`, `config`, `resume` and `overrides` as in `search`;
-    without a preset (here or in the config file) the default one is replaced by its counterpart in the
-    genotype's space (an nb201 cell trains with "nb201-fashion-mnist").
+    the preset is replaced by its counterpart in the genotype's space (an nb201 cell trains with "nb201-demo").
     """
     where, kind = "in gdas.train()", "train"
     from gdas.train import run_train
@@ -346,13 +328,11 @@ def start_train(genotype: Any = None, data: Any = None, *, preset: Optional[str]
         run_dir, summary = start_or_resume(kind, TrainConfig, run_train, None, out=out, resume=True,
                                            changes=changes, show_progress=progress)
         return _train_result(run_dir, summary)
-    name, named = _preset_name(preset, config, kind, TRAIN_PRESET)
-    if genotype is not None and not named:  # the default preset follows the genotype's space
-        name = preset_for_space(TRAIN_PRESETS, name, space_of(load_genotype(fields["genotype"])).name)
-    cfg, out, data_file = _new_config(TrainConfig, TRAIN_PRESETS, name, data, test, fields, out, resume,
+    cfg, out, data_file = _new_config(TrainConfig, TRAIN_TABLE, preset, data, test, fields, out, resume,
                                       config=config, where=where,
                                       network_input=lambda c: (space_of(load_genotype(c.genotype)).check_input,
-                                                               c.auxiliary))
+                                                               c.auxiliary and "auxiliary" in c.given),
+                                      space_of=_genotype_space)
     with _discarded_on_failure(data_file):
         run_dir, summary = start_or_resume(kind, TrainConfig, run_train, cfg, out=out, resume=resume,
                                            show_progress=progress, prepare=data_file.prepare(resume) if data_file else None)

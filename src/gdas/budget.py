@@ -6,6 +6,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
+from gdas.configs.search import SearchConfig
 from gdas.configs.train import final_size
 from gdas.errors import GdasError
 from gdas.spaces.base import SearchSpace
@@ -29,13 +30,13 @@ class Budget:
     preset's C, N for the space and dataset, on the searched images' shape), the A step's penalty and the
     per-epoch cost metrics."""
 
-    def __init__(self, cfg: Any, space: SearchSpace, model: torch.nn.Module, device: torch.device, *,
+    def __init__(self, cfg: SearchConfig, space: SearchSpace, model: torch.nn.Module, device: torch.device, *,
                  shape: Optional[Sequence[int]] = None):
         """`shape`: (channels, side, classes) of the searched images (default: the dataset's own)."""
         if space.op_costs is None or space.info is None:
             raise GdasError(f"--cost is not available in the {space.name} space; drop it")
         self.cfg, self.space, self.kind = cfg, space, cfg.cost
-        self.C, self.N = final_size(space.name, cfg.dataset, getattr(cfg, "frc", False))
+        self.C, self.N = final_size(space.name, cfg.dataset, cfg.frc)
         self.shape: Shape = dataset_shape(cfg.dataset, shape, network=space.name)
         self.costs = {name: cost.to(device) for name, cost in
                       space.op_costs(cfg, cfg.dataset, self.C, self.N, cfg.cost, shape=self.shape).items()}

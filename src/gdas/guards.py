@@ -7,6 +7,7 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from gdas.configs.algorithm import SearchBase
 from gdas.spaces.base import SearchSpace
 
 
@@ -27,11 +28,11 @@ class CollapseGuard:
     is the (max-skip limited) one of the last epoch below the limit. `events` lists what the guards did.
     """
 
-    def __init__(self, cfg: Any, space: SearchSpace):
+    def __init__(self, cfg: SearchBase, space: SearchSpace):
         self.cfg, self.space = cfg, space
-        self.max_skip: Optional[int] = getattr(cfg, "max_skip", None)
-        self.limit: Optional[int] = getattr(cfg, "stop_on_collapse", None)
-        self.patience: int = getattr(cfg, "collapse_patience", 1)
+        self.max_skip: Optional[int] = cfg.max_skip
+        self.limit: Optional[int] = cfg.stop_on_collapse
+        self.patience: int = cfg.collapse_patience
         self.streak = 0
         self.current: Optional[dict[str, Any]] = None  # the last epoch's {"epoch", "genotype", "replaced"}
         self.healthy: Optional[dict[str, Any]] = None  # the same, of the last epoch below the collapse limit

@@ -36,6 +36,7 @@ class SearchData(Protocol):
     """
 
     kind: str  # the run kind written to config.json ("search", "search-rnn")
+    cfg: Any  # the run's config, as the data fitted it (e.g. a preset's batch to a small D_T)
     num_classes: int
     in_channels: int
     n_stats: int
@@ -78,7 +79,7 @@ class SearchTask:
         self.ctx = dist.context()
         seed_everything(cfg.seed)
         self.model = space.build_supernet(cfg, data.num_classes, data.in_channels).to(device)
-        if getattr(cfg, "channels_last", False):  # on the CPU too: oneDNN's depthwise conv backward is far faster
+        if cfg.channels_last:  # on the CPU too: oneDNN's depthwise conv backward is far faster
             self.model = self.model.to(memory_format=torch.channels_last)
         dist.broadcast_module(self.model)
         self.w_params = self.model.weight_parameters()
@@ -95,8 +96,7 @@ class SearchTask:
         self.show_progress = show_progress and self.ctx.is_main
         self.last_metrics: Optional[dict[str, Any]] = None
         self.guard = CollapseGuard(cfg, space)
-        self.budget = (Budget(cfg, space, self.model, device, shape=data_shape(data)) if getattr(cfg, "cost", None)
-                       else None)
+        self.budget = Budget(cfg, space, self.model, device, shape=data_shape(data)) if cfg.cost else None
 
     # -- one iteration of Algorithm 1 ----------------------------------------------------------
     def _loss(self, phase: str, step: int, tau: float) -> tuple[list, torch.Tensor, torch.Tensor]:
@@ -195,7 +195,7 @@ class SearchTask:
                    "world_size": self.ctx.world_size,
                    "search_cost_device_hours": round(hours * self.ctx.world_size, 4), **self.guard.summary(),
                    **self._cost_summary(genotype), "complete": True}
-        if run.writer and getattr(self.cfg, "benchmark", None) and self.space.benchmark is not None:
+        if run.writer and self.cfg.benchmark and self.space.benchmark is not None:
             summary["benchmark"] = self._lookup(genotype, self.space.benchmark)
         run.write_json(files.SUMMARY, summary)
         return summary
@@ -266,14 +266,17 @@ def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = prin
     ctx = dist.context()
     device = dist.local_device(resolve_device(cfg.device), ctx)
     setup_runtime(device, cfg.threads)
-    if getattr(cfg, "channels_last", False) is None:  # auto -> on/off, recorded in config.json
+    if cfg.channels_last is None and space.data == "image":  # auto -> on/off, recorded in config.json
         cfg = with_channels_last(cfg, device)
     data, run = _search_data(space)(cfg, out, device, resume_run)
+    cfg = data.cfg
     task = SearchTask(cfg, space, data, device, show_progress=show_progress)
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
     if ctx.is_main:
         log(f"{data.kind} {cfg.preset}: space {space.name}, {data.describe()} sampler={cfg.sampler} "
             f"epochs {start}..{cfg.epochs - 1} on {device} -> {run.path}")
+        for line in cfgbase.adjustment_lines(cfg):
+            log(line)
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))
 
 

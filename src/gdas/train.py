@@ -12,11 +12,12 @@ import torch.nn.functional as F
 
 from gdas.engine import distributed as dist
 from gdas.configs import base as cfgbase
+from gdas.configs.base import adjust_unset
 from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime, with_channels_last
 from gdas.configs.train import TrainConfig
 from gdas.data.batches import BatchSource, LoaderBatches, Split, TensorBatches
-from gdas.data.images import load_image_dataset, seeded_split
-from gdas.data.own import class_names, data_options, data_record
+from gdas.data.images import ImageDataset, load_image_dataset, seeded_split
+from gdas.data.own import class_names, count_words, data_options, data_record
 from gdas.spaces import space_of
 from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters
@@ -191,7 +192,10 @@ class TrainTask:
                    "mult_adds_M": round(count_mult_adds(self.model, (self.network["in_channels"], size, size)) / 1e6,
                                         2),
                    "final_top1_err": last.get("top1_err"), "final_top5_err": last.get("top5_err"),
-                   "final_test_loss": last.get("test_loss")}
+                   "final_test_loss": last.get("test_loss"),
+                   # the images each error was measured on
+                   "test_images": self.data.counts["test_images"] if self.test else 0,
+                   "valid_images": self.data.counts.get("valid_images", 0)}
         if self.has_valid:  # the best-validation weights (best.pt) and their test error; else nothing was picked
             best = self.best
             summary.update(final_valid_top1_err=last.get("valid_top1_err"),
@@ -236,12 +240,17 @@ def batch_source(cfg: TrainConfig, device: torch.device, ctx: dist.Context,
     With --valid-portion the training images lose a validation part: `split` (a resumed run's split.json),
     else a seeded draw.
     """
-    channels_last = cfg.channels_last
     if cfg.imagenet:
         assert cfg.data_dir is not None  # validate() checked it
         return LoaderBatches(cfg.data_dir, device, ctx, batch_size=cfg.batch_size, workers=cfg.workers,
                              image_size=cfg.imagenet_size, use_torchvision=cfg.use_torchvision,
-                             channels_last=channels_last)
+                             channels_last=cfg.channels_last)
+    return tensor_batches(cfg, *training_images(cfg, split), device, ctx)
+
+
+def training_images(cfg: TrainConfig, split: Optional[Split] = None) -> tuple[ImageDataset, Optional[Split]]:
+    """The images of a tensor-dataset run (any subset drawn) and its (training, validation) split: `split` (a
+    resumed run's), a seeded draw with --valid-portion, else None."""
     data = load_image_dataset(cfg.dataset, cfg.data_dir, synthetic_train=cfg.synthetic_train,
                               synthetic_test=cfg.synthetic_test, seed=cfg.seed, **data_options(cfg))
     if cfg.train_subset is not None or cfg.test_subset is not None:  # a subset as large as the split: all of it
@@ -253,17 +262,47 @@ def batch_source(cfg: TrainConfig, device: torch.device, ctx: dist.Context,
                  else f"{cfg.data_dir or cfg.dataset} has no test images; add them")
         raise GdasError(f"{where} or pass --valid-portion P (a validation part of the training images)")
     if cfg.valid_portion is None:
-        split = None
-    elif split is None:
+        return data, None
+    if split is None:
         valid, train = seeded_split(n, cfg.valid_portion, cfg.seed, "--valid-portion")
-        split = (train, valid)
-    elif int(torch.cat(split).max()) >= n:
+        return data, (train, valid)
+    if int(torch.cat(split).max()) >= n:
         raise GdasError(f"{SPLIT} holds indices beyond the {n} training images: the data changed since the run "
                         "started; resume with the run's original data")
+    return data, split
+
+
+def tensor_batches(cfg: TrainConfig, data: ImageDataset, split: Optional[Split], device: torch.device,
+                   ctx: dist.Context) -> TensorBatches:
     return TensorBatches(data, device, ctx, batch_size=cfg.batch_size,
                          eval_batch_size=cfg.eval_batch_size or cfg.batch_size, seed=cfg.seed,
                          crop_padding=cfg.crop_padding, flip=cfg.flip, cutout=cfg.cutout,
-                         channels_last=channels_last, split=split)
+                         channels_last=cfg.channels_last, split=split)
+
+
+def fit_to_images(cfg: TrainConfig, data: ImageDataset, split: Optional[Split], ctx: dist.Context,
+                  check_input: Optional[Callable[[int, bool], None]]) -> TrainConfig:
+    """`cfg` with the preset's batch size and auxiliary head fitted to the images (a batch no larger than the
+    training part; no auxiliary head on images too small for it); a setting the user gave that the images
+    cannot take is a one-line error. Runs before any run folder exists."""
+    n = len(split[0]) if split is not None else len(data.train_y)
+    fits = n // ctx.world_size * ctx.world_size
+    if cfg.batch_size > fits > 0:
+        cfg = adjust_unset(cfg, {"batch_size": fits}, f"the training part holds {n:,} images")
+    if cfg.batch_size > fits:
+        raise GdasError(f"--batch-size {cfg.batch_size} is larger than the {n} training images; lower it or use "
+                        "more training images")
+    if check_input is None:
+        return cfg
+    check_input(data.image_size, False)  # what no setting changes
+    if cfg.auxiliary and "auxiliary" not in cfg.given:
+        try:
+            check_input(data.image_size, True)
+        except GdasError:
+            cfg = adjust_unset(cfg, {"auxiliary": False}, f"{data.image_size}-pixel images are too small for the "
+                                                          "auxiliary head")
+    check_input(data.image_size, cfg.auxiliary)
+    return cfg
 
 
 def _smaller(k: Optional[int], n: int) -> Optional[int]:
@@ -285,7 +324,7 @@ def create_run(out: Path, cfg: TrainConfig, genotype: AnyGenotype, device: torch
     run = RunDir.create(out, KIND, cfgbase.to_json(cfg), environment(device))
     save_genotype(genotype, run.file(GENOTYPE))
     run.write_json(CLASSES, class_names(data))
-    run.write_json(DATA, data_record(data, cfg))
+    run.write_json(DATA, data_record(data, cfg, **data.counts))
     split = data.split
     if split is not None:  # kept, so a resumed run validates on the same images
         run.write_json(SPLIT, {"seed": cfg.seed, "valid_portion": cfg.valid_portion, "train": split[0].tolist(),
@@ -313,18 +352,27 @@ def run_train(cfg: TrainConfig, out: Path, *, resume_run: bool = False, log: Cal
     else:
         genotype = image_genotype(cfg.genotype, cfg.space)
     check_sizes(genotype, cfg.C)
-    data = batch_source(cfg, device, ctx, split)
     check = space_of(genotype).check_input
-    if not cfg.imagenet and check is not None:  # images the network cannot read fail before a run folder exists
-        check(data.image_size, cfg.auxiliary)
+    if cfg.imagenet:
+        data = batch_source(cfg, device, ctx)
+    else:  # images the network cannot read fail before a run folder exists
+        images, split = training_images(cfg, split)
+        if not resume_run:
+            cfg = fit_to_images(cfg, images, split, ctx, check)
+        elif check is not None:
+            check(images.image_size, cfg.auxiliary)
+        data = tensor_batches(cfg, images, split, device, ctx)
     task = TrainTask(cfg, genotype, data, device, show_progress=show_progress, test=data.has_test)
     if not resume_run:  # rank 0 creates the folder; its refusal (an existing run) stops every rank
         run = dist.main_first(lambda: create_run(out, cfg, genotype, device, data), ctx,
                               lambda: RunDir(out, writer=False))
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
     if ctx.is_main:
-        held = f", {len(data.split[1])} training images held out for validation" if data.split is not None else ""
-        held += "" if data.has_test else ", no test images (validation errors only)"
+        held = f", {data.counts['valid_images']:,} of them held out for validation" if data.split is not None else ""
+        held += "" if data.has_test else " (validation errors only)"
         log(f"train {cfg.preset}: {cfg.dataset} C={cfg.C} N={cfg.N} genotype {genotype} "
-            f"epochs {start}..{cfg.epochs - 1} on {device}{held} -> {run.path}")
+            f"epochs {start}..{cfg.epochs - 1} on {device} -> {run.path}")
+        log(f"data: {count_words(data.counts, cfg, ('train', 'test') if data.has_test else ('train',))}{held}")
+        for line in cfgbase.adjustment_lines(cfg):
+            log(line)
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))

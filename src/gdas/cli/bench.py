@@ -11,7 +11,8 @@ from gdas.bench.measure import KINDS, bench_data, bench_epoch, bench_search, mem
 from gdas.cli.common import overrides
 from gdas.configs import base as cfgbase
 from gdas.configs.bench import BenchConfig
-from gdas.configs.search import SEARCH_PRESETS, SearchConfig
+from gdas.configs.files import resolve_config
+from gdas.configs.search import SEARCH_TABLE, SearchConfig
 from gdas.errors import GdasError
 from gdas.engine.progress import summary_table
 
@@ -39,7 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     data.set_defaults(func=_data)
 
     epoch = bench_sub.add_parser("epoch", help="time one real search epoch and project the whole search")
-    epoch.add_argument("--preset", default="cifar10", choices=list(SEARCH_PRESETS), help="(default: cifar10)")
+    epoch.add_argument("--preset", default="cifar10", choices=SEARCH_TABLE.names(), metavar="PRESET",
+                       help=f"a search preset: {', '.join(SEARCH_TABLE.names())} (default: cifar10)")
     epoch.add_argument("--warmup-steps", type=int, default=5, help="untimed W+A iterations first (default: 5)")
     epoch.add_argument("--time-steps", type=int, default=None, metavar="K",
                        help="time only the epoch's first K iterations and scale to the whole epoch")
@@ -102,7 +104,8 @@ def _epoch(args: argparse.Namespace) -> int:
     if args.warmup_steps < 0 or (args.time_steps is not None and args.time_steps < 1):
         raise GdasError(f"--warmup-steps must be >= 0 and --time-steps >= 1, got {args.warmup_steps} and "
                         f"{args.time_steps}")
-    cfg: SearchConfig = cfgbase.resolve(SEARCH_PRESETS, args.preset, overrides(args, SearchConfig))
+    cfg: SearchConfig = resolve_config(SearchConfig, SEARCH_TABLE, kind="search", preset=args.preset,
+                                       overrides=overrides(args, SearchConfig))
     r = bench_epoch(cfg, args.warmup_steps, args.time_steps, show_progress=not args.json)
     rows = [{"epoch_s": r["epoch_s"], "steps": r["steps_per_epoch"], "timed": r["timed_steps"],
              "iteration_ms": r["iteration_ms"], "images_per_s": r["images_per_s"], "epochs": r["epochs"],

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from gdas.configs.base import Presets
 from gdas.configs.files import resolve_config
 from gdas.configs.runtime import TRACKING_BACKENDS
 from gdas.engine import distributed as dist
@@ -17,9 +18,12 @@ from gdas.errors import GdasError
 from gdas.runs import Resume, Runner, resume_changes, start_or_resume
 
 
-def add_run_options(parser: argparse.ArgumentParser, presets: Mapping[str, Any], default_preset: str) -> None:
-    parser.add_argument("--preset", default=None, choices=list(presets),
-                        help=f"named configuration (default: the --config file's preset, else {default_preset})")
+def add_run_options(parser: argparse.ArgumentParser, presets: Presets) -> None:
+    aliases = ", ".join(f"{alias} = {name}" for alias, name in presets.aliases.items())
+    parser.add_argument("--preset", default=None, choices=presets.names(), metavar="PRESET",
+                        help=f"named configuration: {', '.join(presets.configs)}"
+                             f"{f' (also: {aliases})' if aliases else ''}; default: the --config file's preset, "
+                             f"else {presets.default}")
     parser.add_argument("--config", type=Path, default=None, metavar="FILE",
                         help="JSON or YAML file of config fields (may name a preset; a run's config.json repeats "
                              "that run); options given here override it")
@@ -77,8 +81,7 @@ def run_target(args: argparse.Namespace) -> tuple[Optional[Path], Resume]:
     return args.out, False
 
 
-def run_command(args: argparse.Namespace, kind: str, cls: type, presets: Mapping[str, Any], default_preset: str,
-                runner: Runner) -> dict[str, Any]:
+def run_command(args: argparse.Namespace, kind: str, cls: type, presets: Presets, runner: Runner) -> dict[str, Any]:
     """Start or resume the run of `kind` the options ask for; its summary comes back with `out` added."""
     out, resume = run_target(args)
     fields = overrides(args, cls)
@@ -88,7 +91,6 @@ def run_command(args: argparse.Namespace, kind: str, cls: type, presets: Mapping
         out, summary = start_or_resume(kind, cls, runner, None, out=out, resume=True, changes=changes,
                                        show_progress=show)
     else:
-        cfg = resolve_config(cls, presets, default_preset, kind=kind, preset=args.preset, config=args.config,
-                             overrides=fields)
+        cfg = resolve_config(cls, presets, kind=kind, preset=args.preset, config=args.config, overrides=fields)
         out, summary = start_or_resume(kind, cls, runner, cfg, out=out, resume=resume, show_progress=show)
     return summary | {"out": out}

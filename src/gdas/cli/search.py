@@ -9,7 +9,7 @@ from typing import Any
 from gdas import api
 from gdas.cli.common import add_run_options, overrides, run_target, write_run_report
 from gdas.configs import base as cfgbase
-from gdas.configs.search import SEARCH_PRESETS, SearchConfig
+from gdas.configs.search import SEARCH_TABLE, SearchConfig
 from gdas.engine import distributed as dist
 from gdas.engine.progress import format_duration, summary_table
 
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("search", help="search a cell with GDAS (Algorithm 1) in a registered space",
                             description="Search a cell with GDAS and derive its genotype; --space darts (the "
                                         "paper's CNN space) or nb201 (NAS-Bench-201), or a preset that names one.")
-    add_run_options(parser, SEARCH_PRESETS, api.SEARCH_PRESET)
+    add_run_options(parser, SEARCH_TABLE)
     parser.add_argument("--task", choices=("cnn", "lm"), default="cnn",
                         help="cnn: an image cell (this command); lm: a recurrent cell, the same as `gdas search-rnn`")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="S",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from dataclasses import dataclass
 import re
 import difflib
 import types
@@ -14,8 +15,29 @@ from gdas.errors import GdasError
 
 C = TypeVar("C")
 
-# Fields that are never options (set by the CLI itself).
-_NOT_OPTIONS = frozenset({"preset"})
+# Fields that are never options: what a run's resolution records (the preset's name, the fields the user set
+# over it, the preset values fitted to them).
+RECORD_FIELDS = ("preset", "given", "adjusted")
+_NOT_OPTIONS = frozenset(RECORD_FIELDS)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The record every run config starts with: where its values came from (config.json keeps it)."""
+
+    preset: str = "custom"
+    # The fields set over the preset by a config file, options or keyword arguments.
+    given: tuple[str, ...] = ()
+    # Preset values the resolution changed to fit what the user set, in words ("warmup_epochs 3 -> 0 (...)").
+    adjusted: tuple[str, ...] = ()
+
+    def fit_to_given(self: C, preset: C) -> C:
+        """This config with the values of `preset` (the one it started from) that the user did not set made to
+        fit the ones they did (see `adjust_unset`); the resolution of a new run calls it before `validate`."""
+        return self
+
+    def validate(self) -> None:
+        """Raise a one-line GdasError on a value or combination the run cannot use."""
 
 
 def option_name(field: str) -> str:
@@ -74,13 +96,80 @@ def apply_overrides(config: C, values: Mapping[str, Any]) -> C:
     return dataclasses.replace(config, **changes)
 
 
-def resolve(presets: Mapping[str, C], preset: str, args: argparse.Namespace | Mapping[str, Any]) -> C:
-    """Preset by name, then CLI overrides."""
-    if preset not in presets:
-        raise GdasError(f"unknown preset {preset!r}{closest_hint(preset, presets)}; choose one of: "
-                        f"{', '.join(presets)}")
+@dataclass(frozen=True)
+class Presets(typing.Generic[C]):
+    """A config class's named presets, the other names some of them go by, and the one a command starts from."""
+
+    configs: Mapping[str, C]
+    default: str
+    aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        return [*self.configs, *self.aliases]
+
+    def canonical(self, name: str) -> str:
+        """The preset `name` names (an alias gives its canonical name); an unknown name is a one-line error."""
+        canonical = self.aliases.get(name, name)
+        if canonical not in self.configs:
+            raise GdasError(f"unknown preset {name!r}{closest_hint(name, self.names())}; choose one of: "
+                            f"{', '.join(self.names())}")
+        return canonical
+
+    def in_space(self, name: str, space: str) -> str:
+        """The preset `name`, or its counterpart in `space` when it is a preset of another space: "demo" ->
+        "nb201-demo", "nb201-smoke" -> "smoke" (darts presets have no prefix)."""
+        name = self.canonical(name)
+        own = self.configs[name].space
+        if own == space:
+            return name
+        spaces = list(dict.fromkeys(p.space for p in self.configs.values()))
+        if space not in spaces:
+            raise GdasError(f"unknown search space {space!r}{closest_hint(space, spaces)}; choose one of: "
+                            f"{', '.join(spaces)}")
+        stem = name[len(own) + 1:] if own != "darts" and name.startswith(own + "-") else name
+        candidate = stem if space == "darts" else f"{space}-{stem}"
+        if candidate in self.configs and self.configs[candidate].space == space:
+            return candidate
+        choices = ", ".join(n for n, p in self.configs.items() if p.space == space)
+        raise GdasError(f"preset {name!r} is a {own} preset with no {space} counterpart; pass one of the {space} "
+                        f"presets: {choices}")
+
+    def resolve(self, name: str, values: argparse.Namespace | Mapping[str, Any]) -> C:
+        """The preset `name` (or alias) with the fields in `values` replaced."""
+        return resolve(self.configs, name, values, self.aliases)
+
+
+def resolve(presets: Mapping[str, C], preset: str, args: argparse.Namespace | Mapping[str, Any],
+            aliases: Mapping[str, str] = {}) -> C:
+    """Preset by name (or alias), then CLI overrides."""
+    name = Presets(presets, preset, aliases).canonical(preset)
     values = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
-    return apply_overrides(dataclasses.replace(presets[preset], preset=preset), values)
+    return apply_overrides(dataclasses.replace(presets[name], preset=name), values)
+
+
+def adjust_unset(config: C, values: Mapping[str, Any], reason: str) -> C:
+    """`config` with `values` applied to the fields the user did not give (`config.given`), each change noted
+    in `config.adjusted` as "field old -> new: reason"; a field the user gave is left as it is (its check in
+    `validate` then names the user's own option)."""
+    changes = {k: v for k, v in values.items() if k not in config.given and getattr(config, k) != v}
+    if not changes:
+        return config
+    notes = tuple(f"{k} {getattr(config, k)} -> {v} ({reason})" for k, v in changes.items())
+    return dataclasses.replace(config, **changes, adjusted=config.adjusted + notes)
+
+
+def adjustment_lines(config: Any) -> list[str]:
+    """The log lines of the preset values a run's resolution fitted to the user's settings (`adjusted`)."""
+    return [f"preset {config.preset} adjusted: {note}" for note in config.adjusted]
+
+
+def own_subset(config: C, preset: C, *fields: str) -> C:
+    """A preset's subsets (`fields`: train_subset, test_subset) belong to the preset's own dataset: on other data
+    (a user's own above all) they are dropped unless the user gave them, so every image is used."""
+    if config.dataset == preset.dataset:
+        return config
+    return adjust_unset(config, {f: None for f in fields if getattr(preset, f) is not None},
+                        f"the preset's subset is of {preset.dataset}; {config.dataset} data is used whole")
 
 
 def closest_hint(name: str, known: typing.Iterable[str]) -> str:
@@ -121,6 +210,8 @@ def check_fields(cls: type, values: Mapping[str, Any], where: str) -> dict[str, 
     for name, value in values.items():
         if name not in hints or name not in known:
             raise GdasError(f"unknown field {name!r} {where}{closest_hint(str(name), known)}")
+        if name in RECORD_FIELDS and name != "preset":
+            raise GdasError(f"field {name!r} {where} is what a run records of its config, not a setting; drop it")
         tp, optional = _unwrap_optional(hints[name])
         if value is None and optional:
             checked[name] = None

@@ -3,9 +3,10 @@ the file's fields, then the options or keyword arguments given with it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Mapping, Optional, TypeVar
+from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from gdas.configs import base
 from gdas.errors import GdasError
@@ -59,19 +60,43 @@ def read_config_file(path: str | Path, kind: str) -> dict[str, Any]:
     return {str(k): v for k, v in data.items()}
 
 
-def resolve_config(cls: type[C], presets: Mapping[str, C], default_preset: str, *, kind: str,
-                   preset: Optional[str] = None, config: Optional[str | Path] = None,
-                   overrides: Optional[Mapping[str, Any]] = None, where: str = "") -> C:
-    """The config of a new run: `preset` (else the file's `preset`, else `default_preset`), then the fields of
-    the `config` file, then `overrides`; every name and type checked, the result validated.
+SpaceOf = Callable[[Mapping[str, Any]], Optional[str]]
+
+
+def _named_space(fields: Mapping[str, Any]) -> Optional[str]:
+    return fields.get("space")
+
+
+def resolve_config(cls: type[C], presets: base.Presets[C], *, kind: str, preset: Optional[str] = None,
+                   config: Optional[str | Path] = None, overrides: Optional[Mapping[str, Any]] = None,
+                   where: str = "", space_of: SpaceOf = _named_space) -> C:
+    """The config of a new run, one way for every source of settings: the preset (`preset`, else the file's,
+    else the default one) in the space the settings name (`space_of(fields)`: the `space` field by default, a
+    training run's genotype's space; the preset's counterpart in that space is taken), then the fields of the
+    `config` file, then `overrides` (options or keyword arguments); every name and type checked. The fields
+    set over the preset are recorded in `given`; preset values that do not fit them are adjusted
+    (`fit_to_given`, noted in `adjusted`), then the result is validated.
 
     `where` says in errors where the overrides came from (e.g. "in gdas.search()")."""
     from_file: dict[str, Any] = {}
+    recorded: dict[str, Any] = {}  # a run's config.json passed back: what it recorded of its own resolution
     if config is not None:
-        from_file = base.check_fields(cls, read_config_file(config, kind), f"in {Path(config).name}")
+        raw = read_config_file(config, kind)
+        recorded = {name: raw.pop(name) for name in base.RECORD_FIELDS[1:] if name in raw}
+        from_file = base.check_fields(cls, raw, f"in {Path(config).name}")
     given = base.check_fields(cls, dict(overrides or {}), where or "given")
     file_preset = from_file.pop("preset", None)
     given.pop("preset", None)
-    cfg = base.resolve(presets, preset or file_preset or default_preset, {**from_file, **given})
+    fields = {**from_file, **given}
+    name = presets.canonical(preset or file_preset or presets.default)
+    space = space_of(fields)
+    if space is not None:
+        name = presets.in_space(name, space)
+    start = presets.configs[name]
+    # Repeating a run keeps its record: what its user set, and what was fitted to it, plus the new options.
+    names = set(recorded["given"]) | set(given) if "given" in recorded else set(fields)
+    record = {"preset": name, "given": tuple(sorted(names)), "adjusted": tuple(recorded.get("adjusted", ()))}
+    cfg = base.apply_overrides(dataclasses.replace(start, **record), fields)
+    cfg = cfg.fit_to_given(start)
     cfg.validate()
     return cfg

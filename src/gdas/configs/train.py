@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from gdas.configs.base import check, check_choice, meta, own_data_field
+from gdas.configs.base import Presets, RunConfig, check, check_choice, meta, own_data_field, own_subset
 from gdas.configs.runtime import validate_runtime
 
 from gdas.data.images import IMAGE_DATASETS
@@ -20,10 +20,9 @@ IMAGENET_SIZE = 224
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Everything a final-network training run depends on; written to the run directory as config.json."""
 
-    preset: str = "custom"
     space: str = field(default="darts", metadata=meta("search space of the genotype's network", SPACES))
     genotype: str = field(default="GDAS", metadata=meta(
         "cell to train: registry name (GDAS, GDAS_FRC, DARTS_V2, ...), genotype.json, or a search RUN_DIR"))
@@ -31,9 +30,10 @@ class TrainConfig:
     data_dir: Optional[str] = field(default=None, metadata=meta(
         "folder holding the dataset files (ImageNet: the folder with train/ and val/)"))
     train_subset: Optional[int] = field(default=None, metadata=meta(
-        "seeded random subset of this many training images (tensor datasets)"))
+        "seeded random subset of this many training images (tensor datasets); a preset's subset belongs to its "
+        "own dataset: on other data every image is used unless this is given"))
     test_subset: Optional[int] = field(default=None, metadata=meta(
-        "seeded random subset of this many test images (tensor datasets)"))
+        "seeded random subset of this many test images (tensor datasets); as --train-subset"))
     valid_portion: Optional[float] = field(default=None, metadata=meta(
         "hold out this share of the training images (seeded, split.json) to pick best.pt on; tensor datasets "
         "(default none: no validation part, no best.pt)"))
@@ -87,6 +87,9 @@ class TrainConfig:
     def imagenet_size(self) -> int:
         """The ImageNet crop size (--image-size, default 224)."""
         return IMAGENET_SIZE if self.image_size is None else self.image_size
+
+    def fit_to_given(self, preset: "TrainConfig") -> "TrainConfig":
+        return own_subset(super().fit_to_given(preset), preset, "train_subset", "test_subset")
 
     def validate(self) -> None:
         check_choice(self.space, SPACES, "--space")
@@ -153,24 +156,30 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "imagenet": _IMAGENET,
     # The FRC cell on ImageNet uses C=52 in the paper (2C must split into the fixed cell's 8 groups).
     "imagenet-frc": replace(_IMAGENET, genotype="GDAS_FRC", C=52),
-    # The CPU demo: train a cell (e.g. --genotype runs/demo) on a Fashion-MNIST subset in a few minutes.
-    "fashion-mnist": TrainConfig(dataset="fashion-mnist", C=8, N=1, epochs=5, batch_size=64, lr=0.05,
-                                 train_subset=5000, test_subset=2000, crop_padding=2, cutout=0,
-                                 drop_path_prob=0.1, eval_batch_size=250, channels_last=True),
+    # The CPU demo: train a cell (e.g. --genotype runs/demo) in a few minutes, on 5,000 Fashion-MNIST images
+    # measured on 2,000 test images (a preset's subsets belong to its dataset: other data is used whole).
+    "demo": TrainConfig(dataset="fashion-mnist", C=8, N=1, epochs=5, batch_size=64, lr=0.05,
+                        train_subset=5000, test_subset=2000, crop_padding=2, cutout=0,
+                        drop_path_prob=0.1, eval_batch_size=250, channels_last=True),
     # NAS-Bench-201's 200-epoch recipe: nesterov SGD 0.1 cosine to 0, wd 5e-4, batch 256, crop + flip; C=16, N=5.
     "nb201-cifar10": _NB201_TRAIN,
     "nb201-cifar100": replace(_NB201_TRAIN, dataset="cifar100"),
     "nb201-imagenet16": replace(_NB201_TRAIN, dataset="imagenet16-120", crop_padding=2),
-    # The NAS-Bench-201 CPU demo: train a cell (e.g. --genotype runs/nb201-demo) on a Fashion-MNIST subset.
-    "nb201-fashion-mnist": replace(_NB201_TRAIN, dataset="fashion-mnist", C=8, N=1, epochs=5, batch_size=64, lr=0.05,
-                                   train_subset=5000, test_subset=2000, crop_padding=2, eval_batch_size=250,
-                                   channels_last=True),
+    # The NAS-Bench-201 CPU demo: train a cell (e.g. --genotype runs/nb201-demo) as the darts demo does.
+    "nb201-demo": replace(_NB201_TRAIN, dataset="fashion-mnist", C=8, N=1, epochs=5, batch_size=64, lr=0.05,
+                          train_subset=5000, test_subset=2000, crop_padding=2, eval_batch_size=250,
+                          channels_last=True),
     "nb201-smoke": replace(_NB201_TRAIN, dataset="synthetic", synthetic_train=64, synthetic_test=32, C=8, N=1,
                            epochs=2, batch_size=16),
     # Seconds: for tests and for checking an installation (every part of the recipe switched on).
     "smoke": TrainConfig(dataset="synthetic", synthetic_train=64, synthetic_test=32, C=8, N=1, epochs=2,
                          batch_size=16, label_smoothing=0.1, cutout=8),
 }
+# Other names of presets, as for the search presets.
+TRAIN_ALIASES: dict[str, str] = {"paper": "cifar10", "nb201-paper": "nb201-cifar10",
+                                 "fashion-mnist": "demo", "nb201-fashion-mnist": "nb201-demo"}
+# `gdas train` and `gdas.train` start from the CPU demo (its counterpart in the genotype's space).
+TRAIN_TABLE = Presets(TRAIN_PRESETS, "demo", TRAIN_ALIASES)
 
 
 def final_size(space: str, dataset: str, fixed_reduction: bool = False) -> tuple[int, int]:

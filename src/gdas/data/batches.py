@@ -9,6 +9,7 @@ import torch
 from gdas.engine import distributed as dist
 from gdas.data.augment import BatchAugment, batch_indices, normalize
 from gdas.data.images import ImageDataset
+from gdas.data.own import image_counts
 from gdas.data.stream import BatchReader
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -19,7 +20,9 @@ class BatchSource(Protocol):
     """What training needs from its data: batches of this rank, and the state that makes them reproducible.
 
     `split` is None unless a validation part was held out of the training images; `has_test` is False when the
-    data has no test images (their errors are then never measured).
+    data has no test images (their errors are then never measured). `counts` says how many images each part
+    holds (`data.own.image_counts`, with "valid_images" for a validation part): data.json and the summary
+    name them beside the errors measured on them.
     """
 
     num_classes: int
@@ -29,6 +32,7 @@ class BatchSource(Protocol):
     std: tuple[float, ...]
     split: Optional[Split]
     has_test: bool
+    counts: dict[str, int]
 
     def train_batches(self, epoch: int, max_steps: Optional[int]) -> tuple[int, Iterator[Batch]]: ...
 
@@ -61,6 +65,7 @@ class TensorBatches:
             self.train_x, self.train_y = data.train_x[train], data.train_y[train]
         self.test_x, self.test_y = data.test_x, data.test_y
         self.has_test = len(data.test_y) > 0
+        self.counts = image_counts(data) | ({"valid_images": len(split[1])} if split is not None else {})
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_classes, self.channels, self.image_size = data.num_classes, data.channels, data.image_size
         self.mean, self.std, self.classes = data.mean, data.std, data.classes
@@ -124,6 +129,7 @@ class LoaderBatches:
             use_torchvision=use_torchvision)
         self.channels, self.image_size = 3, image_size
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.counts = {"train_images": len(self.train.dataset), "test_images": len(self.val.dataset)}
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format

@@ -38,6 +38,8 @@ class ImageDataset:
     mean: tuple[float, ...]  # per channel, [0, 1] scale, from the training images
     std: tuple[float, ...]
     classes: Optional[tuple[str, ...]] = None  # class names by label (folders: the sorted sub-folder names)
+    # (training, test) images of the data before `subset` drew from it; None: these are all of them
+    available: Optional[tuple[int, int]] = None
 
     def __post_init__(self) -> None:
         for x, y in ((self.train_x, self.train_y), (self.test_x, self.test_y)):
@@ -81,7 +83,8 @@ class ImageDataset:
 
         train_x, train_y = pick(self.train_x, self.train_y, train, "training")
         test_x, test_y = pick(self.test_x, self.test_y, test, "test")
-        return dataclasses.replace(self, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
+        return dataclasses.replace(self, train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                                   available=self.available or (len(self.train_y), len(self.test_y)))
 
 
 def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:

@@ -18,10 +18,38 @@ def class_names(data: Any) -> list[str]:
 
 def data_record(data: Any, cfg: Any, **counts: int) -> dict[str, Any]:
     """What a run writes to data.json: where its images came from, their shape and statistics, and `counts`
-    (e.g. train_images=...). `data` is an ImageDataset or a training run's batch source."""
+    (`image_counts`: how many images it read, and out of how many when a subset was drawn). `data` is an
+    ImageDataset or a training run's batch source."""
     return {"dataset": cfg.dataset, "data_dir": cfg.data_dir, "num_classes": data.num_classes,
             "channels": data.channels, "image_size": data.image_size, **counts, "mean": list(data.mean),
             "std": list(data.std)}
+
+
+def image_counts(data: Any) -> dict[str, int]:
+    """The training and test images a run reads (an ImageDataset after any subset), and with a subset drawn,
+    how many there were ("train_images_available", "test_images_available")."""
+    counts = {"train_images": len(data.train_y), "test_images": len(data.test_y)}
+    available = getattr(data, "available", None)
+    for split, total in zip(("train", "test"), available or ()):
+        if total > counts[f"{split}_images"]:
+            counts[f"{split}_images_available"] = total
+    return counts
+
+
+def count_words(counts: dict[str, int], cfg: Any, splits: tuple[str, ...] = ("train", "test")) -> str:
+    """The images a run reads in words, each subset with the option that drew it and who set it: "4,000 of
+    60,000 training images (--train-subset 4000, preset demo)"."""
+    words = []
+    for split in splits:
+        n, total = counts[f"{split}_images"], counts.get(f"{split}_images_available")
+        name = "training" if split == "train" else split
+        if total is None:
+            words.append(f"{n:,} {name} images")
+            continue
+        field = f"{split}_subset"
+        source = "given" if field in cfg.given else f"preset {cfg.preset}"
+        words.append(f"{n:,} of {total:,} {name} images (--{split}-subset {getattr(cfg, field)}, {source})")
+    return ", ".join(words)
 
 
 def data_options(cfg: Any) -> dict[str, Any]:

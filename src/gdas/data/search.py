@@ -12,7 +12,8 @@ from gdas.configs.runtime import autocast
 from gdas.data.augment import BatchAugment, batch_indices
 from gdas.data.stream import BatchReader, take
 from gdas.data.images import ImageDataset, load_image_dataset, seeded_split
-from gdas.data.own import class_names, data_options, data_record
+from gdas.configs.base import adjust_unset
+from gdas.data.own import class_names, count_words, data_options, data_record, image_counts
 from gdas.spaces import get_space
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files
@@ -62,7 +63,9 @@ class ImageSearchData:
         self.readers: dict[str, BatchReader] = {}
 
     def describe(self) -> str:
-        return f"{self.dataset_name} C={self.cfg.C} N={self.cfg.N}"
+        counts = image_counts(self.data)
+        return (f"{self.dataset_name} C={self.cfg.C} N={self.cfg.N} on {count_words(counts, self.cfg, ('train',))}: "
+                f"D_T {len(self.d_t):,}, D_V {len(self.d_v):,}")
 
     def _epoch_indices(self, split: torch.Tensor, batches: list[torch.Tensor], steps: int) -> torch.Tensor:
         """(steps, local batch) image indices of this rank for an epoch, moved to the device in one copy."""
@@ -120,8 +123,22 @@ class ImageSearchData:
         self.aug_gen.set_state(state["aug_gen"])
 
 
+def fit_batch(cfg: Any, split: tuple[torch.Tensor, torch.Tensor]) -> Any:
+    """`cfg` with a preset's batch size lowered to what D_T and D_V hold (a whole number of images per rank);
+    a batch size the user gave that does not fit is a one-line error, before any run folder exists."""
+    world = dist.context().world_size
+    fits = min(len(split[0]), len(split[1])) // world * world
+    if cfg.batch_size > fits > 0:
+        cfg = adjust_unset(cfg, {"batch_size": fits}, f"D_T / D_V hold {len(split[0]):,} / {len(split[1]):,} images")
+    if cfg.batch_size > fits:
+        raise GdasError(f"--batch-size {cfg.batch_size} is larger than D_T/D_V ({len(split[0])}/{len(split[1])} "
+                        "images); lower it or use more data")
+    return cfg
+
+
 def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: bool) -> tuple[ImageSearchData, RunDir]:
-    """The data and run directory of an image search: a new run writes its split, a resumed one reads it."""
+    """The data and run directory of an image search: a new run writes its split, a resumed one reads it. The
+    data's `cfg` is the run's config as the data fitted it (`fit_batch`)."""
     from gdas.search import new_run_dir
 
     ctx = dist.context()
@@ -137,8 +154,11 @@ def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: boo
         split = (torch.tensor(split_json["train"]), torch.tensor(split_json["valid"]))
     else:
         split = split_indices(len(data.train_y), cfg.train_portion, cfg.data_seed)
+        cfg = fit_batch(cfg, split)
         run = new_run_dir(out, ImageSearchData.kind, cfg, device)
         run.write_json(files.SPLIT, {"seed": cfg.data_seed, "train": split[0].tolist(), "valid": split[1].tolist()})
         run.write_json(files.CLASSES, class_names(data))
-        run.write_json(files.DATA, data_record(data, cfg, train_images=len(data.train_y)))
+        counts = {k: v for k, v in image_counts(data).items() if k.startswith("train")}  # the test images go unread
+        run.write_json(files.DATA, data_record(data, cfg, **counts, d_t_images=len(split[0]),
+                                               d_v_images=len(split[1])))
     return ImageSearchData(cfg, data, split, device), run

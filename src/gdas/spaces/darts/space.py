@@ -51,7 +51,7 @@ def build_supernet(cfg: Any, num_classes: int, in_channels: int) -> SearchNetwor
 def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any) -> Genotype:
     normal = probs["normal"]
     assert normal is not None
-    return derive_genotype(normal, probs.get("reduce"), steps=cfg.steps, max_skip=getattr(cfg, "max_skip", None))
+    return derive_genotype(normal, probs.get("reduce"), steps=cfg.steps, max_skip=cfg.max_skip)
 
 
 def build_network(genotype: Genotype, *, dataset: str, C: int, N: int, num_classes: int, auxiliary: bool = False,

@@ -38,7 +38,7 @@ def build_supernet(cfg: Any, num_classes: int, in_channels: int) -> NB201SearchN
 def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any) -> NB201Genotype:
     cell = probs["cell"]
     assert cell is not None
-    return derive_nb201(cell, getattr(cfg, "max_skip", None))
+    return derive_nb201(cell, cfg.max_skip)
 
 
 def parse(text: str) -> Optional[NB201Genotype]:

@@ -1,0 +1,120 @@
+"""The options of Algorithm 1 that every search config extends (CNN and recurrent spaces alike), with their checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from gdas.configs.base import RunConfig, adjust_unset, check, check_choice, meta
+from gdas.configs.runtime import validate_runtime
+from gdas.errors import GdasError
+from gdas.sampler import SAMPLERS
+from gdas.spaces import get_space
+
+COSTS = ("mult-adds", "params")  # what --cost counts (in millions, at the final network's size)
+
+
+@dataclass(frozen=True)
+class SearchBase(RunConfig):
+    """Alternating W / A updates with Gumbel-max sampling, tau annealing, the guards and the budget: what
+    `search.SearchTask`, `guards.CollapseGuard` and `budget.Budget` read. Defaults are SPEC's CNN search;
+    the recurrent search config overrides the ones its paper recipe sets."""
+
+    space: str = field(default="darts", metadata=meta("search space"))
+    sampler: str = field(default="gdas", metadata=meta("edge mode: GDAS, GDAS without acceleration, DARTS",
+                                                       SAMPLERS))
+    epochs: int = field(default=240, metadata=meta("search epochs"))
+    batch_size: int = field(default=64, metadata=meta("batch per step (global, over all ranks)",
+                                                      aliases=("batch",)))
+    steps_per_epoch: Optional[int] = field(default=None, metadata=meta("cap on W/A iterations per epoch"))
+    w_lr: float = field(default=0.025, metadata=meta("SGD learning rate of the weights W"))
+    w_lr_min: Optional[float] = field(default=0.001, metadata=meta(
+        "cosine floor of the W learning rate (none: constant)"))
+    w_momentum: float = 0.9
+    w_nesterov: bool = False
+    w_weight_decay: float = 3e-4
+    grad_clip: float = field(default=5.0, metadata=meta("gradient-norm clip of W (0 disables)"))
+    a_lr: float = field(default=3e-4, metadata=meta("Adam learning rate of A"))
+    warmup_epochs: int = field(default=0, metadata=meta(
+        "W-only epochs before A starts updating (P-DARTS, PC-DARTS); tau follows its schedule over all epochs. "
+        "A preset's warm-up is scaled with --epochs when only --epochs is given"))
+    a_beta1: float = 0.5
+    a_beta2: float = 0.999
+    a_weight_decay: float = 1e-3
+    tau_max: float = field(default=10.0, metadata=meta("Gumbel temperature at the first epoch"))
+    tau_min: float = field(default=0.1, metadata=meta("Gumbel temperature at the last epoch"))
+    max_skip: Optional[int] = field(default=None, metadata=meta(
+        "derivation keeps at most K skip_connect ops in the normal cell (nb201: the cell); the next best "
+        "op with parameters replaces the least likely excess ones (P-DARTS: 2)"))
+    stop_on_collapse: Optional[int] = field(default=None, metadata=meta(
+        "stop early, keeping the last healthy genotype, once the derived normal cell (nb201: the cell) has K "
+        "or more parameter-free ops for --collapse-patience epochs (DARTS+)"))
+    collapse_patience: int = field(default=1, metadata=meta(
+        "epochs in a row of collapse before --stop-on-collapse stops"))
+    cost: Optional[str] = field(default=None, metadata=meta(
+        "add --cost-weight x the expected cost of the cells under softmax(A) to the A step's loss", COSTS))
+    cost_weight: Optional[float] = field(default=None, metadata=meta(
+        "LAMBDA of --cost, per million mult-adds or parameters of the final network's cells"))
+    cost_target: Optional[float] = field(default=None, metadata=meta(
+        "hinge of --cost: penalise only the expected cost above this many millions"))
+    seed: int = 0
+    device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
+    amp: str = field(default="none", metadata=meta("mixed precision on CUDA", ("none", "bf16")))
+    channels_last: Optional[bool] = field(default=None, metadata=meta(
+        "image spaces: channels_last (NHWC) memory format for model and batches (default auto: on on the CPU, "
+        "off on CUDA)"))
+    threads: Optional[int] = field(default=None, metadata=meta("CPU threads (torch.set_num_threads)"))
+    benchmark: Optional[str] = field(default=None, metadata=meta(
+        "nb201 space: the NATS-Bench topology benchmark (the extracted NATS-tss-v1_0-3ffb9-simple folder); the "
+        "summary and report record the derived cell's true accuracies (needs pip install 'gdas-nas[nb201]')"))
+
+    def fit_to_given(self, preset: "SearchBase") -> "SearchBase":
+        """A preset's warm-up is a share of its epochs: given --epochs alone, it keeps that share (rounded
+        down, at most epochs - 1), so that a shortened run never fails on a warm-up the user did not set."""
+        cfg = super().fit_to_given(preset)
+        if preset.warmup_epochs and cfg.epochs != preset.epochs:
+            scaled = min(preset.warmup_epochs * cfg.epochs // preset.epochs, cfg.epochs - 1)
+            cfg = adjust_unset(cfg, {"warmup_epochs": max(scaled, 0)},
+                               f"the preset's {preset.warmup_epochs} of {preset.epochs} epochs, scaled to "
+                               f"--epochs {cfg.epochs}")
+        return cfg
+
+    def validate(self) -> None:
+        super().validate()
+        space = get_space(self.space)  # an unknown space fails with the list of spaces
+        check_choice(self.sampler, SAMPLERS, "--sampler")
+        check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
+        check(0 <= self.warmup_epochs < self.epochs,
+              f"--warmup-epochs must be in [0, --epochs), got {self.warmup_epochs} with {self.epochs} epochs")
+        check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "--steps-per-epoch must be >= 1")
+        check(not self.w_nesterov or self.w_momentum > 0, "--w-nesterov needs --w-momentum > 0")
+        check(self.w_lr > 0 and self.a_lr > 0, "--w-lr and --a-lr must be > 0")
+        check(self.tau_max >= self.tau_min > 0, f"need --tau-max >= --tau-min > 0, got {self.tau_max}, "
+                                                f"{self.tau_min}")
+        check(self.max_skip is None or self.max_skip >= 0, f"--max-skip must be at least 0, got {self.max_skip}")
+        check(self.max_skip is None or "skip_connect" in space.ops,
+              f"--max-skip limits skip_connect ops, which the {space.name} space does not have; drop it")
+        check(self.stop_on_collapse is None or self.stop_on_collapse >= 1,
+              f"--stop-on-collapse must be at least 1, got {self.stop_on_collapse}")
+        check(self.collapse_patience >= 1, f"--collapse-patience must be at least 1, got {self.collapse_patience}")
+        self._validate_cost(space.op_costs is not None, space.name)
+        check(not self.channels_last or space.data == "image",
+              f"--channels-last is a memory format of image networks; the {space.name} space has none, drop it")
+        validate_runtime(self.device, self.amp, self.threads)
+        if self.benchmark is not None:  # a missing file or package fails now, not after the search
+            if space.benchmark is None:
+                raise GdasError(f"--benchmark: the {space.name} space has no tabular benchmark; drop it "
+                                "(NATS-Bench holds --space nb201 cells)")
+            space.benchmark.check(self)
+
+    def _validate_cost(self, available: bool, space: str) -> None:
+        check(self.cost is None or self.cost in COSTS, f"--cost {self.cost!r} is not one of: {', '.join(COSTS)}")
+        check(self.cost is None or available, f"--cost is not available in the {space} space; drop it")
+        check(self.cost is not None or (self.cost_weight is None and self.cost_target is None),
+              "--cost-weight and --cost-target need --cost mult-adds or --cost params")
+        check(self.cost is None or self.cost_weight is not None,
+              f"--cost {self.cost} needs --cost-weight LAMBDA (>= 0; with --cost-target VALUE only the expected "
+              "cost above the target is penalised)")
+        check(self.cost_weight is None or self.cost_weight >= 0, f"--cost-weight must be >= 0, got {self.cost_weight}")
+        check(self.cost_target is None or self.cost_target >= 0, f"--cost-target must be >= 0, got {self.cost_target}")
