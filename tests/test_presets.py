@@ -133,6 +133,7 @@ def test_own_data_is_searched_and_trained_whole_with_the_default_presets(tmp_pat
     assert (record["train_images"], record["d_t_images"], record["d_v_images"]) == (90, 45, 45)
     assert "train_images_available" not in record and _config(search)["train_subset"] is None
     assert "on 90 training images: D_T 45, D_V 45" in out
+    assert _json(search / "summary.json")["valid_images"] == 45 and "on 45 D_V images" in out
     assert "adjusted: train_subset 4000 -> None" in out
     # A preset batch larger than D_T is lowered to fit (and said), not refused.
     assert _config(search)["batch_size"] == 45 and "adjusted: batch_size 64 -> 45 (D_T / D_V hold 45 / 45 images)" in out

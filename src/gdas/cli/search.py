@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
     print(f"genotype: {summary['genotype']}")
-    print(f"final valid acc {summary['final_valid_acc']:.4f}  wall time {format_duration(summary['wall_time_s'])}"
+    measured = f" on {summary['valid_images']:,} D_V images" if summary.get("valid_images") else ""
+    print(f"final valid acc {summary['final_valid_acc']:.4f}{measured}  wall time {format_duration(summary['wall_time_s'])}"
           f"  search cost {summary['search_cost_device_hours']:.3f} {summary['device']}-hours")
     if "benchmark" in summary:
         print(_benchmark_line(summary["benchmark"]))

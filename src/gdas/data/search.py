@@ -113,7 +113,12 @@ class ImageSearchData:
                 "images_per_s": 2 * n / elapsed}
 
     def summary(self, last: dict[str, Any]) -> dict[str, Any]:
-        return {"final_valid_acc": last.get("valid_acc"), "final_train_acc": last.get("train_acc")}
+        """The last epoch's accuracies, with the D_V images the valid one was measured on (whole batches of
+        an epoch's A steps: the rest of D_V waits for another epoch)."""
+        batch = self.cfg.batch_size
+        steps = min(len(self.d_t) // batch, len(self.d_v) // batch, self.cfg.steps_per_epoch or 10 ** 12)
+        return {"final_valid_acc": last.get("valid_acc"), "final_train_acc": last.get("train_acc"),
+                "valid_images": steps * batch}
 
     def state_dict(self) -> dict[str, Any]:
         return {"order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state()}
