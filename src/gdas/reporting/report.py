@@ -22,7 +22,8 @@ from gdas.reporting.runview import RunView, epoch_of, is_number, load_runs
 
 REPORT = "report.html"
 # Summary fields shown first (others follow in file order); the genotype is drawn instead.
-_HEADLINE = ("final_valid_acc", "final_train_acc", "final_top1_err", "final_top5_err", "best_valid_top1_err",
+_HEADLINE = ("final_valid_acc", "final_train_acc", "final_top1_err", "final_top5_err", "test_images", "valid_images",
+             "best_valid_top1_err",
              "best_test_top1_err", "best_top1_err",  # the last: test-picked, in runs from before validation parts
              "valid_ppl", "test_ppl", "best_valid_ppl", "final_valid_ppl", "final_derived_valid_ppl",
              "final_train_ppl", "params_M", "mult_adds_M")
