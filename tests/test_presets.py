@@ -251,3 +251,20 @@ def test_the_recurrent_search_stops_on_collapse_too(tmp_path: Path, capsys) -> N
     assert summary["stop_on_collapse"] == 1 and "guards" in summary
     with pytest.raises(SystemExit):  # not an option of the recurrent search
         run_cli("search-rnn", "--preset", "smoke", "--max-skip", "1")
+
+
+def test_a_run_from_before_the_record_continues_with_auto_resume(tmp_path: Path, capsys) -> None:
+    """config.json of an earlier release has no given / adjusted and may name a preset by its old name: the same
+    command with --auto-resume still finds its run."""
+    command = ["search", "--preset", "smoke", "--epochs", "2", "--steps-per-epoch", "1", "--C", "4", *QUIET,
+               "--out", tmp_path / "run"]
+    assert run_cli(*command) == 0
+    stored = _json(tmp_path / "run" / "config.json")
+    for name in ("given", "adjusted"):
+        del stored["config"][name]
+    stored["config"]["preset"] = "fashion-mnist"
+    (tmp_path / "run" / "config.json").write_text(json.dumps(stored))
+    (tmp_path / "run" / "summary.json").unlink()
+    assert run_cli(*command, "--auto-resume") == 0
+    assert "epochs 2..1" in capsys.readouterr().out  # nothing left to run: the summary is written again
+    assert _json(tmp_path / "run" / "summary.json")["complete"]

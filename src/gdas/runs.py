@@ -48,7 +48,7 @@ def config_differences(stored: Any, cfg: Any) -> list[str]:
     """The options whose values differ between two configs, besides those a resume may change."""
     old, new = cfgbase.to_json(stored), cfgbase.to_json(cfg)
     return [cfgbase.option_name(k) for k in sorted(set(old) | set(new))
-            if k not in RESUME_MUTABLE and old.get(k) != new.get(k)
+            if k not in RESUME_MUTABLE and k not in cfgbase.RECORD_FIELDS and old.get(k) != new.get(k)
             and not (k in RESOLVED_AT_START and new.get(k) is None)]
 
 

@@ -134,10 +134,6 @@ class Presets(typing.Generic[C]):
         raise GdasError(f"preset {name!r} is a {own} preset with no {space} counterpart; pass one of the {space} "
                         f"presets: {choices}")
 
-    def resolve(self, name: str, values: argparse.Namespace | Mapping[str, Any]) -> C:
-        """The preset `name` (or alias) with the fields in `values` replaced."""
-        return resolve(self.configs, name, values, self.aliases)
-
 
 def resolve(presets: Mapping[str, C], preset: str, args: argparse.Namespace | Mapping[str, Any],
             aliases: Mapping[str, str] = {}) -> C:
@@ -149,7 +145,7 @@ def resolve(presets: Mapping[str, C], preset: str, args: argparse.Namespace | Ma
 
 def adjust_unset(config: C, values: Mapping[str, Any], reason: str) -> C:
     """`config` with `values` applied to the fields the user did not give (`config.given`), each change noted
-    in `config.adjusted` as "field old -> new: reason"; a field the user gave is left as it is (its check in
+    in `config.adjusted` as "field old -> new (reason)"; a field the user gave is left as it is (its check in
     `validate` then names the user's own option)."""
     changes = {k: v for k, v in values.items() if k not in config.given and getattr(config, k) != v}
     if not changes:
