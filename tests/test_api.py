@@ -197,8 +197,8 @@ def test_a_run_that_fails_before_it_starts_leaves_no_data_file(tmp_path: Path) -
 
 def test_train_input_checks(tmp_path: Path) -> None:
     x, y = _arrays(16)
-    with pytest.raises(GdasError, match="auxiliary head needs images of at least 21x21"):
-        gdas.train("GDAS", (x, y), out=tmp_path / "t", **TINY)
+    with pytest.raises(GdasError, match="auxiliary head needs images of at least 21x21"):  # asked for: checked
+        gdas.train("GDAS", (x, y), out=tmp_path / "t", auxiliary=True, **TINY)
     with pytest.raises(GdasError, match="genotype must be a registry name"):
         gdas.train(3.5, (x, y), out=tmp_path / "t")
     with pytest.raises(GdasError, match="no genotype named 'GDASS'"):
