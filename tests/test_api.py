@@ -264,8 +264,8 @@ def test_search_and_train_on_a_folder_path(tmp_path: Path, monkeypatch) -> None:
 def test_errors_from_python_name_keyword_arguments_and_the_cli_names_options(tmp_path: Path, capsys) -> None:
     x = np.random.default_rng(0).integers(0, 256, size=(24, 16, 16), dtype=np.uint8)
     y = np.arange(24) % 2
-    with pytest.raises(GdasError) as error:  # 16 px is too small for the auxiliary head of the smoke preset
-        gdas.train("GDAS", (x, y), test=(x[:4], y[:4]), preset="smoke", out=tmp_path / "a")
+    with pytest.raises(GdasError) as error:  # 16 px is too small for an auxiliary head
+        gdas.train("GDAS", (x, y), test=(x[:4], y[:4]), preset="smoke", out=tmp_path / "a", auxiliary=True)
     assert "pass auxiliary=False" in str(error.value) and "--" not in str(error.value)
     with pytest.raises(GdasError) as error:  # no test split and no validation part
         gdas.train("GDAS", (x, y), preset="smoke", out=tmp_path / "b", auxiliary=False)

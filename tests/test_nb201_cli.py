@@ -213,9 +213,10 @@ def test_bad_nb201_strings(arch, contains, runs, tmp_path, capsys) -> None:
 
 
 def test_genotype_of_the_other_space_is_refused(tmp_path, capsys) -> None:
-    expect_error(capsys, "train", "--preset", "smoke", "--genotype", NB201_REGISTRY["nb201-resnet"],
+    # A named space that is not the genotype's is refused; without one the preset's counterpart is taken.
+    expect_error(capsys, "train", "--preset", "smoke", "--space", "darts", "--genotype", NB201_REGISTRY["nb201-resnet"],
                  "--out", tmp_path / "a", contains="is a nb201 genotype, but this run builds darts networks")
-    expect_error(capsys, *TRAIN, "--genotype", "GDAS", "--out", tmp_path / "b",
+    expect_error(capsys, *TRAIN, "--space", "nb201", "--genotype", "GDAS", "--out", tmp_path / "b",
                  contains="is a darts genotype, but this run builds nb201 networks")
     expect_error(capsys, "nb201", "query", "GDAS", "--benchmark", tmp_path, contains="is a darts genotype; NATS-Bench holds NB201 cells")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -95,7 +95,7 @@ def test_bad_npz_input_stops_before_a_run_folder(rgb_npz: Path, tmp_path: Path, 
                  contains=f"{wrong}: y_test has label 5, outside 0..K-1")
     expect_error(capsys, *NB201, "--dataset", "npz", "--data-dir", rgb_npz, "--image-size", "30", "--out", out,
                  contains="multiple of 4, got 30x30")
-    expect_error(capsys, *TRAIN, "--dataset", "npz", "--data-dir", rgb_npz, "--image-size", "16", "--genotype", "GDAS",
+    expect_error(capsys, *TRAIN, "--dataset", "npz", "--data-dir", rgb_npz, "--image-size", "16", "--auxiliary", "--genotype", "GDAS",
                  "--out", out, contains="the auxiliary head needs images of at least 21x21")
     expect_error(capsys, *SEARCH, "--dataset", "npz", "--data-dir", rgb_npz, "--channels", "2", "--out", out,
                  contains="--channels must be 1 (grayscale) or 3")

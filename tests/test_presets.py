@@ -268,3 +268,14 @@ def test_a_run_from_before_the_record_continues_with_auto_resume(tmp_path: Path,
     assert run_cli(*command, "--auto-resume") == 0
     assert "epochs 2..1" in capsys.readouterr().out  # nothing left to run: the summary is written again
     assert _json(tmp_path / "run" / "summary.json")["complete"]
+
+
+def test_a_training_preset_follows_the_genotypes_space_even_when_named() -> None:
+    from gdas.api import _genotype_space
+
+    cfg = resolve_config(TrainConfig, TRAIN_TABLE, kind="train", preset="smoke",
+                         overrides={"genotype": "nb201-resnet"}, space_of=_genotype_space)
+    assert (cfg.preset, cfg.space, cfg.auxiliary) == ("nb201-smoke", "nb201", False)
+    with pytest.raises(GdasError, match="recurrent cells train with gdas train-lm"):
+        resolve_config(TrainConfig, TRAIN_TABLE, kind="train", overrides={"genotype": "GDAS_RNN"},
+                       space_of=_genotype_space)

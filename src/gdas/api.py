@@ -24,6 +24,7 @@ from gdas.engine import rundir as files
 from gdas.errors import GdasError
 from gdas.genotypes import AnyGenotype, genotype_from_json, load_genotype
 from gdas.handwritten import build_network, build_supernet, derive
+from gdas.networks import image_genotype
 from gdas.runs import Resume, default_out, resume_changes, search_or_resume, start_or_resume
 from gdas.sampler import tau_at
 from gdas.spaces import get_space, space_of
@@ -239,7 +240,7 @@ def _genotype_space(fields: Mapping[str, Any]) -> Optional[str]:
     """The space a training run's settings name: `space`, else the genotype's (None: the preset's genotype)."""
     if fields.get("space") is not None:
         return fields["space"]
-    return space_of(load_genotype(fields["genotype"])).name if "genotype" in fields else None
+    return space_of(image_genotype(fields["genotype"])).name if "genotype" in fields else None
 
 
 # -- search and train --------------------------------------------------------------------------------------

@@ -369,7 +369,7 @@ def run_train(cfg: TrainConfig, out: Path, *, resume_run: bool = False, log: Cal
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
     if ctx.is_main:
         held = f", {data.counts['valid_images']:,} of them held out for validation" if data.split is not None else ""
-        held += "" if data.has_test else " (validation errors only)"
+        held += "" if data.has_test else ", no test images (validation errors only)"
         log(f"train {cfg.preset}: {cfg.dataset} C={cfg.C} N={cfg.N} genotype {genotype} "
             f"epochs {start}..{cfg.epochs - 1} on {device} -> {run.path}")
         log(f"data: {count_words(data.counts, cfg, ('train', 'test') if data.has_test else ('train',))}{held}")

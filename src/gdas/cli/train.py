@@ -43,9 +43,9 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     print(f"test top-1 error {_pct(summary['final_top1_err'])}  top-5 error {_pct(summary['final_top5_err'])}"
           f"{tested}  (last epoch's weights)")
     if "best_valid_top1_err" in summary:  # only runs with a validation part pick a best epoch
-        print(f"best validation top-1 error {_pct(summary['best_valid_top1_err'])}{_images(summary, 'valid', 'validation')}"
-              f" at epoch {summary['best_epoch']} (best.pt): test top-1 error {_pct(summary['best_test_top1_err'])}  "
-              f"top-5 error {_pct(summary['best_test_top5_err'])}{tested}")
+        print(f"best validation top-1 error {_pct(summary['best_valid_top1_err'])} at epoch {summary['best_epoch']}"
+              f"{_images(summary, 'valid', 'validation')} (best.pt): test top-1 error "
+              f"{_pct(summary['best_test_top1_err'])}  top-5 error {_pct(summary['best_test_top5_err'])}{tested}")
     print(f"{summary['params_M']:.2f}M params (without the auxiliary head), {summary['mult_adds_M']:.1f}M "
           f"multiply-adds per image, wall time {format_duration(summary['wall_time_s'])}")
     print(f"run directory: {out}  (export it: gdas export {out} --format onnx)")
