@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gdas.data.images import ImageDataset, channel_stats, to_channels
+from gdas.data.dataset import ImageDataset, channel_stats, to_channels
 from gdas.engine.rundir import atomic_write_bytes
 from gdas.errors import GdasError
 

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from gdas.data.decode import resize_crop
 from gdas.errors import GdasError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -112,8 +113,6 @@ class EvalTransform:
         self.resize = resize if resize is not None else int(size / 0.875)  # 224 -> 256
 
     def __call__(self, img: Any) -> torch.Tensor:
-        from gdas.data.folder import resize_crop
-
         return to_normalized_tensor(resize_crop(img, self.size, self.resize))
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gdas.configs.runtime import autocast
+from gdas.configs import base as cfgbase
+from gdas.configs.runtime import autocast, environment
 from gdas.data.augment import BatchAugment, batch_indices
 from gdas.data.stream import BatchReader, take
 from gdas.data.images import ImageDataset, load_image_dataset, seeded_split
@@ -120,10 +121,15 @@ class ImageSearchData:
         self.aug_gen.set_state(state["aug_gen"])
 
 
+def new_run_dir(out: Path, kind: str, cfg: Any, device: torch.device) -> RunDir:
+    """Rank 0 creates the run folder; its refusal (an existing run) stops every rank."""
+    ctx = dist.context()
+    return dist.main_first(lambda: RunDir.create(out, kind, cfgbase.to_json(cfg), environment(device)), ctx,
+                           lambda: RunDir(out, writer=False))
+
+
 def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: bool) -> tuple[ImageSearchData, RunDir]:
     """The data and run directory of an image search: a new run writes its split, a resumed one reads it."""
-    from gdas.search import new_run_dir
-
     ctx = dist.context()
     dist.local_batch(cfg.batch_size, ctx)  # every rank fails alike on a batch that does not split
     if resume_run:
