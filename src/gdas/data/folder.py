@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from gdas.data.dataset import ImageDataset, channel_stats
-from gdas.data.decode import GRAY_MODES, decode_image, stack_images, unreadable
+from gdas.data.decode import GRAY_MODES, decode_image, oriented_size, stack_images, unreadable
 from gdas.data.stream import FolderImages
 from gdas.engine import distributed as dist
 from gdas.errors import GdasError
@@ -31,7 +31,9 @@ STREAM_LIMIT_MB = 4096
 STATS_SAMPLE = 10_000  # a streamed folder's mean / std come from at most this many training images
 MAX_PROCESSES = 8
 CHUNK = 64  # images per decode task: few tasks, each worth a process round trip
-CACHE_VERSION = 1
+# Part of every cache key: raise it when decoding changes, so that folders cached by the old decoder are decoded
+# again (2: 16-bit grey scaled, not clipped; EXIF orientation applied).
+CACHE_VERSION = 2
 
 
 # -- decoding ------------------------------------------------------------------------------------------
@@ -47,7 +49,7 @@ def _decode_chunk(root: str, files: Sequence[str], size: int, how: str
         try:
             if how == "header":
                 with Image.open(path) as img:
-                    out.append((None, img.size, img.mode, ""))
+                    out.append((None, oriented_size(img), img.mode, ""))
             else:
                 pixels, original = decode_image(path, size)
                 out.append((pixels if how == "pixels" else None, original,
@@ -241,9 +243,9 @@ def load_folder(data_dir: Optional[str], *, image_size: Optional[int] = None, ch
     why = ("--stream" if stream else "--no-stream") if stream is not None else (
         f"up to {megabytes:.0f} MB decoded, {'over' if streamed else 'under'} the {limit:.0f} MB limit "
         "(GDAS_STREAM_LIMIT_MB)")
-    options = [str(root.resolve()), size, channels, skip_bad_images, streamed, CACHE_VERSION]
-    key = _digest([options, [s.listing for s in splits]])
-    path = cache_dir("folders") / f"{_digest(options)[:24]}.pt"
+    options = [str(root.resolve()), size, channels, skip_bad_images, streamed]
+    key = _digest([options, CACHE_VERSION, [s.listing for s in splits]])
+    path = cache_dir("folders") / f"{_digest(options)[:24]}.pt"  # a new decoder writes over the old entry
     entry = read_cache(path, key)
     if entry is not None:
         done = f"read {len(entry['train_y']) + len(entry['test_y'])} images of {root} from the cache {path}"
