@@ -14,6 +14,7 @@ from gdas.data.arrays import dataset_from_arrays, dataset_from_torch, resize_squ
 from gdas.data.images import channel_stats, to_channels
 from gdas.data.npz import load_npz
 from gdas.errors import GdasError
+from image_files import eight_bit_of, sixteen_bit_values
 
 
 def _labels(n: int, k: int = 3) -> np.ndarray:
@@ -212,3 +213,22 @@ def test_save_npz_round_trips_and_writes_over_nothing(tmp_path: Path) -> None:
     unnamed = dataset_from_arrays(_pixels(4, 5, 5), _labels(4, 2))
     save_npz(unnamed, path, overwrite=True)
     assert load_npz(path).classes is None and load_npz(path).test_x.shape == (0, 1, 5, 5)
+
+
+def test_sixteen_bit_pil_images_of_a_dataset_are_scaled_as_files_are() -> None:
+    values = [sixteen_bit_values(8, seed) for seed in range(2)]
+    items = [(Image.fromarray(v), label) for label, v in enumerate(values)]
+    assert items[0][0].mode == "I;16"
+    data = dataset_from_torch(_Pairs(items))
+    for i, v in enumerate(values):
+        assert np.array_equal(data.train_x[i, 0].numpy(), eight_bit_of(v))
+
+
+def test_uint16_arrays_name_the_16_bit_scale_and_small_values_stay_pixel_values() -> None:
+    x, y = np.stack([sixteen_bit_values(8, seed) for seed in range(4)]), _labels(4)
+    message = _error("x_train holds integers in 0..65535", dataset_from_arrays, x, y)
+    assert "x_train / 65535 for 16-bit images" in message
+    scaled = dataset_from_arrays(x / 65535, y)  # the fix the message names: the scale of 16-bit files
+    assert np.array_equal(scaled.train_x[:, 0].numpy(), eight_bit_of(x))
+    small = (x // 257).astype(np.uint16)  # a dtype wider than the values: read as pixel values, as before
+    assert np.array_equal(dataset_from_arrays(small, y).train_x[:, 0].numpy(), small)

@@ -12,9 +12,10 @@ import torch
 
 from gdas.data.folder import cache_dir, load_folder
 from gdas.data.images import channel_stats, load_image_dataset
-from gdas.data.stream import BatchReader, FolderImages
+from gdas.data.stream import BatchReader, FolderImages, take
 from gdas.errors import GdasError
-from image_files import fashion_mnist, write_image_folder
+from image_files import (SIXTEEN_BIT_KINDS, eight_bit_of, fashion_mnist, halves, sixteen_bit_values,
+                         write_image_folder, write_oriented_jpeg, write_sixteen_bit)
 
 
 @pytest.fixture
@@ -206,3 +207,64 @@ def test_unwritable_cache_is_a_warning_not_an_error(grey: Path, tmp_path: Path, 
     monkeypatch.setenv("GDAS_CACHE_DIR", str(blocker))
     assert len(load_folder(str(grey)).train_y) == 300
     assert "warning: cannot write the folder cache" in capsys.readouterr().err
+
+
+def _sixteen_bit_folder(root: Path, kind: str = "png") -> tuple[Path, list[np.ndarray]]:
+    """Two classes of two 32 x 32 16-bit grey files each; the values in label order."""
+    values = [sixteen_bit_values(32, seed) for seed in range(4)]
+    for i, v in enumerate(values):
+        write_sixteen_bit(root / "train" / ("ab"[i // 2]) / f"{i}", v, kind)
+    return root, values
+
+
+@pytest.mark.parametrize("kind", SIXTEEN_BIT_KINDS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_sixteen_bit_grey_is_scaled_over_the_full_range_not_clipped(tmp_path: Path, cache: Path, kind: str,
+                                                                     stream: bool) -> None:
+    root, values = _sixteen_bit_folder(tmp_path / "deep", kind)
+    data = load_folder(str(root), image_size=32, stream=stream)
+    pixels = take(data.train_x, torch.arange(4), torch.device("cpu"))
+    assert data.channels == 1 and data.train_y.tolist() == [0, 0, 1, 1]
+    for i, v in enumerate(values):
+        assert np.array_equal(pixels[i, 0].numpy(), eight_bit_of(v)), (kind, i)
+    assert data.mean == pytest.approx(channel_stats(pixels)[0])
+
+
+def test_a_cache_written_by_the_previous_decoder_is_decoded_again(tmp_path: Path, cache: Path, monkeypatch,
+                                                                   capsys) -> None:
+    import gdas.data.folder as folder
+    from PIL import Image
+
+    def clipping_decoder(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:  # the decoder of version 1
+        with Image.open(path) as img:
+            return np.asarray(img.convert("L"))[None], img.size
+
+    root, values = _sixteen_bit_folder(tmp_path / "deep")
+    with monkeypatch.context() as old:
+        old.setattr(folder, "CACHE_VERSION", 1)
+        old.setattr(folder, "decode_image", clipping_decoder)
+        clipped = load_folder(str(root), image_size=32)
+    assert (clipped.train_x == 255).float().mean() > 0.9 and len(list(cache.glob("*.pt"))) == 1
+    capsys.readouterr()
+    data = load_folder(str(root), image_size=32)
+    assert "decoded 4 images" in capsys.readouterr().out and len(list(cache.glob("*.pt"))) == 1  # written over
+    assert np.array_equal(data.train_x[1, 0].numpy(), eight_bit_of(values[1]))
+    load_folder(str(root), image_size=32)
+    assert "from the cache" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_jpeg_exif_orientation_is_applied_before_the_resize_and_crop(tmp_path: Path, cache: Path, stream: bool,
+                                                                     capsys) -> None:
+    upright = halves(48, 32)  # landscape: the centre square still has a dark left and a bright right half
+    orientations = (1, 3, 6, 8)
+    for i, orientation in enumerate(orientations):
+        write_oriented_jpeg(tmp_path / "photos" / "train" / ("ab"[i // 2]) / f"{i}.jpg", upright, orientation)
+    data = load_folder(str(tmp_path / "photos"), image_size=16, stream=stream)
+    pixels = take(data.train_x, torch.arange(4), torch.device("cpu")).float()
+    assert pixels.shape == (4, 3, 16, 16)
+    for i, orientation in enumerate(orientations):
+        left, right = pixels[i, :, :, :6].mean().item(), pixels[i, :, :, 10:].mean().item()
+        assert left < 60 and right > 190, (orientation, left, right)
+    printed = capsys.readouterr().out  # sizes as shown upright: one size, also from a streamed folder's headers
+    assert "all resized to 16x16" in printed and "other sizes" not in printed, printed

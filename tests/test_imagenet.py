@@ -2,6 +2,7 @@
 
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,6 +10,7 @@ from gdas.data import imagenet
 from gdas.data.imagenet import (IMAGENET_MEAN, IMAGENET_STD, EvalTransform, ImageFolderDataset, TrainTransform,
                                 adjust_hue, imagenet_datasets, imagenet_loaders, random_resized_crop_box)
 from gdas.errors import GdasError
+from image_files import eight_bit_of, halves, sixteen_bit_values, write_oriented_jpeg, write_sixteen_bit
 
 Image = pytest.importorskip("PIL.Image")
 CLASSES = ["n01440764", "n01443537", "n01484850"]
@@ -183,3 +185,14 @@ def test_torchvision_option_needs_torchvision(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchvision", None)
     with pytest.raises(GdasError, match=r"gdas-nas\[vision\]"):
         imagenet.imagenet_loaders(root, batch_size=2, workers=0, use_torchvision=True)
+
+
+def test_exif_orientation_and_16_bit_grey_are_read_as_the_folder_reader_reads_them(tmp_path):
+    write_oriented_jpeg(tmp_path / "val" / "a" / "photo.jpg", halves(48, 32), 6)
+    values = sixteen_bit_values(16)
+    write_sixteen_bit(tmp_path / "val" / "b" / "scan", values)
+    images = ImageFolderDataset(tmp_path / "val", transform=lambda img: np.asarray(img))
+    photo, deep = images[0][0], images[1][0]
+    assert photo.shape == (32, 48, 3)  # upright: landscape, as the EXIF orientation shows it
+    assert photo[:, :20].mean() < 60 and photo[:, 28:].mean() > 190
+    assert deep.shape == (16, 16, 3) and all(np.array_equal(deep[..., c], eight_bit_of(values)) for c in range(3))

@@ -11,7 +11,8 @@ import torch
 
 from gdas.budget import Budget
 from gdas.configs import base as cfgbase
-from gdas.configs.runtime import environment, resolve_device, setup_runtime, with_channels_last
+from gdas.configs.runtime import resolve_device, setup_runtime, with_channels_last
+from gdas.data.search import open_image_search
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files
 from gdas.engine.loop import fit, frozen, optimizer_step, resume, seed_everything
@@ -20,6 +21,7 @@ from gdas.engine.rundir import RunDir
 from gdas.errors import GdasError
 from gdas.genotypes import save_genotype
 from gdas.guards import CollapseGuard
+from gdas.lm.search import open_lm_search
 from gdas.sampler import drop_idle_grads, tau_at
 from gdas.spaces import get_space
 from gdas.spaces.base import Benchmark, SearchSpace
@@ -251,11 +253,7 @@ class SearchTask:
 
 def _search_data(space: SearchSpace) -> Callable[..., Any]:
     """The data side of a space's search: images (CNN spaces) or a token stream (the recurrent space)."""
-    if space.data == "lm":
-        from gdas.lm.search import open_lm_search
-        return open_lm_search
-    from gdas.data.search import open_image_search
-    return open_image_search
+    return open_lm_search if space.data == "lm" else open_image_search
 
 
 def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = print,
@@ -278,13 +276,6 @@ def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = prin
         for line in cfgbase.adjustment_lines(cfg):
             log(line)
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))
-
-
-def new_run_dir(out: Path, kind: str, cfg: Any, device: torch.device) -> RunDir:
-    """Rank 0 creates the run folder; its refusal (an existing run) stops every rank."""
-    ctx = dist.context()
-    return dist.main_first(lambda: RunDir.create(out, kind, cfgbase.to_json(cfg), environment(device)), ctx,
-                           lambda: RunDir(out, writer=False))
 
 
 def stored_search_config(out: Path) -> tuple[Any, Optional[list[int]]]:

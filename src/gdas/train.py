@@ -16,7 +16,8 @@ from gdas.configs.base import adjust_unset
 from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime, with_channels_last
 from gdas.configs.train import TrainConfig
 from gdas.data.batches import BatchSource, LoaderBatches, Split, TensorBatches
-from gdas.data.images import ImageDataset, load_image_dataset, seeded_split
+from gdas.data.dataset import ImageDataset, seeded_split
+from gdas.data.images import load_image_dataset
 from gdas.data.own import class_names, count_words, data_options, data_record
 from gdas.spaces import space_of
 from gdas.errors import GdasError

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gdas.data.images import ImageDataset, channel_stats, to_channels
+from gdas.data.dataset import ImageDataset, channel_stats, to_channels
+from gdas.data.decode import eight_bit
 from gdas.engine.rundir import atomic_write_bytes
 from gdas.errors import GdasError
 
@@ -62,8 +63,10 @@ def _uint8(x: torch.Tensor, what: str, source: str) -> torch.Tensor:
         return out
     lo, hi = x.min().item(), x.max().item()
     if lo < 0 or hi > 255:
+        # The dtype does not say the range (12-bit data is often stored as uint16): the user divides by it.
+        wide = f", e.g. {what} / 65535 for 16-bit images" if lo >= 0 and hi <= 65535 else ""
         raise GdasError(f"{source}: {what} holds integers in {lo}..{hi}; want pixel values 0..255 "
-                        "(uint8) or floats in [0, 1]")
+                        f"(uint8) or floats in [0, 1]{wide}")
     return x.to(torch.uint8)
 
 
@@ -197,7 +200,7 @@ def _item_image(image: Any, what: str, source: str) -> Optional[torch.Tensor]:
     """uint8 (1, C, H, W) of one Dataset image, None when it is of no accepted type."""
     pil = sys.modules.get("PIL.Image")  # loaded whenever the Dataset made PIL images
     if pil is not None and isinstance(image, pil.Image):
-        image = np.asarray(image.convert("L" if image.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"))
+        image = np.asarray(eight_bit(image))  # 16-bit grey scaled as a folder's files are
     if isinstance(image, torch.Tensor) and image.dim() in (2, 3):
         x = image.detach().cpu().reshape(1, -1, *image.shape[-2:])  # tensors are (C, H, W) as torchvision's
     elif isinstance(image, np.ndarray) and image.ndim in (2, 3):

@@ -8,7 +8,7 @@ import torch
 
 from gdas.engine import distributed as dist
 from gdas.data.augment import BatchAugment, batch_indices, normalize
-from gdas.data.images import ImageDataset
+from gdas.data.dataset import ImageDataset
 from gdas.data.own import image_counts
 from gdas.data.stream import BatchReader
 

@@ -1,5 +1,5 @@
 """A user's class folders (`DIR/train/<class>/*`, optional `test/` or `val/`): the scan, the parallel decode
-(shorter side resized, centre crop), the cache, and the choice between memory and streaming."""
+(each file by `data.decode`), the cache, and the choice between memory and streaming."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ from typing import Any, Optional, Sequence, TextIO
 import numpy as np
 import torch
 
-from gdas.data.images import ImageDataset, channel_stats, to_channels
+from gdas.data.dataset import ImageDataset, channel_stats
+from gdas.data.decode import GRAY_MODES, decode_image, oriented_size, stack_images, unreadable
+from gdas.data.stream import FolderImages
 from gdas.engine import distributed as dist
 from gdas.errors import GdasError
 
@@ -29,53 +31,12 @@ STREAM_LIMIT_MB = 4096
 STATS_SAMPLE = 10_000  # a streamed folder's mean / std come from at most this many training images
 MAX_PROCESSES = 8
 CHUNK = 64  # images per decode task: few tasks, each worth a process round trip
-CACHE_VERSION = 1
-GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+# Part of every cache key: raise it when decoding changes, so that folders cached by the old decoder are decoded
+# again (2: 16-bit grey scaled, not clipped; EXIF orientation applied).
+CACHE_VERSION = 2
 
 
-# -- decoding (also run by loader workers of streamed folders) -----------------------------------------
-def resize_crop(img: Any, size: int, resize: Optional[int] = None) -> Any:
-    """The shorter side resized to `resize` (default `size`; bilinear), then the centred size x size square; a
-    square of that size is kept as it is."""
-    from PIL import Image
-
-    resize = size if resize is None else resize
-    w, h = img.size
-    if (w, h) == (size, size) and resize == size:
-        return img
-    scale = resize / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), Image.BILINEAR)
-    left, top = (nw - size) // 2, (nh - size) // 2
-    return img.crop((left, top, left + size, top + size))
-
-
-def decode_image(path: str, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """(uint8 (1 or 3, size, size) pixels, the original (width, height)): grayscale modes keep one channel."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        original = img.size
-        img = resize_crop(img.convert("L" if img.mode in GRAY_MODES else "RGB"), size)
-    pixels = np.asarray(img)
-    return (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)), original
-
-
-def stack_images(arrays: Sequence[np.ndarray], channels: int, size: int) -> torch.Tensor:
-    """uint8 (N, channels, size, size) from single images of 1 or 3 channels (`to_channels` per group)."""
-    x = torch.empty((len(arrays), channels, size, size), dtype=torch.uint8)
-    for c in (1, 3):
-        idx = [i for i, a in enumerate(arrays) if a.shape[0] == c]
-        if idx:
-            x[idx] = to_channels(torch.from_numpy(np.stack([arrays[i] for i in idx])), channels)
-    return x
-
-
-def unreadable(path: str, error: str) -> str:
-    return (f"cannot read image {path} ({error}); replace or remove the file, or pass --skip-bad-images to leave "
-            "unreadable images out")
-
-
+# -- decoding ------------------------------------------------------------------------------------------
 def _decode_chunk(root: str, files: Sequence[str], size: int, how: str
                   ) -> list[tuple[Optional[np.ndarray], tuple[int, int], str, str]]:
     """(pixels or None, original size, mode, error) per file. `how`: "pixels" decodes; "verify" decodes but
@@ -88,7 +49,7 @@ def _decode_chunk(root: str, files: Sequence[str], size: int, how: str
         try:
             if how == "header":
                 with Image.open(path) as img:
-                    out.append((None, img.size, img.mode, ""))
+                    out.append((None, oriented_size(img), img.mode, ""))
             else:
                 pixels, original = decode_image(path, size)
                 out.append((pixels if how == "pixels" else None, original,
@@ -282,9 +243,9 @@ def load_folder(data_dir: Optional[str], *, image_size: Optional[int] = None, ch
     why = ("--stream" if stream else "--no-stream") if stream is not None else (
         f"up to {megabytes:.0f} MB decoded, {'over' if streamed else 'under'} the {limit:.0f} MB limit "
         "(GDAS_STREAM_LIMIT_MB)")
-    options = [str(root.resolve()), size, channels, skip_bad_images, streamed, CACHE_VERSION]
-    key = _digest([options, [s.listing for s in splits]])
-    path = cache_dir("folders") / f"{_digest(options)[:24]}.pt"
+    options = [str(root.resolve()), size, channels, skip_bad_images, streamed]
+    key = _digest([options, CACHE_VERSION, [s.listing for s in splits]])
+    path = cache_dir("folders") / f"{_digest(options)[:24]}.pt"  # a new decoder writes over the old entry
     entry = read_cache(path, key)
     if entry is not None:
         done = f"read {len(entry['train_y']) + len(entry['test_y'])} images of {root} from the cache {path}"
@@ -359,8 +320,6 @@ def _build_streamed(root: Path, splits: list[Split], size: int, channels: Option
 def _dataset(root: Path, classes: list[str], entry: dict[str, Any], streamed: bool) -> ImageDataset:
     mean, std = tuple(entry["mean"]), tuple(entry["std"])
     if streamed:
-        from gdas.data.stream import FolderImages
-
         c, size = entry["channels"], entry["size"]
         train_x: Any = FolderImages(str(root), entry["train_files"], c, size)
         test_x: Any = FolderImages(str(root), entry["test_files"], c, size)

@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from gdas.data.decode import open_image, resize_crop
 from gdas.errors import GdasError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -112,8 +113,6 @@ class EvalTransform:
         self.resize = resize if resize is not None else int(size / 0.875)  # 224 -> 256
 
     def __call__(self, img: Any) -> torch.Tensor:
-        from gdas.data.folder import resize_crop
-
         return to_normalized_tensor(resize_crop(img, self.size, self.resize))
 
 
@@ -169,10 +168,8 @@ class ImageFolderDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        Image = _pil()
         try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB")
+            rgb = open_image(path).convert("RGB")  # upright by its EXIF orientation; 16-bit grey scaled
         except (OSError, ValueError) as exc:
             raise GdasError(f"cannot read image {path} ({exc}); replace or remove the file") from None
         return self.transform(rgb), label

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from gdas.data.images import ImageDataset, _make, _require_files, checked_batch, load_array_pickle
+from gdas.data.dataset import ImageDataset, make_dataset, require_files
+from gdas.data.pickles import checked_batch, load_array_pickle
 from gdas.errors import GdasError
 
 IMAGENET16_URL = "https://image-net.org/download-images"
@@ -39,12 +40,12 @@ def _locate(folder: str) -> list[str]:
     train_dir = os.path.join(folder, "Imagenet16_train")
     val_dir = os.path.join(folder, "Imagenet16_val")
     if not os.path.isfile(os.path.join(folder, TRAIN_FILES[0])) and os.path.isdir(train_dir):
-        paths = _require_files(train_dir, list(TRAIN_FILES), _HOW)
+        paths = require_files(train_dir, list(TRAIN_FILES), _HOW)
     else:
-        paths = _require_files(folder, list(TRAIN_FILES), _HOW)
+        paths = require_files(folder, list(TRAIN_FILES), _HOW)
     if not os.path.isfile(os.path.join(folder, VAL_FILE)) and os.path.isdir(val_dir):
-        return paths + _require_files(val_dir, [VAL_FILE], _HOW)
-    return paths + _require_files(folder, [VAL_FILE], _HOW)
+        return paths + require_files(val_dir, [VAL_FILE], _HOW)
+    return paths + require_files(folder, [VAL_FILE], _HOW)
 
 
 def _load(path: str) -> Any:
@@ -78,6 +79,6 @@ def load_imagenet16(data_dir: str | None, num_classes: int = 120) -> ImageDatase
     parts = [read_batch(p, num_classes) for p in paths[:-1]]  # filtered per file: the full set is ~1 GB
     train = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     name = f"imagenet16-{num_classes}"
-    dataset = _make(name, train, read_batch(paths[-1], num_classes), num_classes, os.path.dirname(paths[0]),
+    dataset = make_dataset(name, train, read_batch(paths[-1], num_classes), num_classes, os.path.dirname(paths[0]),
                     IMAGENET16_URL)
     return dataclasses.replace(dataset, mean=NB201_MEAN, std=NB201_STD)

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from gdas.data.arrays import dataset_from_arrays
-from gdas.data.images import ImageDataset
+from gdas.data.dataset import ImageDataset
 from gdas.errors import GdasError
 
 REQUIRED = ("x_train", "y_train")

@@ -8,11 +8,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gdas.configs.runtime import autocast
+from gdas.configs import base as cfgbase
+from gdas.configs.runtime import autocast, environment
 from gdas.data.augment import BatchAugment, batch_indices
 from gdas.data.stream import BatchReader, take
 from gdas.data.images import ImageDataset, load_image_dataset, seeded_split
-from gdas.configs.base import adjust_unset
 from gdas.data.own import class_names, count_words, data_options, data_record, image_counts
 from gdas.spaces import get_space
 from gdas.engine import distributed as dist
@@ -128,13 +128,20 @@ class ImageSearchData:
         self.aug_gen.set_state(state["aug_gen"])
 
 
+def new_run_dir(out: Path, kind: str, cfg: Any, device: torch.device) -> RunDir:
+    """Rank 0 creates the run folder; its refusal (an existing run) stops every rank."""
+    ctx = dist.context()
+    return dist.main_first(lambda: RunDir.create(out, kind, cfgbase.to_json(cfg), environment(device)), ctx,
+                           lambda: RunDir(out, writer=False))
+
+
 def fit_batch(cfg: Any, split: tuple[torch.Tensor, torch.Tensor]) -> Any:
     """`cfg` with a preset's batch size lowered to what D_T and D_V hold (a whole number of images per rank);
     a batch size the user gave that does not fit is a one-line error, before any run folder exists."""
     world = dist.context().world_size
     fits = min(len(split[0]), len(split[1])) // world * world
     if cfg.batch_size > fits > 0:
-        cfg = adjust_unset(cfg, {"batch_size": fits}, f"D_T / D_V hold {len(split[0]):,} / {len(split[1]):,} images")
+        cfg = cfgbase.adjust_unset(cfg, {"batch_size": fits}, f"D_T / D_V hold {len(split[0]):,} / {len(split[1]):,} images")
     if cfg.batch_size > fits:
         raise GdasError(f"--batch-size {cfg.batch_size} is larger than D_T/D_V ({len(split[0])}/{len(split[1])} "
                         "images); lower it or use more data")
@@ -144,8 +151,6 @@ def fit_batch(cfg: Any, split: tuple[torch.Tensor, torch.Tensor]) -> Any:
 def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: bool) -> tuple[ImageSearchData, RunDir]:
     """The data and run directory of an image search: a new run writes its split, a resumed one reads it. The
     data's `cfg` is the run's config as the data fitted it (`fit_batch`)."""
-    from gdas.search import new_run_dir
-
     ctx = dist.context()
     dist.local_batch(cfg.batch_size, ctx)  # every rank fails alike on a batch that does not split
     if resume_run:

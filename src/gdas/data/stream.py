@@ -9,6 +9,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from gdas.data.decode import decode_image, stack_images, unreadable
 from gdas.errors import GdasError
 
 STREAM_WORKERS = min(4, os.cpu_count() or 1)  # loader processes of one streamed reader
@@ -57,8 +58,6 @@ class FolderImages:
 
     def decode(self, index: Sequence[int]) -> tuple[torch.Tensor, str]:
         """(uint8 (len(index), C, H, W) pixels, "") or (an empty tensor, the one-line error of a bad file)."""
-        from gdas.data.folder import decode_image, stack_images, unreadable
-
         arrays = []
         for i in index:
             path = os.path.join(self.root, self.files[i])

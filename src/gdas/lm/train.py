@@ -10,19 +10,19 @@ from typing import Any, Callable, Optional
 import torch
 
 from gdas.engine import distributed as dist
-from gdas.configs.rnn import LM_TRAIN_PRESETS, LMTrainConfig
+from gdas.configs.rnn import LMTrainConfig
 from gdas.configs.runtime import resolve_device, setup_runtime
-from gdas.errors import GdasError
 from gdas.genotypes import RecurrentGenotype, load_genotype_of, save_genotype
 from gdas.engine.loop import fit, optimizer_step, resume, seed_everything
 from gdas.engine.progress import ProgressBar
 from gdas.lm.asgd import NTASGD
-from gdas.lm.corpus import VOCAB_SIZES, Corpus, batchify
-from gdas.spaces.rnn.model import RNNModel, lm_param_count, perplexity
+from gdas.lm.corpus import Corpus, batchify
+from gdas.spaces.rnn.model import RNNModel, perplexity
 from gdas.lm.data import lm_corpus, lm_run_dir
 from gdas.lm.steps import TokenCursor, check_finite, evaluate, window_loss
 from gdas.engine.rundir import BEST, GENOTYPE, METRICS, SUMMARY, RunDir
 from gdas.spaces.rnn.space import build_network
+from gdas.spaces.rnn.space import paper_lm_size  # noqa: F401 (imported from here too)
 
 KIND = "train-lm"
 
@@ -35,16 +35,6 @@ def build_lm(cfg: LMTrainConfig, genotype: RecurrentGenotype, ntoken: int) -> RN
 def recurrent_genotype(spec: str) -> RecurrentGenotype:
     return load_genotype_of(spec, "rnn", "a language model needs a recurrent one (e.g. GDAS_RNN, DARTS_V2_RNN or "
                                          "a search-rnn run directory)")
-
-
-def paper_lm_size(genotype: RecurrentGenotype, task: str) -> dict[str, Any]:
-    """The language model of `genotype` at the paper's size for `task` (ptb / wt2): vocabulary, units, parameters."""
-    if task not in VOCAB_SIZES:
-        raise GdasError(f"unknown language-model task {task!r}; choose one of: {', '.join(VOCAB_SIZES)}")
-    nhid = LM_TRAIN_PRESETS[task].nhid
-    params = lm_param_count(genotype, VOCAB_SIZES[task], nhid)
-    return {"task": task, "vocab": VOCAB_SIZES[task], "emsize": nhid, "nhid": nhid, "params": params,
-            "params_M": round(params / 1e6, 2)}
 
 
 class LMTrainTask:

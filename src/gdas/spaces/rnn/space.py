@@ -6,11 +6,14 @@ from typing import Any, Mapping, Optional
 
 import torch
 
+from gdas.configs.rnn import LM_TRAIN_PRESETS
+from gdas.errors import GdasError
+from gdas.lm.corpus import VOCAB_SIZES
 from gdas.reporting.draw import INPUT, NODE, OUTPUT, DotGraph
 from gdas.spaces.base import SearchSpace
 from gdas.spaces.rnn.cells import RecurrentCell
 from gdas.spaces.rnn.genotype import PUBLISHED, RNN_PARAMETER_FREE, RNN_PRIMITIVES, RecurrentGenotype
-from gdas.spaces.rnn.model import RNNModel, RNNSearchModel, derive_recurrent_probs
+from gdas.spaces.rnn.model import RNNModel, RNNSearchModel, derive_recurrent_probs, lm_param_count
 
 
 def build_supernet(cfg: Any, num_classes: int, in_channels: int = 0) -> RNNSearchModel:
@@ -50,10 +53,19 @@ def dot(genotype: RecurrentGenotype) -> dict[str, str]:
     return {"recurrent": g.text()}
 
 
+def paper_lm_size(genotype: RecurrentGenotype, task: str) -> dict[str, Any]:
+    """The language model of `genotype` at the paper's size for `task` (ptb / wt2): vocabulary, units, parameters."""
+    if task not in VOCAB_SIZES:
+        raise GdasError(f"unknown language-model task {task!r}; choose one of: {', '.join(VOCAB_SIZES)}")
+    nhid = LM_TRAIN_PRESETS[task].nhid
+    params = lm_param_count(genotype, VOCAB_SIZES[task], nhid)
+    return {"task": task, "vocab": VOCAB_SIZES[task], "emsize": nhid, "nhid": nhid, "params": params,
+            "params_M": round(params / 1e6, 2)}
+
+
 def info(genotype: RecurrentGenotype, dataset: str, C: Optional[int] = None, N: Optional[int] = None
          ) -> dict[str, Any]:
     """The language model's size at the paper's settings for `dataset` (ptb or wt2)."""
-    from gdas.lm.train import paper_lm_size
     return paper_lm_size(genotype, dataset)
 
 
