@@ -10,13 +10,20 @@ import torch
 from gdas.spaces.base import SearchSpace
 
 
+def guarded_cell(genotype: Any) -> tuple[str, list[str]]:
+    """(name, ops) of the cell the guards judge and --max-skip limits, `param_free_count`'s: the first of
+    `cell_ops()` (darts: the normal cell; nb201: the cell)."""
+    return next(iter(genotype.cell_ops().items()))
+
+
 def skip_count(genotype: Any) -> int:
-    return sum(ops.count("skip_connect") for ops in genotype.cell_ops().values())
+    """skip_connect ops of the guarded cell alone (the darts reduction cell is neither limited nor counted)."""
+    return guarded_cell(genotype)[1].count("skip_connect")
 
 
 def first_cell(genotype: Any) -> str:
-    """How the reports name the cell that collapses (param_free_count's): "normal cell", or "cell" (nb201)."""
-    name = next(iter(genotype.cell_ops()))
+    """How the reports name the guarded cell: "normal cell", or "cell" (nb201)."""
+    name = guarded_cell(genotype)[0]
     return "cell" if name == "cell" else f"{name} cell"
 
 
