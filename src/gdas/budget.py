@@ -1,4 +1,5 @@
-"""Search within a budget (`--cost`): the cells' expected cost under softmax(A), its penalty, the derived cost."""
+"""Search within a budget (`--cost`): the final network's expected cost under softmax(A) (its fixed part plus
+the cells' differentiable part), the hinge at `--cost-target`, its penalty and the derived network's cost."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ from typing import Any, Mapping, Optional, Sequence
 import torch
 
 from gdas.configs.train import final_size
+from gdas.data.own import USER_DATASETS
 from gdas.errors import GdasError
+from gdas.spaces import get_space
 from gdas.spaces.base import SearchSpace
 from gdas.spaces.shapes import Shape, dataset_shape
 
 INFO_KEYS = {"mult-adds": "mult_adds_M", "params": "params_M"}  # --cost -> the space's `info` field
+UNITS = {"mult-adds": "M mult-adds", "params": "M parameters"}
+# What --cost-target is compared with (config.json's `cost_target_of`): the whole final network; "cells" is the
+# meaning of runs started before the field existed (their config.json lacks it), kept when they are resumed.
+TARGET_OF = ("network", "cells")
 
 
 def expected_cost(logits: Mapping[str, Optional[torch.Tensor]], costs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -24,21 +31,63 @@ def expected_cost(logits: Mapping[str, Optional[torch.Tensor]], costs: Mapping[s
     return total
 
 
+def target_of(cfg: Any) -> str:
+    """What the config's --cost-target counts: "network" (unset: a new run) or "cells" (an older run's)."""
+    return cfg.cost_target_of or "network"
+
+
+def check_space(space: SearchSpace) -> SearchSpace:
+    """`space`, when it can count costs (`op_costs`, `fixed_cost`, `info`)."""
+    if space.op_costs is None or space.fixed_cost is None or space.info is None:
+        raise GdasError(f"--cost is not available in the {space.name} space; drop it")
+    return space
+
+
+def fixed_part(cfg: Any, space: SearchSpace, shape: Shape) -> float:
+    """Millions of the final network (the size `--cost` counts at) that no choice of ops changes."""
+    C, N = final_size(space.name, cfg.dataset, getattr(cfg, "frc", False))
+    return float(space.fixed_cost(cfg, cfg.dataset, C, N, cfg.cost, shape=shape))
+
+
+def check_target(cfg: Any, fixed: float) -> None:
+    """A --cost-target of the whole network below its fixed part could never be met: one line that says so."""
+    target = cfg.cost_target
+    if target is None or target_of(cfg) != "network" or target >= fixed:
+        return
+    raise GdasError(f"--cost-target {target:g} is below the fixed part of the final network ({fixed:.4g} "
+                    f"{UNITS[cfg.cost]}: stem, classifier and all else but the searched ops), which no choice of "
+                    f"ops removes: the target counts the whole network; raise it above {fixed:.4g}, or continue a "
+                    "run started when the target counted the cells alone with --resume RUN_DIR")
+
+
+def check_target_before_run(cfg: Any) -> None:
+    """`check_target` at once when the dataset's name fixes the image shape (a folder or npz search is checked
+    once its images are read)."""
+    if cfg.cost is None or cfg.cost_target is None or target_of(cfg) != "network":
+        return
+    if cfg.dataset.lower() in USER_DATASETS:  # own data: the shape comes from the images
+        return
+    space = check_space(get_space(cfg.space))
+    check_target(cfg, fixed_part(cfg, space, dataset_shape(cfg.dataset, network=space.name)))
+
+
 class Budget:
-    """The cost term of one search: per-op costs counted once at the final network's size (the training
-    preset's C, N for the space and dataset, on the searched images' shape), the A step's penalty and the
-    per-epoch cost metrics."""
+    """The cost term of one search: per-op costs and the fixed part counted once at the final network's size
+    (the training preset's C, N for the space and dataset, on the searched images' shape), the A step's
+    penalty and the per-epoch cost metrics."""
 
     def __init__(self, cfg: Any, space: SearchSpace, model: torch.nn.Module, device: torch.device, *,
                  shape: Optional[Sequence[int]] = None):
         """`shape`: (channels, side, classes) of the searched images (default: the dataset's own)."""
-        if space.op_costs is None or space.info is None:
-            raise GdasError(f"--cost is not available in the {space.name} space; drop it")
+        check_space(space)
         self.cfg, self.space, self.kind = cfg, space, cfg.cost
         self.C, self.N = final_size(space.name, cfg.dataset, getattr(cfg, "frc", False))
         self.shape: Shape = dataset_shape(cfg.dataset, shape, network=space.name)
         self.costs = {name: cost.to(device) for name, cost in
                       space.op_costs(cfg, cfg.dataset, self.C, self.N, cfg.cost, shape=self.shape).items()}
+        self.fixed = fixed_part(cfg, space, self.shape)
+        self.target_of = target_of(cfg)
+        check_target(cfg, self.fixed)
         self.logits = model.arch_logits()
         self._derived: dict[str, float] = {}
 
@@ -49,11 +98,18 @@ class Budget:
         return {"C": self.C, "N": self.N, "channels": channels, "input_size": image_size, "num_classes": classes}
 
     def expected(self) -> torch.Tensor:
+        """The cells' expected cost: every searched edge's ops weighted by softmax(A)."""
         return expected_cost(self.logits, self.costs)
 
+    def expected_network(self) -> torch.Tensor:
+        """The whole final network's expected cost: the fixed part plus the cells'."""
+        return self.expected() + self.fixed
+
     def penalty(self) -> torch.Tensor:
-        """LAMBDA x expected cost, or LAMBDA x max(0, expected - target) with --cost-target."""
-        cost = self.expected()
+        """LAMBDA x the expected cost, or LAMBDA x max(0, expected - target) with --cost-target; the expected
+        cost is the whole network's (an older run's config: the cells'). Both give A the same gradient
+        without a target."""
+        cost = self.expected_network() if self.target_of == "network" else self.expected()
         if self.cfg.cost_target is not None:
             cost = torch.relu(cost - self.cfg.cost_target)
         return self.cfg.cost_weight * cost
@@ -67,6 +123,8 @@ class Budget:
         return self._derived[key]
 
     def metrics(self, genotype: Any) -> dict[str, float]:
+        """`expected_network_cost` = `fixed_cost` + `expected_cost` (the cells'), and `derived_cost`."""
         with torch.no_grad():
-            expected = self.expected().item()
-        return {"expected_cost": expected, "derived_cost": self.derived(genotype)}
+            cells = self.expected().item()
+        return {"expected_network_cost": self.fixed + cells, "fixed_cost": self.fixed, "expected_cost": cells,
+                "derived_cost": self.derived(genotype)}

@@ -22,9 +22,9 @@ Prepare = Optional[Callable[[], None]]  # runs right before a new run starts (e.
 # Fields that may change when a run is resumed (they do not change the result on one device; the benchmark
 # is only read once the search has ended).
 RESUME_MUTABLE = frozenset({"device", "threads", "data_dir", "benchmark"})
-# Fields whose default (None: `auto`, the first seed's split) is resolved when a run starts and stored
-# resolved: None matches whatever is stored.
-RESOLVED_AT_START = frozenset({"channels_last", "split_seed"})
+# Fields whose default (None: `auto`, the first seed's split, what --cost-target counts) is resolved when a run
+# starts and stored resolved: None matches whatever is stored.
+RESOLVED_AT_START = frozenset({"channels_last", "split_seed", "cost_target_of"})
 
 
 def default_out(command: str, preset: str) -> Path:

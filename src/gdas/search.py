@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -215,8 +216,8 @@ class SearchTask:
             return {}
         b = self.budget
         return {"cost": b.kind, "cost_weight": self.cfg.cost_weight, "cost_target": self.cfg.cost_target,
-                "cost_size": {**b.size, "dataset": self.cfg.dataset},
-                "expected_cost": b.metrics(genotype)["expected_cost"], "derived_cost": b.derived(genotype)}
+                "cost_target_of": b.target_of, "cost_size": {**b.size, "dataset": self.cfg.dataset},
+                **b.metrics(genotype)}
 
     def state_dict(self) -> dict[str, Any]:
         state = {"space": self.space.name, "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),
@@ -268,6 +269,7 @@ def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = prin
     setup_runtime(device, cfg.threads)
     if getattr(cfg, "channels_last", False) is None:  # auto -> on/off, recorded in config.json
         cfg = with_channels_last(cfg, device)
+    cfg = _with_cost_target_of(cfg, out, resume_run)
     data, run = _search_data(space)(cfg, out, device, resume_run)
     task = SearchTask(cfg, space, data, device, show_progress=show_progress)
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
@@ -275,6 +277,15 @@ def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = prin
         log(f"{data.kind} {cfg.preset}: space {space.name}, {data.describe()} sampler={cfg.sampler} "
             f"epochs {start}..{cfg.epochs - 1} on {device} -> {run.path}")
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))
+
+
+def _with_cost_target_of(cfg: Any, out: Path, resume_run: bool) -> Any:
+    """`cost_target_of` resolved and recorded in config.json: "network" for a new run; a resumed run keeps its
+    own (--auto-resume gives the field unset; a run from before the field reads "cells")."""
+    if not hasattr(cfg, "cost_target_of") or cfg.cost_target_of is not None:
+        return cfg
+    stored = files.stored_config(out, "search", type(cfg)) if resume_run and (out / files.CONFIG).exists() else None
+    return dataclasses.replace(cfg, cost_target_of="network" if stored is None else stored.cost_target_of)
 
 
 def new_run_dir(out: Path, kind: str, cfg: Any, device: torch.device) -> RunDir:

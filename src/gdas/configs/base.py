@@ -14,8 +14,8 @@ from gdas.errors import GdasError
 
 C = TypeVar("C")
 
-# Fields that are never options (set by the CLI itself).
-_NOT_OPTIONS = frozenset({"preset"})
+# Fields that are never options (set by the CLI itself, or recorded by the run).
+_NOT_OPTIONS = frozenset({"preset", "cost_target_of"})
 
 
 def option_name(field: str) -> str:
@@ -138,12 +138,14 @@ def to_json(config: Any) -> dict[str, Any]:
 
 
 def from_json(cls: type[C], data: Mapping[str, Any]) -> C:
-    """Rebuild a config written by `to_json`; unknown keys mean another version or kind of run."""
+    """Rebuild a config written by `to_json`; unknown keys mean another version or kind of run; a field missing
+    from an older run's config reads as `cls.ABSENT_IN_OLD_RUNS` says (what that run did), else its default."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise GdasError(f"config has unknown fields {unknown}: it was written by another kind of run or "
                         f"an incompatible gdas version; start a new run instead of resuming")
+    data = {**getattr(cls, "ABSENT_IN_OLD_RUNS", {}), **data}
     return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import ClassVar, Optional
 
+from gdas.budget import TARGET_OF, check_target_before_run
 from gdas.configs.base import check, check_choice, meta, own_data_field
 from gdas.configs.runtime import validate_runtime
 from gdas.errors import GdasError
@@ -23,6 +24,9 @@ COSTS = ("mult-adds", "params")  # what --cost counts (in millions, at the final
 @dataclass(frozen=True)
 class SearchConfig:
     """Everything a CNN search run depends on; written to the run directory as config.json."""
+
+    # What a config.json written before a field existed stands for (`configs.base.from_json`).
+    ABSENT_IN_OLD_RUNS: ClassVar[dict[str, str]] = {"cost_target_of": "cells"}
 
     preset: str = "custom"
     space: str = field(default="darts", metadata=meta("search space", IMAGE_SPACES))
@@ -71,19 +75,27 @@ class SearchConfig:
     tau_max: float = field(default=10.0, metadata=meta("Gumbel temperature at the first epoch"))
     tau_min: float = field(default=0.1, metadata=meta("Gumbel temperature at the last epoch"))
     max_skip: Optional[int] = field(default=None, metadata=meta(
-        "derivation keeps at most K skip_connect ops in the normal cell (nb201: the cell); the next best "
-        "op with parameters replaces the least likely excess ones (P-DARTS: 2)"))
+        "derivation keeps at most K skip_connect ops in the normal cell (nb201: the cell); each excess one, least "
+        "likely first, becomes its node's best op with parameters (darts: on its input or an unused one; nb201: "
+        "on its edge). After P-DARTS's limit of 2, loosely: P-DARTS re-derives, so a pool may replace a skip"))
     stop_on_collapse: Optional[int] = field(default=None, metadata=meta(
-        "stop early, keeping the last healthy genotype, once the derived normal cell (nb201: the cell) has K "
-        "or more parameter-free ops for --collapse-patience epochs (DARTS+)"))
+        "stop early, keeping the last healthy genotype, once the derived normal cell (nb201: the cell) has K or "
+        "more parameter-free ops (pools and skips; nb201: none too) for --collapse-patience epochs. After DARTS+, "
+        "loosely: DARTS+ stops at 2 skip connections"))
     collapse_patience: int = field(default=1, metadata=meta(
         "epochs in a row of collapse before --stop-on-collapse stops"))
     cost: Optional[str] = field(default=None, metadata=meta(
-        "add --cost-weight x the expected cost of the cells under softmax(A) to the A step's loss", COSTS))
+        "add --cost-weight x the final network's expected cost under softmax(A) to the A step's loss (millions, "
+        "at its trained size: the fixed stem, preprocessing and classifier plus every searched edge's ops)",
+        COSTS))
     cost_weight: Optional[float] = field(default=None, metadata=meta(
-        "LAMBDA of --cost, per million mult-adds or parameters of the final network's cells"))
+        "LAMBDA of --cost, per million mult-adds or parameters"))
     cost_target: Optional[float] = field(default=None, metadata=meta(
-        "hinge of --cost: penalise only the expected cost above this many millions"))
+        "hinge of --cost: penalise only the whole final network's expected cost above this many millions (fixed "
+        "part included; a target below the fixed part is refused)"))
+    cost_target_of: Optional[str] = field(default=None, metadata=meta(
+        "not an option: what --cost-target counted when the run started, recorded in config.json: network "
+        "(unset: a new run) or cells (runs from before the field, whose config.json lacks it)", TARGET_OF))
     crop_padding: int = 4
     flip: bool = True
     cutout: int = 0
@@ -142,6 +154,9 @@ class SearchConfig:
               "cost above the target is penalised)")
         check(self.cost_weight is None or self.cost_weight >= 0, f"--cost-weight must be >= 0, got {self.cost_weight}")
         check(self.cost_target is None or self.cost_target >= 0, f"--cost-target must be >= 0, got {self.cost_target}")
+        check(self.cost_target_of is None or self.cost_target_of in TARGET_OF,
+              f"config field cost_target_of must be one of {', '.join(TARGET_OF)}, got {self.cost_target_of!r}")
+        check_target_before_run(self)  # before a run folder exists, when the dataset fixes the images' shape
         validate_runtime(self.device, self.amp, self.threads)
         if self.benchmark is not None:  # a missing file or package fails now, not after the search
             lookup = get_space(self.space).benchmark
