@@ -1,4 +1,4 @@
-"""Guards against skip-connect collapse: the `--max-skip` record and the DARTS+ early stop (`--stop-on-collapse`)."""
+"""Guards against skip-connect collapse: the `--max-skip` record, the early stop after DARTS+ (`--stop-on-collapse`)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,10 @@ def first_cell(genotype: Any) -> str:
 class CollapseGuard:
     """Watches the genotype derived after every epoch; its state travels in the search checkpoint.
 
-    Collapse is judged on A's own derivation (without --max-skip, which would hide it); the genotype kept
-    is the (max-skip limited) one of the last epoch below the limit. `events` lists what the guards did.
+    Collapse is judged on A's own derivation (without --max-skip, which would hide it) by the guarded cell's
+    parameter-free ops (`param_free_count`: pools and skips, nb201 `none` too; DARTS+ counts skip connections
+    alone); the genotype kept is the (max-skip limited) one of the last epoch below the limit. `events` lists
+    what the guards did.
     """
 
     def __init__(self, cfg: Any, space: SearchSpace):
