@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -178,3 +179,41 @@ def test_bad_guard_and_cost_options_give_one_line_and_exit_2(tmp_path: Path, cap
     expect_error(capsys, *base, "--stop-on-collapse", "0", "--out", tmp_path / "f", contains="--stop-on-collapse")
     expect_error(capsys, *base, "--collapse-patience", "0", "--out", tmp_path / "g", contains="--collapse-patience")
     assert not any((tmp_path / name).exists() for name in "abcdefg")
+
+
+def _skip_heavy(edges: int, ops: tuple[str, ...], skip: float = 0.9) -> torch.Tensor:
+    """softmax(A) of a cell whose every edge leads with skip_connect; the rest spread unevenly (no ties)."""
+    rest = torch.arange(1, len(ops) + 1, dtype=torch.float32).repeat(edges, 1) + torch.arange(edges)[:, None] / 10
+    rest[:, ops.index("skip_connect")] = 0
+    probs = (1 - skip) * rest / rest.sum(1, keepdim=True)
+    probs[:, ops.index("skip_connect")] = skip
+    return probs
+
+
+@pytest.mark.parametrize("space_name", ["darts", "nb201"])
+def test_the_max_skip_record_counts_the_limited_cell_alone(space_name: str) -> None:
+    """darts: normal and reduce cells both all skips (8 + 8 kept edges) with --max-skip 2: the normal cell had 8,
+    6 were replaced; the reduction cell is neither limited nor counted. nb201: its one cell of 6 edges."""
+    from gdas.configs.search import SEARCH_PRESETS
+
+    space = get_space(space_name)
+    preset = SEARCH_PRESETS["smoke" if space_name == "darts" else "nb201-smoke"]
+    cfg = dataclasses.replace(preset, max_skip=2, stop_on_collapse=20)
+    edges = {"darts": 14, "nb201": 6}[space_name]
+    probs = {name: _skip_heavy(edges, space.ops) for name in (("normal", "reduce") if space_name == "darts"
+                                                                 else ("cell",))}
+    raw = space.derive(probs, dataclasses.replace(cfg, max_skip=None))
+    first, *others = raw.cell_ops().values()
+    skips = first.count("skip_connect")
+    assert skips == (8 if space_name == "darts" else 6)
+    assert all(ops.count("skip_connect") == len(ops) for ops in others)  # darts: the reduction cell's 8 too
+    guard = CollapseGuard(cfg, space)
+    record = guard.observe(0, probs, space.derive(probs, cfg))
+    assert record == {"max_skip_replaced": skips - 2}
+    assert guard.current["raw_skips"] == skips
+    cell = "normal cell" if space_name == "darts" else "cell"
+    assert f"the derived {cell} had {skips} skip_connect ops (limit 2); the {skips - 2} least" in \
+        guard.events[0]["why"]
+    summary = guard.summary()
+    assert summary["max_skip_replaced"] == skips - 2
+    assert [e["why"] for e in summary["guards"]] == [guard.events[0]["why"]]

@@ -1,4 +1,5 @@
-"""Search within a budget (`--cost`): the cells' expected cost under softmax(A), its penalty, the derived cost."""
+"""Search within a budget (`--cost`): the final network's expected cost under softmax(A) (its fixed part plus
+the cells' differentiable part), the hinge at `--cost-target`, its penalty and the derived network's cost."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ from typing import Any, Mapping, Optional, Sequence
 
 import torch
 
-from gdas.configs.search import SearchConfig
-from gdas.configs.train import final_size
 from gdas.errors import GdasError
 from gdas.spaces.base import SearchSpace
 from gdas.spaces.shapes import Shape, dataset_shape
@@ -26,20 +25,23 @@ def expected_cost(logits: Mapping[str, Optional[torch.Tensor]], costs: Mapping[s
 
 
 class Budget:
-    """The cost term of one search: per-op costs counted once at the final network's size (the training
-    preset's C, N for the space and dataset, on the searched images' shape), the A step's penalty and the
-    per-epoch cost metrics."""
+    """The cost term of one search (a `SearchConfig` with --cost): per-op costs and the fixed part counted once
+    at the final network's size (the training preset's C, N for the space and dataset, on the searched images'
+    shape), the A step's penalty and the per-epoch cost metrics."""
 
-    def __init__(self, cfg: SearchConfig, space: SearchSpace, model: torch.nn.Module, device: torch.device, *,
+    def __init__(self, cfg: Any, space: SearchSpace, model: torch.nn.Module, device: torch.device, *,
                  shape: Optional[Sequence[int]] = None):
         """`shape`: (channels, side, classes) of the searched images (default: the dataset's own)."""
-        if space.op_costs is None or space.info is None:
+        if space.op_costs is None or space.fixed_cost is None or space.info is None:
             raise GdasError(f"--cost is not available in the {space.name} space; drop it")
         self.cfg, self.space, self.kind = cfg, space, cfg.cost
-        self.C, self.N = final_size(space.name, cfg.dataset, cfg.frc)
+        self.C, self.N = cfg.final_size
         self.shape: Shape = dataset_shape(cfg.dataset, shape, network=space.name)
+        cfg.check_cost_target(self.shape)
         self.costs = {name: cost.to(device) for name, cost in
                       space.op_costs(cfg, cfg.dataset, self.C, self.N, cfg.cost, shape=self.shape).items()}
+        self.fixed = cfg.fixed_cost(self.shape)
+        self.target_of = cfg.cost_target_of
         self.logits = model.arch_logits()
         self._derived: dict[str, float] = {}
 
@@ -50,11 +52,18 @@ class Budget:
         return {"C": self.C, "N": self.N, "channels": channels, "input_size": image_size, "num_classes": classes}
 
     def expected(self) -> torch.Tensor:
+        """The cells' expected cost: every searched edge's ops weighted by softmax(A)."""
         return expected_cost(self.logits, self.costs)
 
+    def expected_network(self) -> torch.Tensor:
+        """The whole final network's expected cost: the fixed part plus the cells'."""
+        return self.expected() + self.fixed
+
     def penalty(self) -> torch.Tensor:
-        """LAMBDA x expected cost, or LAMBDA x max(0, expected - target) with --cost-target."""
-        cost = self.expected()
+        """LAMBDA x the expected cost, or LAMBDA x max(0, expected - target) with --cost-target; the expected
+        cost is the whole network's (a run from before `cost_target_of`: the cells'). Both give A the same
+        gradient without a target."""
+        cost = self.expected_network() if self.target_of == "network" else self.expected()
         if self.cfg.cost_target is not None:
             cost = torch.relu(cost - self.cfg.cost_target)
         return self.cfg.cost_weight * cost
@@ -68,6 +77,8 @@ class Budget:
         return self._derived[key]
 
     def metrics(self, genotype: Any) -> dict[str, float]:
+        """`expected_network_cost` = `fixed_cost` + `expected_cost` (the cells'), and `derived_cost`."""
         with torch.no_grad():
-            expected = self.expected().item()
-        return {"expected_cost": expected, "derived_cost": self.derived(genotype)}
+            cells = self.expected().item()
+        return {"expected_network_cost": self.fixed + cells, "fixed_cost": self.fixed, "expected_cost": cells,
+                "derived_cost": self.derived(genotype)}

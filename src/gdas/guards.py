@@ -1,4 +1,4 @@
-"""Guards against skip-connect collapse: the `--max-skip` record and the DARTS+ early stop (`--stop-on-collapse`)."""
+"""Guards against skip-connect collapse: the `--max-skip` record, the early stop after DARTS+ (`--stop-on-collapse`)."""
 
 from __future__ import annotations
 
@@ -11,21 +11,30 @@ from gdas.configs.algorithm import SearchBase
 from gdas.spaces.base import SearchSpace
 
 
+def guarded_cell(genotype: Any) -> tuple[str, list[str]]:
+    """(name, ops) of the cell the guards judge and --max-skip limits, `param_free_count`'s: the first of
+    `cell_ops()` (darts: the normal cell; nb201: the cell)."""
+    return next(iter(genotype.cell_ops().items()))
+
+
 def skip_count(genotype: Any) -> int:
-    return sum(ops.count("skip_connect") for ops in genotype.cell_ops().values())
+    """skip_connect ops of the guarded cell alone (the darts reduction cell is neither limited nor counted)."""
+    return guarded_cell(genotype)[1].count("skip_connect")
 
 
 def first_cell(genotype: Any) -> str:
-    """How the reports name the cell that collapses (param_free_count's): "normal cell", or "cell" (nb201)."""
-    name = next(iter(genotype.cell_ops()))
+    """How the reports name the guarded cell: "normal cell", or "cell" (nb201)."""
+    name = guarded_cell(genotype)[0]
     return "cell" if name == "cell" else f"{name} cell"
 
 
 class CollapseGuard:
     """Watches the genotype derived after every epoch; its state travels in the search checkpoint.
 
-    Collapse is judged on A's own derivation (without --max-skip, which would hide it); the genotype kept
-    is the (max-skip limited) one of the last epoch below the limit. `events` lists what the guards did.
+    Collapse is judged on A's own derivation (without --max-skip, which would hide it) by the guarded cell's
+    parameter-free ops (`param_free_count`: pools and skips, nb201 `none` too; DARTS+ counts skip connections
+    alone); the genotype kept is the (max-skip limited) one of the last epoch below the limit. `events` lists
+    what the guards did.
     """
 
     def __init__(self, cfg: SearchBase, space: SearchSpace):

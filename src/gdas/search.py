@@ -217,8 +217,8 @@ class SearchTask:
             return {}
         b = self.budget
         return {"cost": b.kind, "cost_weight": self.cfg.cost_weight, "cost_target": self.cfg.cost_target,
-                "cost_size": {**b.size, "dataset": self.cfg.dataset},
-                "expected_cost": b.metrics(genotype)["expected_cost"], "derived_cost": b.derived(genotype)}
+                "cost_target_of": b.target_of, "cost_size": {**b.size, "dataset": self.cfg.dataset},
+                **b.metrics(genotype)}
 
     def state_dict(self) -> dict[str, Any]:
         state = {"space": self.space.name, "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),

@@ -12,6 +12,10 @@ from gdas.sampler import SAMPLERS
 from gdas.spaces import get_space
 
 COSTS = ("mult-adds", "params")  # what --cost counts (in millions, at the final network's size)
+UNITS = {"mult-adds": "M mult-adds", "params": "M parameters"}
+# What --cost-target is compared with (config.json's `cost_target_of`): the whole final network; "cells" is the
+# meaning of runs started before the field existed (their config.json lacks it), kept when they are continued.
+TARGET_OF = ("network", "cells")
 
 
 @dataclass(frozen=True)
@@ -44,19 +48,26 @@ class SearchBase(RunConfig):
     tau_max: float = field(default=10.0, metadata=meta("Gumbel temperature at the first epoch"))
     tau_min: float = field(default=0.1, metadata=meta("Gumbel temperature at the last epoch"))
     max_skip: Optional[int] = field(default=None, metadata=meta(
-        "derivation keeps at most K skip_connect ops in the normal cell (nb201: the cell); the next best "
-        "op with parameters replaces the least likely excess ones (P-DARTS: 2)"))
+        "derivation keeps at most K skip_connect ops in the normal cell (nb201: the cell); each excess one, least "
+        "likely first, becomes its node's best op with parameters (darts: on its input or an unused one; nb201: "
+        "on its edge). After P-DARTS's limit of 2, loosely: P-DARTS re-derives, so a pool may replace a skip"))
     stop_on_collapse: Optional[int] = field(default=None, metadata=meta(
-        "stop early, keeping the last healthy genotype, once the derived normal cell (nb201: the cell) has K "
-        "or more parameter-free ops for --collapse-patience epochs (DARTS+)"))
+        "stop early, keeping the last healthy genotype, once the derived normal cell (nb201: the cell) has K or "
+        "more parameter-free ops (pools and skips; nb201: none too) for --collapse-patience epochs. After DARTS+, "
+        "loosely: DARTS+ stops at 2 skip connections"))
     collapse_patience: int = field(default=1, metadata=meta(
         "epochs in a row of collapse before --stop-on-collapse stops"))
     cost: Optional[str] = field(default=None, metadata=meta(
-        "add --cost-weight x the expected cost of the cells under softmax(A) to the A step's loss", COSTS))
+        "add --cost-weight x the final network's expected cost under softmax(A) to the A step's loss (millions, "
+        "at its trained size: the fixed stem, preprocessing and classifier plus every searched edge's ops)",
+        COSTS))
     cost_weight: Optional[float] = field(default=None, metadata=meta(
-        "LAMBDA of --cost, per million mult-adds or parameters of the final network's cells"))
+        "LAMBDA of --cost, per million mult-adds or parameters"))
     cost_target: Optional[float] = field(default=None, metadata=meta(
-        "hinge of --cost: penalise only the expected cost above this many millions"))
+        "hinge of --cost: penalise only the whole final network's expected cost above this many millions (fixed "
+        "part included; a target below the fixed part is refused)"))
+    # Not an option: what --cost-target counts, recorded in config.json ("network"; "cells" in runs from before).
+    cost_target_of: str = "network"
     seed: int = 0
     device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
     amp: str = field(default="none", metadata=meta("mixed precision on CUDA", ("none", "bf16")))
@@ -118,3 +129,5 @@ class SearchBase(RunConfig):
               "cost above the target is penalised)")
         check(self.cost_weight is None or self.cost_weight >= 0, f"--cost-weight must be >= 0, got {self.cost_weight}")
         check(self.cost_target is None or self.cost_target >= 0, f"--cost-target must be >= 0, got {self.cost_target}")
+        check(self.cost_target_of in TARGET_OF,
+              f"config field cost_target_of must be one of {', '.join(TARGET_OF)}, got {self.cost_target_of!r}")

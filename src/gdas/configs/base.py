@@ -15,9 +15,10 @@ from gdas.errors import GdasError
 
 C = TypeVar("C")
 
-# Fields that are never options: what a run's resolution records (the preset's name, the fields the user set
-# over it, the preset values fitted to them).
-RECORD_FIELDS = ("preset", "given", "adjusted")
+# Fields that are never options: what a run records of its config (the preset's name, the fields the user set
+# over it, the preset values fitted to them, what its --cost-target counts). Never compared when a run is
+# continued; a new run records them anew.
+RECORD_FIELDS = ("preset", "given", "adjusted", "cost_target_of")
 _NOT_OPTIONS = frozenset(RECORD_FIELDS)
 
 
@@ -225,12 +226,14 @@ def to_json(config: Any) -> dict[str, Any]:
 
 
 def from_json(cls: type[C], data: Mapping[str, Any]) -> C:
-    """Rebuild a config written by `to_json`; unknown keys mean another version or kind of run."""
+    """Rebuild a config written by `to_json`; unknown keys mean another version or kind of run; a field missing
+    from an older run's config reads as `cls.ABSENT_IN_OLD_RUNS` says (what that run did), else its default."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise GdasError(f"config has unknown fields {unknown}: it was written by another kind of run or "
                         f"an incompatible gdas version; start a new run instead of resuming")
+    data = {**getattr(cls, "ABSENT_IN_OLD_RUNS", {}), **data}
     return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()})
 
 

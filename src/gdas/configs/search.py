@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
+from typing import ClassVar, Optional
 
-from gdas.configs.algorithm import COSTS, SearchBase
+from gdas.configs.algorithm import COSTS, UNITS, SearchBase
 from gdas.configs.base import Presets, check, check_choice, meta, own_data_field, own_subset
+from gdas.configs.train import final_size
 from gdas.data.images import IMAGE_DATASETS
-from gdas.data.own import check_data_source
+from gdas.data.own import USER_DATASETS, check_data_source
+from gdas.errors import GdasError
 from gdas.sampler import SAMPLE_SCOPES
+from gdas.spaces import get_space
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
+from gdas.spaces.shapes import Shape, dataset_shape
 
 __all__ = ["COSTS", "IMAGE_SPACES", "SEARCH_ALIASES", "SEARCH_PRESETS", "SEARCH_TABLE", "SELECT_BY", "SearchConfig"]
 
@@ -22,6 +26,9 @@ SELECT_BY = ("retrain", "search")
 class SearchConfig(SearchBase):
     """Everything a CNN search run depends on (Algorithm 1's options and the image side); written to the run
     directory as config.json."""
+
+    # What a config.json written before a field existed stands for (`configs.base.from_json`).
+    ABSENT_IN_OLD_RUNS: ClassVar[dict[str, str]] = {"cost_target_of": "cells"}
 
     space: str = field(default="darts", metadata=meta("search space", IMAGE_SPACES))
     dataset: str = field(default="cifar10", metadata=meta("dataset to search on", IMAGE_DATASETS))
@@ -58,6 +65,37 @@ class SearchConfig(SearchBase):
         """The seed of the images and the D_T/D_V split (shared by every seed of a multi-seed search)."""
         return self.seed if self.split_seed is None else self.split_seed
 
+    @property
+    def final_size(self) -> tuple[int, int]:
+        """(C, N) of the final network `--cost` and `gdas info` count at: the space's training preset's."""
+        return final_size(self.space, self.dataset, self.frc)
+
+    def fixed_cost(self, shape: Shape) -> float:
+        """Millions (of --cost's kind) of the final network that no choice of ops changes: stem, preprocessing,
+        classifier, the fixed reduction cells of --frc (at `final_size`, on images of `shape`)."""
+        space = get_space(self.space)
+        if space.fixed_cost is None:
+            raise GdasError(f"--cost is not available in the {space.name} space; drop it")
+        C, N = self.final_size
+        return float(space.fixed_cost(self, self.dataset, C, N, self.cost, shape=shape))
+
+    def check_cost_target(self, shape: Optional[Shape] = None) -> None:
+        """A --cost-target of the whole network below its fixed part could never be met: one line that says so.
+        `shape`: (channels, side, classes) of the searched images; None checks a named dataset's own shape now
+        and leaves a folder or npz file to its search, once its images are read."""
+        if self.cost is None or self.cost_target is None or self.cost_target_of != "network":
+            return
+        if shape is None:
+            if self.dataset in USER_DATASETS:
+                return
+            shape = dataset_shape(self.dataset, network=self.space)
+        fixed = self.fixed_cost(shape)
+        check(self.cost_target >= fixed,
+              f"--cost-target {self.cost_target:g} is below the fixed part of the final network ({fixed:.4g} "
+              f"{UNITS[self.cost]}: stem, classifier and all else but the searched ops), which no choice of ops "
+              f"removes: the target counts the whole network; raise it above {fixed:.4g} (a run started when the "
+              "target counted the cells alone continues with --resume RUN_DIR)")
+
     def fit_to_given(self, preset: "SearchConfig") -> "SearchConfig":
         cfg = super().fit_to_given(preset)
         return own_subset(cfg, preset, "train_subset")
@@ -82,6 +120,7 @@ class SearchConfig(SearchBase):
         check(self.train_subset is None or self.train_subset >= 2,
               "--train-subset must be at least 2 images")
         check(self.crop_padding >= 0 and self.cutout >= 0, "--crop-padding and --cutout must be >= 0")
+        self.check_cost_target()  # before a run folder exists, when the dataset's name fixes the images' shape
 
 
 _NB201_SEARCH = SearchConfig(space="nb201", C=16, N=5, steps=3, w_nesterov=True, w_weight_decay=5e-4)

@@ -165,6 +165,7 @@ def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: boo
     else:
         split = split_indices(len(data.train_y), cfg.train_portion, cfg.data_seed)
         cfg = fit_batch(cfg, split)
+        cfg.check_cost_target((data.channels, data.image_size, data.num_classes))  # own data: its shape is known now
         run = new_run_dir(out, ImageSearchData.kind, cfg, device)
         run.write_json(files.SPLIT, {"seed": cfg.data_seed, "train": split[0].tolist(), "valid": split[1].tolist()})
         run.write_json(files.CLASSES, class_names(data))

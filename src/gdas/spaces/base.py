@@ -66,8 +66,10 @@ class SearchSpace:
     tabular benchmark of its cells, which `gdas search --benchmark PATH` queries for the derived cell;
     `op_costs(cfg, dataset, C, N, kind, shape=None)` {A matrix name: (edges, ops) tensor} of each candidate
     op's mult-adds or params (millions) at the final network's size, summed over the cells that use that
-    matrix (`gdas search --cost`); for both, `shape` (channels, side, classes: `spaces.shapes`) replaces the
-    dataset's own, e.g. the shape of a user's folder or npz images;
+    matrix (`gdas search --cost`); `fixed_cost(cfg, dataset, C, N, kind, shape=None)` the same count (a float)
+    of what no choice of ops changes in that network (stem, classifier, ...); for all three, `shape`
+    (channels, side, classes: `spaces.shapes`) replaces the dataset's own, e.g. the shape of a user's folder
+    or npz images;
     `check_input(image_size, auxiliary)` raises a one-line GdasError when the CIFAR-layout networks of the
     space (search and final) cannot read square images of that side.
     """
@@ -89,6 +91,7 @@ class SearchSpace:
     child: Optional[Callable[..., nn.Module]] = None  # (supernet, archs) -> the sampled child as a static network
     benchmark: Optional[Benchmark] = None
     op_costs: Optional[Callable[..., dict[str, torch.Tensor]]] = None
+    fixed_cost: Optional[Callable[..., float]] = None
     check_input: Optional[Callable[[int, bool], None]] = None
 
     def param_free_share(self, probs: Mapping[str, Optional[torch.Tensor]]) -> float:

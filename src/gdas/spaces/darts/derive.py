@@ -37,11 +37,12 @@ def derive_cell(probs: torch.Tensor, steps: int = 4, top_t: int = 2) -> tuple[No
 
 
 def limit_skips(probs: torch.Tensor, nodes: tuple[Node, ...], max_skip: int) -> tuple[Node, ...]:
-    """At most `max_skip` skip_connect ops in a derived cell (P-DARTS).
+    """At most `max_skip` skip_connect ops in a derived cell (after P-DARTS's limit, loosely).
 
     The excess skips with the lowest skip probability are replaced, one by one, by the most likely
     (input, op) pair of their node whose op has parameters, on the skip's own input or an input the node
-    does not use yet. Ties break towards the earlier input and the earlier op.
+    does not use yet. Ties break towards the earlier input and the earlier op. P-DARTS instead zeroes the
+    excess skips' weights and derives again, where a parameter-free op may win.
     """
     probs = probs.detach().float().cpu()
     starts = [sum(2 + k for k in range(i)) for i in range(len(nodes))]

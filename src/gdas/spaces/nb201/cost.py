@@ -71,6 +71,13 @@ def op_costs(cfg: Any, dataset: str, C: int, N: int, kind: str, *,
     return {"cell": per_op.expand(num_edges(cfg.steps), -1).float().contiguous()}
 
 
+def fixed_cost(cfg: Any, dataset: str, C: int, N: int, kind: str, *, shape: Optional[Sequence[int]] = None) -> float:
+    """What no choice of ops changes in the NB201 network (C, N on `dataset`, or on `shape`): stem, the two
+    residual blocks, classifier; counted as `nb201_info` counts the network whose every edge is `none`, millions."""
+    empty = NB201Genotype(tuple(tuple(("none", j) for j in range(i)) for i in range(1, cfg.steps + 1)))
+    return float(nb201_info(empty, dataset, C=C, N=N, shape=shape)["params_M" if kind == "params" else "mult_adds_M"])
+
+
 def nb201_info(genotype: NB201Genotype | str, dataset: str, *, C: int = 16, N: int = 5,
                shape: Optional[Sequence[int]] = None) -> dict[str, Any]:
     """Size of the NB201 network of `genotype` on `dataset` (cifar10, cifar100, imagenet16-120, ...) or on

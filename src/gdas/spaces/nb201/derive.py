@@ -16,7 +16,8 @@ def derive_nb201(probs: torch.Tensor, max_skip: Optional[int] = None) -> NB201Ge
 
     Unlike the DARTS rule, `none` may win (NB201's rule, as the reference's `genotype()`); ties go to the
     earlier op in NB201_OPS. With `max_skip`, the skip_connect edges beyond K with the lowest skip probability
-    take their best op with parameters instead (P-DARTS's limit on the cell's skips).
+    take their best op with parameters instead (after P-DARTS's limit on the cell's skips, loosely: P-DARTS
+    derives again without them, where a parameter-free op may win).
     """
     if probs.dim() != 2 or probs.shape[1] != len(NB201_OPS):
         raise GdasError(f"NB201 probabilities must be (edges, {len(NB201_OPS)}), got {tuple(probs.shape)}; "

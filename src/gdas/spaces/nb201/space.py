@@ -12,7 +12,7 @@ from gdas.reporting.draw import INPUT, NODE, OUTPUT, DotGraph
 from gdas.spaces.base import Benchmark, SearchSpace
 from gdas.spaces.nb201.benchmark import check_benchmark, query
 from gdas.spaces.nb201.child import child_network
-from gdas.spaces.nb201.cost import nb201_info, op_costs
+from gdas.spaces.nb201.cost import fixed_cost, nb201_info, op_costs
 from gdas.spaces.nb201.derive import derive_nb201
 from gdas.spaces.nb201.genotype import NB201_REGISTRY, NB201Genotype
 from gdas.spaces.nb201.networks import NB201Network
@@ -84,5 +84,6 @@ SPACE = SearchSpace(
     build_supernet=build_supernet, derive=derive, parse=parse, from_json=NB201Genotype.from_json,
     build_network=build_network, dot=dot,
     published={name: NB201Genotype.parse(arch) for name, arch in NB201_REGISTRY.items()}, info=info,
-    child=child_network, op_costs=op_costs, benchmark=Benchmark(name="NATS-Bench", check=check_lookup, query=query),
+    child=child_network, op_costs=op_costs, fixed_cost=fixed_cost,
+    benchmark=Benchmark(name="NATS-Bench", check=check_lookup, query=query),
     check_input=check_input)
