@@ -42,7 +42,7 @@ def build_network(genotype: Any, *, num_classes: int, C: int, N: int, in_channel
 def build_supernet(space: str = "darts", *, num_classes: int, in_channels: int = 3, C: int = 16, N: int = 2,
                    steps: Optional[int] = None, sampler: str = "gdas", **fields: Any) -> nn.Module:
     """The search network of an image space, for a hand-written Algorithm 1. `steps` defaults to the space's
-    (darts 4, nb201 3); `fields` are other search-config fields it reads (frc, sample_scope, max_skip).
+    (darts 4, nb201 3); `fields` are other search-config fields it reads (frc, sample_scope, reference_grad, max_skip).
 
     Its `sample_arch(tau, arch_grad=..., generator=...)` draws one architecture per cell, `model(x, archs)`
     gives logits, `weight_parameters()` / `arch_parameters()` are W and A, `probabilities()` softmax(A).

@@ -43,6 +43,11 @@ class SearchConfig:
                                                        SAMPLERS))
     sample_scope: str = field(default="network", metadata=meta(
         "one draw per cell type per forward (network) or one per cell (cell)", SAMPLE_SCOPES))
+    reference_grad: bool = field(default=False, metadata=meta(
+        "nb201 space, --sampler gdas: A's gradient as the reference's NB201 code computes it (each unsampled op's "
+        "zero-valued straight-through weight is added to the edge, so it gets the edge output's gradient, summed); "
+        "default off: only the sampled op's weight gets a gradient, the paper's estimator (and the reference's "
+        "DARTS-space code)"))
     epochs: int = field(default=240, metadata=meta("search epochs"))
     batch_size: int = field(default=64, metadata=meta("batch per step (global, over all ranks)",
                                                       aliases=("batch",)))
@@ -110,6 +115,9 @@ class SearchConfig:
         check_data_source(self)
         check_choice(self.sampler, SAMPLERS, "--sampler")
         check_choice(self.sample_scope, SAMPLE_SCOPES, "--sample-scope")
+        check(not self.reference_grad or (self.space == "nb201" and self.sampler == "gdas"),
+              f"--reference-grad is for the nb201 supernet under GDAS (--space nb201 --sampler gdas); with "
+              f"--space {self.space} --sampler {self.sampler} it means nothing: drop it")
         check(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         check(self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}")
         check(0 <= self.warmup_epochs < self.epochs,

@@ -32,7 +32,7 @@ def check_input(image_size: int, auxiliary: bool) -> None:
 
 def build_supernet(cfg: Any, num_classes: int, in_channels: int) -> NB201SearchNetwork:
     return NB201SearchNetwork(cfg.C, cfg.N, num_classes, in_channels=in_channels, steps=cfg.steps,
-                              sampler=cfg.sampler, sample_scope=cfg.sample_scope)
+                              sampler=cfg.sampler, sample_scope=cfg.sample_scope, reference_grad=cfg.reference_grad)
 
 
 def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any) -> NB201Genotype:
