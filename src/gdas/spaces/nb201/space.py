@@ -48,7 +48,9 @@ def parse(text: str) -> Optional[NB201Genotype]:
 
 def build_network(genotype: NB201Genotype, *, dataset: str = "cifar10", C: int = 16, N: int = 5,
                   num_classes: int = 10, auxiliary: bool = False, in_channels: int = 3) -> nn.Module:
-    """The NB201 inference network; forward gives (logits, None). It has no auxiliary head."""
+    """The NB201 inference network; forward gives the logits. It has no auxiliary head."""
+    if auxiliary:
+        raise GdasError("NAS-Bench-201 networks have no auxiliary head; build them with auxiliary=False")
     return NB201Network(genotype, C, N, num_classes, in_channels)
 
 
