@@ -77,7 +77,7 @@ def test_nb201_network_sized_for_own_data(capsys):
     image = (1, 28, 28)
     assert info["mult_adds_M"] == round((count_mult_adds(network, image) + bias_adds(network, image)) / 1e6, 4)
     assert (info["channels"], info["input_size"], info["num_classes"]) == (1, 28, 5) and "auxiliary" not in info
-    assert network(torch.zeros(2, *image))[0].shape == (2, 5)
+    assert network(torch.zeros(2, *image)).shape == (2, 5)
 
 
 def test_bad_shapes_are_one_line_errors(capsys):

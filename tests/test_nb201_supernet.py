@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
+from gdas import build_supernet
+from gdas.configs.base import add_config_options, resolve
+from gdas.configs.search import SEARCH_PRESETS, SearchConfig
+from gdas.errors import GdasError
 from gdas.sampler import CellArch
+from gdas.spaces import get_space
 from gdas.spaces.nb201 import supernet as supernet_module
 from gdas.spaces.nb201.ops import NB201_OPS, ResNetBasicBlock
 from gdas.spaces.nb201.supernet import NB201SearchCell, NB201SearchNetwork, num_edges
@@ -269,3 +277,67 @@ def test_probabilities_are_softmax():
     probs = net.probabilities()
     assert set(probs) == {"cell"} and not probs["cell"].requires_grad
     assert torch.allclose(probs["cell"], torch.softmax(net.arch, -1))
+
+
+# ---- --reference-grad: the reference's NB201 gradient, reachable by an option ----
+
+def _tiny_cell_grad(reference_grad: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dL/dA from the cell, the same by the closed form) on a 3-edge cell whose draw is skip, none, skip.
+
+    Node 1 = x (skip), node 2 = none(x) + skip(node 1) = x: with L = <R, out> every node's gradient is R.
+    d softmax((log_softmax(A) + o) / tau)_k / dA_j = h~_k (delta_kj - h~_j) / tau (log_softmax's shift
+    cancels), so the paper's estimator gives row e = <R, input of e> J[k*] for a non-`none` k*, and the
+    reference adds sum(R) * sum_{k != k*} J[k] for every edge, `none` included.
+    """
+    torch.manual_seed(0)
+    cell = NB201SearchCell(2, 2, reference_grad=reference_grad)
+    x, R = torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 3)
+    drawn = [NB201_OPS.index(op) for op in ("skip_connect", "none", "skip_connect")]
+    A = torch.randn(3, 5, requires_grad=True)
+    noise = torch.rand(3, 5) + 6.0 * F.one_hot(torch.tensor(drawn), 5)  # forces the draw
+    soft = torch.softmax((torch.log_softmax(A, -1) + noise) / TAU, -1)
+    hard = F.one_hot(soft.argmax(-1), 5).float()
+    assert soft.argmax(-1).tolist() == drawn
+    (cell(x, CellArch(hard + soft - soft.detach(), drawn)) * R).sum().backward()
+
+    h = soft.detach()
+    expected = torch.zeros(3, 5)
+    for e, k in enumerate(drawn):
+        J = (torch.diag(h[e]) - torch.outer(h[e], h[e])) / TAU  # J[k, j] = d h~_k / dA_j
+        if k != NONE:
+            expected[e] += float((R * x).sum()) * J[k]
+        if reference_grad:
+            expected[e] += float(R.sum()) * (J.sum(0) - J[k])
+    return A.grad, expected
+
+
+@pytest.mark.parametrize("reference_grad", [False, True])
+def test_a_gradient_of_a_tiny_cell_is_the_closed_form(reference_grad):
+    got, expected = _tiny_cell_grad(reference_grad)
+    assert got.abs().sum() > 0 and torch.allclose(got, expected, rtol=1e-5, atol=1e-7)
+    if reference_grad:  # the `none` edge's row is the extra terms alone
+        assert got[1].abs().sum() > 0
+
+
+def test_reference_grad_is_a_search_option():
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, SearchConfig)
+    for argv, want in (([], False), (["--reference-grad"], True), (["--no-reference-grad"], False)):
+        cfg = resolve(SEARCH_PRESETS, "nb201-smoke", parser.parse_args(argv))
+        cfg.validate()
+        net = get_space("nb201").build_supernet(cfg, 3, 3)
+        assert [net.cells[c].reference_grad for c in net.searched_cells()] == [want] * 3
+    net = build_supernet("nb201", num_classes=3, C=4, N=1, reference_grad=True)
+    assert all(net.cells[c].reference_grad for c in net.searched_cells())
+
+
+@pytest.mark.parametrize("changes", [dict(space="darts", steps=4), dict(sampler="darts"),
+                                     dict(sampler="gdas-noaccel")])
+def test_reference_grad_is_refused_where_it_means_nothing(changes):
+    cfg = dataclasses.replace(SEARCH_PRESETS["nb201-smoke"], reference_grad=True, **changes)
+    with pytest.raises(GdasError, match=r"^--reference-grad is for the nb201 supernet under GDAS") as info:
+        cfg.validate()
+    assert "\n" not in str(info.value)
+    space = changes.pop("space", "nb201")
+    with pytest.raises(GdasError, match=r"^reference_grad=True is for .*: drop it$"):
+        build_supernet(space, num_classes=3, reference_grad=True, **changes)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from gdas.errors import GdasError
+from gdas.networks import split_output
 from gdas.spaces.darts.fixed_cell import FixedReductionCell
 from gdas.genotypes import REGISTRY, Genotype
 from gdas.spaces.darts.networks import (AuxiliaryHeadCIFAR, AuxiliaryHeadImageNet, Cell, NetworkCIFAR, NetworkImageNet,
@@ -49,8 +50,8 @@ def test_cifar_network_shapes(name):
     logits, aux = net(x)
     assert logits.shape == (2, 10) and aux is not None and aux.shape == (2, 10)
     net.eval()
-    logits, aux = net(x)
-    assert logits.shape == (2, 10) and aux is None
+    logits = net(x)  # eval mode: the logits alone
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 10)
 
 
 def test_fixed_reduction_used_when_genotype_has_no_reduce_cell():
@@ -82,7 +83,7 @@ def test_imagenet_network_shapes():
     assert logits.shape == (2, 7) and aux.shape == (2, 7)
     assert isinstance(net.auxiliary_head, AuxiliaryHeadImageNet)
     net.eval()
-    assert net(x)[1] is None
+    assert isinstance(net(x), torch.Tensor)
     # The first cell sees the stride-4 stem0 output through FactorizedReduce.
     assert type(net.cells[0].pre0).__name__ == "FactorizedReduce"
 
@@ -116,15 +117,15 @@ def test_drop_path_only_changes_training_outputs():
     x = torch.randn(4, 3, 32, 32)
     net.eval()
     net.drop_path_prob = 0.0
-    ref = net(x)[0]
+    ref = net(x)
     net.drop_path_prob = 0.5
-    assert torch.equal(net(x)[0], ref)  # eval ignores drop-path
+    assert torch.equal(net(x), ref)  # eval ignores drop-path
     net.train()
     torch.manual_seed(1)
-    a = net(x)[0]
+    a = net(x)
     net.drop_path_prob = 0.0
     torch.manual_seed(1)
-    b = net(x)[0]
+    b = net(x)
     assert not torch.allclose(a, b)
 
 
@@ -160,3 +161,10 @@ def test_out_of_range_inputs_are_rejected():
         Cell(((("skip_connect", 0),),), (5,), 4, 4, 4, False, False)
     with pytest.raises(GdasError, match="CNN genotype"):
         NetworkCIFAR(REGISTRY["GDAS_RNN"], C=8, N=1, num_classes=10, auxiliary=False)
+
+
+def test_split_output_reads_the_logits_and_either_pair():
+    logits, aux = torch.randn(2, 3), torch.randn(2, 3)
+    assert split_output(logits)[0] is logits and split_output(logits)[1] is None
+    assert split_output((logits, aux)) == (logits, aux)
+    assert split_output((logits, None)) == (logits, None)  # a network written to the older contract

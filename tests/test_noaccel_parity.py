@@ -1,6 +1,11 @@
-"""The no-acceleration ablation differs from GDAS in compute only: same samples, same weights and BN statistics."""
+"""The no-acceleration ablation differs from GDAS in compute: on the same samples, the same weights and BN statistics
+up to rounding (scripts/noaccel_parity.py measures how far)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -57,3 +62,13 @@ def test_noaccel_a_step_leaves_bn_statistics_as_gdas(space):
     noaccel.a_step(0, 1.0)
     for (name, a), (_, b) in zip(gdas.model.named_buffers(), noaccel.model.named_buffers()):
         assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6), name
+
+
+def test_the_measurement_script_runs():
+    """scripts/noaccel_parity.py, which README quotes: four comparisons; one darts W step apart by rounding only."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "noaccel_parity.py"
+    out = subprocess.run([sys.executable, str(script), "--steps", "1", "--size", "16", "--batch", "4"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(out) == 8 and [line.split(" (")[0] for line in out[::2]] == ["darts", "darts", "nb201", "nb201"]
+    darts_gap = float(out[1].split()[1])
+    assert 0 <= darts_gap < 1e-5

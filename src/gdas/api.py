@@ -67,7 +67,7 @@ class TrainResult:
     @property
     def model(self) -> nn.Module:
         """The trained network (best.pt when the run has one, else its last weights), on the CPU in eval mode;
-        its forward returns (logits, auxiliary logits or None) like every gdas network."""
+        its forward gives the logits (in train mode with an auxiliary head: (logits, auxiliary logits))."""
         if self._model is None:
             from gdas.export import load_trained
             self._model = load_trained(self.run_dir)[0].model

@@ -14,7 +14,7 @@ from torch import nn
 
 from gdas.errors import GdasError
 from gdas.engine.rundir import BEST, CHECKPOINT, CLASSES, RunDir, atomic_write_bytes, read_json
-from gdas.networks import load_network
+from gdas.networks import load_network, split_output
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 ONNX_OPSET = 17
@@ -28,7 +28,7 @@ class LogitsOnly(nn.Module):
         self.model = model.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)[0]
+        return split_output(self.model(images))[0]
 
 
 def load_trained(run_dir: str | Path) -> tuple[LogitsOnly, dict[str, Any]]:

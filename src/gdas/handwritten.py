@@ -22,7 +22,7 @@ def build_network(genotype: Any, *, num_classes: int, C: int, N: int, in_channel
                   auxiliary: bool = False, layout: str = "cifar") -> nn.Module:
     """The final network of a genotype (or of a name / path `load_genotype` reads), as a plain nn.Module: 3N
     cells ("cifar": a 3x3 stem, for any input size; "imagenet": the mobile setting's stride-8 stem). Its forward
-    returns (logits, auxiliary logits): the second is None unless `auxiliary` and in train mode."""
+    gives the logits, or (logits, auxiliary logits) with `auxiliary` in train mode (eval mode: the logits)."""
     if layout not in LAYOUTS:
         raise GdasError(f"layout {layout!r} is not one of: {', '.join(LAYOUTS)}")
     if not isinstance(genotype, (str, os.PathLike)) and not hasattr(genotype, "kind"):
@@ -42,7 +42,7 @@ def build_network(genotype: Any, *, num_classes: int, C: int, N: int, in_channel
 def build_supernet(space: str = "darts", *, num_classes: int, in_channels: int = 3, C: int = 16, N: int = 2,
                    steps: Optional[int] = None, sampler: str = "gdas", **fields: Any) -> nn.Module:
     """The search network of an image space, for a hand-written Algorithm 1. `steps` defaults to the space's
-    (darts 4, nb201 3); `fields` are other search-config fields it reads (frc, sample_scope, max_skip).
+    (darts 4, nb201 3); `fields` are other search-config fields it reads (frc, sample_scope, reference_grad, max_skip).
 
     Its `sample_arch(tau, arch_grad=..., generator=...)` draws one architecture per cell, `model(x, archs)`
     gives logits, `weight_parameters()` / `arch_parameters()` are W and A, `probabilities()` softmax(A).

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
+import torch
 from torch import nn
 
 from gdas.errors import GdasError
@@ -23,6 +24,15 @@ def image_genotype(spec: str, space: Optional[str] = None) -> AnyGenotype:
         raise GdasError(f"--genotype {spec[:80]} is a {owner.name} genotype, but this run builds {space} networks; "
                         f"train it with {hint}")
     return genotype
+
+
+def split_output(out: Union[torch.Tensor, tuple]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """(logits, auxiliary logits or None) of a final network's forward: the logits alone, or the pair (a space
+    registered from outside may still give the older (logits, None))."""
+    if isinstance(out, torch.Tensor):
+        return out, None
+    logits, logits_aux = out
+    return logits, logits_aux
 
 
 def network_from(genotype: AnyGenotype, args: dict[str, Any]) -> nn.Module:

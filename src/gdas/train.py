@@ -23,7 +23,7 @@ from gdas.spaces import space_of
 from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters
 from gdas.genotypes import AnyGenotype, genotype_from_json, save_genotype
-from gdas.networks import check_sizes, image_genotype, network_from
+from gdas.networks import check_sizes, image_genotype, network_from, split_output
 from gdas.engine.loop import fit, optimizer_step, resume, seed_everything
 from gdas.engine.progress import ProgressBar
 from gdas.engine.rundir import BEST, CLASSES, DATA, GENOTYPE, METRICS, SPLIT, SUMMARY, RunDir
@@ -105,7 +105,7 @@ class TrainTask:
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One SGD step; returns (main-head loss x batch, correct) on the device."""
         with autocast(self.device, self.cfg.amp):
-            logits, logits_aux = self.model(x)
+            logits, logits_aux = split_output(self.model(x))
         loss, main = training_loss(logits, logits_aux, y, self.cfg.label_smoothing, self.cfg.auxiliary_weight)
         optimizer_step(loss, self.opt, self.params, self.cfg.grad_clip, self.ctx)
         return torch.stack([main.detach() * len(y), (logits.argmax(1) == y).sum().float()])
@@ -120,7 +120,7 @@ class TrainTask:
         seen = 0
         for x, y in self.data.valid_batches() if valid else self.data.test_batches():
             with autocast(self.device, self.cfg.amp):
-                logits, _ = self.model(x)
+                logits = split_output(self.model(x))[0]
             loss = F.cross_entropy(logits.float(), y, reduction="sum")
             sums += torch.cat([loss[None], topk_correct(logits, y).float()])
             seen += len(y)

@@ -47,6 +47,11 @@ class SearchConfig(SearchBase):
     frc: bool = field(default=False, metadata=meta("darts space: search the normal cell only; fixed reduction cell"))
     sample_scope: str = field(default="network", metadata=meta(
         "one draw per cell type per forward (network) or one per cell (cell)", SAMPLE_SCOPES))
+    reference_grad: bool = field(default=False, metadata=meta(
+        "nb201 space, --sampler gdas: A's gradient as the reference's NB201 code computes it (each unsampled op's "
+        "zero-valued straight-through weight is added to the edge, so it gets the edge output's gradient, summed); "
+        "default off: only the sampled op's weight gets a gradient, the paper's estimator (and the reference's "
+        "DARTS-space code)"))
     train_portion: float = field(default=0.5, metadata=meta("share of the training set used as D_T"))
     split_seed: Optional[int] = field(default=None, metadata=meta(
         "seed of the images (synthetic data, --train-subset) and of the D_T/D_V split; default: --seed for one "
@@ -108,6 +113,9 @@ class SearchConfig(SearchBase):
         check_choice(self.dataset, IMAGE_DATASETS, "--dataset")
         check_data_source(self)
         check_choice(self.sample_scope, SAMPLE_SCOPES, "--sample-scope")
+        check(not self.reference_grad or (self.space == "nb201" and self.sampler == "gdas"),
+              f"--reference-grad is for the nb201 supernet under GDAS (--space nb201 --sampler gdas); with "
+              f"--space {self.space} --sampler {self.sampler} it means nothing: drop it")
         check(self.C >= 1 and self.N >= 1 and self.steps >= 2,
               f"--C and --N must be at least 1 and --steps at least 2 (got C={self.C}, N={self.N}, "
               f"steps={self.steps})")

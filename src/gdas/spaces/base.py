@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Protocol
+from typing import Any, Callable, Mapping, Optional, Protocol, Union
 
 import torch
 from torch import nn
@@ -12,6 +12,9 @@ from gdas.errors import GdasError
 
 # One node of a cell: the (op, input-node) pairs summed into it.
 Node = tuple[tuple[str, int], ...]
+# What a final image network's forward gives: the logits, or (logits, auxiliary logits) while it trains with
+# an auxiliary head (as torchvision's Inception networks do).
+Output = Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]
 
 
 class GenotypeLike(Protocol):
@@ -60,7 +63,7 @@ class SearchSpace:
     in_channels)` makes the search network (for "lm": `num_classes` is the vocabulary size);
     `derive(probabilities, cfg)` turns softmax(A) into a genotype; `parse(text)` reads the space's own
     text form or returns None when the text is not in it; `from_json` reads its JSON form;
-    `build_network(genotype, **sizes)` the final network; `dot(genotype)` {cell name: DOT source};
+    `build_network(genotype, **sizes)` the final network (forward: `Output`); `dot(genotype)` {cell name: DOT source};
     `published` its named cells; `info(genotype, dataset, C, N, shape=None)` the final network's size;
     `child(supernet, archs)` a GDAS sample as a static network (`gdas bench`'s lower bound); `benchmark` a
     tabular benchmark of its cells, which `gdas search --benchmark PATH` queries for the derived cell;

@@ -9,7 +9,7 @@ from torch import nn
 
 from gdas.errors import GdasError
 from gdas.spaces.darts.fixed_cell import FixedReductionCell
-from gdas.spaces.base import Node
+from gdas.spaces.base import Node, Output
 from gdas.spaces.darts.genotype import Genotype
 from gdas.spaces.darts.ops import FactorizedReduce, ReLUConvBN, make_op
 
@@ -132,6 +132,8 @@ class _CellStack(nn.Module):
 
     auxiliary_head: Optional[nn.Module]
     drop_path_prob: float
+    global_pooling: nn.Module
+    classifier: nn.Module
 
     def _build_cells(self, genotype: Genotype, C_pp: int, C_p: int, C: int, N: int,
                      reduction_prev: bool) -> tuple[int, int]:
@@ -155,14 +157,15 @@ class _CellStack(nn.Module):
                 C_aux = C_p
         return C_p, C_aux
 
-    def _run_cells(self, s0: torch.Tensor, s1: torch.Tensor
-                   ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _run_cells(self, s0: torch.Tensor, s1: torch.Tensor) -> Output:
+        """The logits, or (logits, auxiliary logits) while training with an auxiliary head."""
         logits_aux = None
         for index, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if index == self.aux_index and self.auxiliary_head is not None and self.training:
                 logits_aux = self.auxiliary_head(s1)
-        return s1, logits_aux
+        logits = self.classifier(self.global_pooling(s1).flatten(1))
+        return logits if logits_aux is None else (logits, logits_aux)
 
 
 class NetworkCIFAR(_CellStack):
@@ -179,10 +182,9 @@ class NetworkCIFAR(_CellStack):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_last, num_classes)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> Output:
         s = self.stem(x)
-        out, logits_aux = self._run_cells(s, s)
-        return self.classifier(self.global_pooling(out).flatten(1)), logits_aux
+        return self._run_cells(s, s)
 
 
 class NetworkImageNet(_CellStack):
@@ -207,10 +209,9 @@ class NetworkImageNet(_CellStack):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)  # = AvgPool 7x7 at 224x224
         self.classifier = nn.Linear(C_last, num_classes)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def forward(self, x: torch.Tensor) -> Output:
         s0 = self.stem0(x)
-        out, logits_aux = self._run_cells(s0, self.stem1(s0))
-        return self.classifier(self.global_pooling(out).flatten(1)), logits_aux
+        return self._run_cells(s0, self.stem1(s0))
 
 
 def build_network(genotype: Genotype, dataset: str, C: int, N: int, num_classes: int, auxiliary: bool,

@@ -56,7 +56,7 @@ def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any) -> Genotype:
 
 def build_network(genotype: Genotype, *, dataset: str, C: int, N: int, num_classes: int, auxiliary: bool = False,
                   in_channels: int = 3) -> nn.Module:
-    """The CIFAR layout (ImageNet-mobile for dataset "imagenet"); forward gives (logits, auxiliary logits)."""
+    """The CIFAR layout (ImageNet-mobile for dataset "imagenet"); forward gives an `Output` (spaces/base.py)."""
     check_channels(genotype, C)
     return _build_network(genotype, dataset, C, N, num_classes, auxiliary, in_channels)
 

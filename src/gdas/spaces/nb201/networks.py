@@ -35,8 +35,8 @@ class NB201Cell(nn.Module):
 class NB201Network(nn.Module):
     """Stem, three stages of N cells (C, 2C, 4C) joined by stride-2 ResNet blocks, BN-ReLU, GAP, Linear.
 
-    `forward` returns (logits, None) like the DARTS-space networks' (logits, aux_logits); there is no
-    auxiliary head and no drop-path, and `drop_path_prob` exists only because the training loop sets it.
+    `forward` gives the logits; there is no auxiliary head and no drop-path, and `drop_path_prob` exists only
+    because the training loop sets it.
     """
 
     def __init__(self, genotype: NB201Genotype | str, C: int = 16, N: int = 5, num_classes: int = 10,
@@ -57,8 +57,8 @@ class NB201Network(nn.Module):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         feature = self.stem(x)
         for cell in self.cells:
             feature = cell(feature)
-        return self.classifier(self.global_pooling(self.lastact(feature)).flatten(1)), None
+        return self.classifier(self.global_pooling(self.lastact(feature)).flatten(1))

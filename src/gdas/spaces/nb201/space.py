@@ -32,7 +32,7 @@ def check_input(image_size: int, auxiliary: bool) -> None:
 
 def build_supernet(cfg: Any, num_classes: int, in_channels: int) -> NB201SearchNetwork:
     return NB201SearchNetwork(cfg.C, cfg.N, num_classes, in_channels=in_channels, steps=cfg.steps,
-                              sampler=cfg.sampler, sample_scope=cfg.sample_scope)
+                              sampler=cfg.sampler, sample_scope=cfg.sample_scope, reference_grad=cfg.reference_grad)
 
 
 def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any) -> NB201Genotype:
@@ -48,7 +48,9 @@ def parse(text: str) -> Optional[NB201Genotype]:
 
 def build_network(genotype: NB201Genotype, *, dataset: str = "cifar10", C: int = 16, N: int = 5,
                   num_classes: int = 10, auxiliary: bool = False, in_channels: int = 3) -> nn.Module:
-    """The NB201 inference network; forward gives (logits, None). It has no auxiliary head."""
+    """The NB201 inference network; forward gives the logits. It has no auxiliary head."""
+    if auxiliary:
+        raise GdasError("NAS-Bench-201 networks have no auxiliary head; build them with auxiliary=False")
     return NB201Network(genotype, C, N, num_classes, in_channels)
 
 
