@@ -183,7 +183,7 @@ def test_bad_config_file_and_occupied_out(tmp_path: Path) -> None:
         gdas.search((x, y), config=bad, out=tmp_path / "run")
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "data.npz").write_bytes(b"mine")
-    with pytest.raises(GdasError, match="already holds a run"):
+    with pytest.raises(GdasError, match="holds a data.npz but no run; remove it or choose another out"):
         gdas.search((x, y), out=tmp_path / "run", **TINY)
     assert (tmp_path / "run" / "data.npz").read_bytes() == b"mine"
 

@@ -133,10 +133,9 @@ class _DataFile:
         self.written = False
 
     def check_free(self) -> None:
-        for name in (files.CONFIG, files.CHECKPOINT, files.MULTISEED, DATA_FILE):
-            if (self.out / name).exists():
-                raise GdasError(f"{self.out} already holds a run ({name}); continue it with resume=True or "
-                                "choose another out")
+        files.refuse_existing_run(self.out)
+        if self.path.exists():
+            raise GdasError(f"{self.out} holds a {DATA_FILE} but no run; remove it or choose another out")
 
     def write(self, again: bool = False) -> None:
         """Write the npz; `again`: resume="auto" found no run here, so an npz left by a run that stopped before

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gdas.engine.rundir import atomic_write_bytes
 from gdas.errors import GdasError
 from gdas.spaces import all_spaces
 from gdas.spaces.base import Node
@@ -92,9 +93,9 @@ def load_genotype_of(spec: str | Path, space: str, hint: str) -> AnyGenotype:
 
 
 def save_genotype(genotype: AnyGenotype, path: str | Path) -> None:
-    """Write the genotype's JSON form (with its text form alongside for people)."""
+    """Write the genotype's JSON form (with its text form alongside for people), atomically."""
     payload = dict(genotype.to_json(), text=str(genotype))
-    Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+    atomic_write_bytes(Path(path), (json.dumps(payload, indent=2) + "\n").encode())
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ from gdas.configs import base as cfgbase
 from gdas.configs.files import read_config_file
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files
-from gdas.engine.rundir import CHECKPOINT, CONFIG, SUMMARY, RunDir, read_json, stored_config
+from gdas.engine.rundir import CONFIG, SUMMARY, read_json, stored_config
 from gdas.errors import GdasError
 
 C = TypeVar("C")
@@ -53,21 +53,16 @@ def config_differences(stored: Any, cfg: Any) -> list[str]:
 
 
 def auto_resume_decision(out: Path, kind: str, cfg: Any) -> str:
-    """What --auto-resume does with `out`: "new" (no run there), "resume" (an unfinished run of this config)
-    or "complete"; a run of another config is refused. Call it on rank 0 only (it may reset `out`)."""
+    """What --auto-resume does with `out`: "new" (no run there, or one that stopped before its first checkpoint:
+    started again), "resume" (an unfinished run of this config) or "complete"; a run of another config is
+    refused. Call it on rank 0 only (it may reset `out`)."""
     if not (out / CONFIG).exists():
         return "new"
     differing = config_differences(stored_config(out, kind, type(cfg)), cfg)
     if differing:
         raise GdasError(f"{out} holds a run of another config ({', '.join(differing)} differ); give the options "
                         "it was started with, or choose another --out")
-    if (out / SUMMARY).exists():
-        return "complete"
-    if not (out / CHECKPOINT).exists():  # stopped before its first checkpoint: start it again in place
-        RunDir(out).truncate_jsonl((files.METRICS, files.ALPHAS, files.GENOTYPES), 0)
-        (out / CONFIG).unlink()
-        return "new"
-    return "resume"
+    return files.local_next_step(out)
 
 
 def already_complete(out: Path, marker: str = SUMMARY) -> dict[str, Any]:
@@ -99,37 +94,45 @@ def start_or_resume(kind: str, cls: type, runner: Runner, cfg: Any, *, out: Opti
                     show_progress: bool = True, prepare: Prepare = None) -> tuple[Path, dict[str, Any]]:
     """(run folder, summary) of a run of `kind`: a new one of `cfg` (from `resolve_config`), the one in `out`
     resumed from its stored config with resume-safe `changes` (resume=True, `cfg` unused), or with
-    resume="auto" whichever fits `out`. `runner(cfg, out, resume_run=..., show_progress=...)` runs it."""
+    resume="auto" whichever fits `out`. A run that stopped before its first checkpoint starts again from its
+    beginning. `runner(cfg, out, resume_run=..., show_progress=...)` runs it."""
     if resume is True:
         out = need_out(out, resume)
-        stored = resumed_config(stored_config(out, kind, cls), changes or {})
-        if (out / SUMMARY).exists():
+        cfg = resumed_config(stored_config(out, kind, cls), changes or {})
+        step = files.next_step(out)
+        if step == "complete":
             raise GdasError(f"{out} is already complete ({SUMMARY} exists); nothing to resume")
-        return out, runner(stored, out, resume_run=True, show_progress=show_progress)
-    if resume == "auto":
+        prepare = None  # its data is in place
+    elif resume == "auto":
         out = need_out(out, resume)
-        mode = dist.decided_by_main(lambda: auto_resume_decision(out, kind, cfg), dist.context())
-        if mode == "complete":
+        step = dist.decided_by_main(lambda: auto_resume_decision(out, kind, cfg), dist.context())
+        if step == "complete":
             return out, already_complete(out)
-        if mode == "new" and prepare is not None:
+    else:
+        out, step = Path(out) if out is not None else default_out(kind, cfg.preset), "new"
+    return out, _run(runner, cfg, out, step == "resume", show_progress, prepare)
+
+
+def _run(runner: Runner, cfg: Any, out: Path, resume_run: bool, show_progress: bool, prepare: Prepare,
+         **options: Any) -> dict[str, Any]:
+    """The one call of a runner: a new run is prepared first; a failed write of a run file is one line."""
+    with files.write_errors(out):
+        if not resume_run and prepare is not None:
             prepare()
-        return out, runner(cfg, out, resume_run=mode == "resume", show_progress=show_progress)
-    out = Path(out) if out is not None else default_out(kind, cfg.preset)
-    if prepare is not None:
-        prepare()
-    return out, runner(cfg, out, show_progress=show_progress)
+        return runner(cfg, out, resume_run=resume_run, show_progress=show_progress, **options)
 
 
 # -- image searches: one seed or several ------------------------------------------------------------------
-def _search(cfg: Any, out: Path, seeds: Optional[list[int]], *, resume: bool, parallel: int,
-            show_progress: bool) -> dict[str, Any]:
+def _search(cfg: Any, out: Path, *, resume_run: bool, show_progress: bool, seeds: Optional[list[int]],
+            parallel: int) -> dict[str, Any]:
     from gdas.search import run_search
     from gdas.selection import check_parallel, multi_seed_search
 
     check_parallel(parallel, seeds)
     if seeds:
-        return multi_seed_search(cfg, out, seeds, resume_run=resume, parallel=parallel, show_progress=show_progress)
-    return run_search(cfg, out, resume_run=resume, show_progress=show_progress)
+        return multi_seed_search(cfg, out, seeds, resume_run=resume_run, parallel=parallel,
+                                 show_progress=show_progress)
+    return run_search(cfg, out, resume_run=resume_run, show_progress=show_progress)
 
 
 def _auto_search_mode(cfg: Any, out: Path, seeds: Optional[list[int]]) -> str:
@@ -166,17 +169,14 @@ def search_or_resume(cfg: Any, *, out: Optional[str | Path] = None, resume: Resu
         if not isinstance(stored, SearchConfig):
             raise GdasError(f"{out} holds a recurrent search; resume it with gdas search-rnn --resume {out}")
         cfg = resumed_config(stored, changes or {})
-        return out, _search(cfg, out, seeds, resume=True, parallel=parallel, show_progress=show_progress), seeds
-    if resume == "auto":
+        step = "resume" if seeds else files.next_step(out)  # a multi-seed folder: each seed goes on as it can
+        prepare = None  # its data is in place
+    elif resume == "auto":
         out = need_out(out, resume)
-        mode = _auto_search_mode(cfg, out, seeds)
-        if mode == "complete":
+        step = _auto_search_mode(cfg, out, seeds)
+        if step == "complete":
             return out, already_complete(out, files.SEEDS if seeds else SUMMARY), seeds
-        if mode == "new" and prepare is not None:
-            prepare()
-        result = _search(cfg, out, seeds, resume=mode == "resume", parallel=parallel, show_progress=show_progress)
-        return out, result, seeds
-    out = Path(out) if out is not None else default_out("search", cfg.preset)
-    if prepare is not None:
-        prepare()
-    return out, _search(cfg, out, seeds, resume=False, parallel=parallel, show_progress=show_progress), seeds
+    else:
+        out, step = Path(out) if out is not None else default_out("search", cfg.preset), "new"
+    result = _run(_search, cfg, out, step == "resume", show_progress, prepare, seeds=seeds, parallel=parallel)
+    return out, result, seeds

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -28,7 +27,7 @@ from gdas.search import run_search
 from gdas.train import TrainTask, create_run, read_split
 
 Log = Callable[[str], None]
-SELECT_DIR = "select"  # under a seed's folder: the retrain of its derived cell
+SELECT_DIR = files.SELECT  # under a seed's folder: the retrain of its derived cell
 # The space's training recipe (optimizer, schedule, weight decay) that a seed's retrain borrows.
 SELECT_RECIPES = {"darts": "cifar10", "nb201": "nb201-cifar10"}
 
@@ -51,16 +50,18 @@ def selection_config(cfg: SearchConfig, genotype: str) -> TrainConfig:
 def retrain_on_split(cfg: SearchConfig, seed_dir: Path, *, log: Log = print, show_progress: bool = True
                      ) -> dict[str, Any]:
     """Train the cell a search derived from scratch on its D_T and measure it on its D_V (never the test set),
-    in seed_dir/select (resumed when it was interrupted). Returns that run's summary."""
+    in seed_dir/select (resumed when it was interrupted, started again when it stopped before its first
+    checkpoint). Returns that run's summary."""
     out = seed_dir / SELECT_DIR
-    if (out / files.SUMMARY).exists():
+    step = files.next_step(out)
+    if step == "complete":
         return files.read_json(out / files.SUMMARY)
     tcfg = selection_config(cfg, str(seed_dir))
     tcfg.validate()
     ctx = dist.context()
     device = dist.local_device(resolve_device(tcfg.device), ctx)
     setup_runtime(device, tcfg.threads)
-    started = (out / files.CHECKPOINT).exists()
+    started = step == "resume"
     if started:
         run, _ = RunDir.open_existing(out, "train", writer=ctx.is_main)
         genotype = image_genotype(str(run.file(files.GENOTYPE)))
@@ -84,12 +85,13 @@ def retrain_on_split(cfg: SearchConfig, seed_dir: Path, *, log: Log = print, sho
 
 def seed_result(cfg: SearchConfig, seed_dir: Path, retrain: bool, *, log: Log = print,
                 show_progress: bool = True) -> dict[str, Any]:
-    """One seed of a multi-seed search: its search (skipped when done, resumed when started), then its retrain."""
-    if (seed_dir / files.SUMMARY).exists():
+    """One seed of a multi-seed search: its search (skipped when done, resumed from its last checkpoint, started
+    again when it stopped before its first), then its retrain."""
+    step = files.next_step(seed_dir)
+    if step == "complete":
         summary = files.read_json(seed_dir / files.SUMMARY)
     else:
-        started = (seed_dir / files.CHECKPOINT).exists()
-        summary = run_search(cfg, seed_dir, resume_run=started, log=log, show_progress=show_progress)
+        summary = run_search(cfg, seed_dir, resume_run=step == "resume", log=log, show_progress=show_progress)
     row = {"seed": cfg.seed, "valid_acc": summary["final_valid_acc"], "train_acc": summary["final_train_acc"],
            "select_valid_acc": None, "wall_time_s": summary["wall_time_s"], "genotype": summary["genotype"],
            "dir": str(seed_dir)}
@@ -131,8 +133,7 @@ def multi_seed_search(cfg: SearchConfig, out: Path, seeds: list[int], *, resume_
     parent = RunDir(out, writer=ctx.is_main)
     if not resume_run:
         def start() -> None:  # on rank 0 only: other ranks would see the file it has just written
-            if (out / files.MULTISEED).exists():
-                raise GdasError(f"{out} already holds a multi-seed search; continue it with --resume {out}")
+            files.refuse_existing_run(out)
             parent.write_json(files.MULTISEED, {"seeds": seeds, "config": cfgbase.to_json(cfg)})
         dist.main_first(start, ctx, lambda: None)
     # With --tracking: one parent run, a child run per seed (seeds run in other processes with --parallel
@@ -158,6 +159,6 @@ def multi_seed_search(cfg: SearchConfig, out: Path, seeds: list[int], *, resume_
                                         "split_seed": cfg.split_seed,
                                         "select_epochs": cfg.select_epochs if retrain else None, "seeds": rows})
         if ctx.is_main:
-            shutil.copyfile(Path(best["dir"]) / files.GENOTYPE, out / files.GENOTYPE)
+            parent.write_text(files.GENOTYPE, (Path(best["dir"]) / files.GENOTYPE).read_text())
     return {"best_seed": best["seed"], "select_by": select_by, "split_seed": cfg.split_seed, "seeds": rows,
             "genotype": best["genotype"]}

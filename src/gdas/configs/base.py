@@ -271,7 +271,9 @@ def own_data_field(name: str, default: Any = None, *, help_prefix: str = "") -> 
 
 # An option as errors name it, with the placeholder or number that may follow it: "--valid-portion P".
 _OPTION = re.compile(r"--(no-)?([A-Za-z][A-Za-z0-9-]*)(?: ([A-Z][A-Z_]*|\d+(?:\.\d+)?)\b)?")
-_RESUME = re.compile(r"--resume( \S+)?")  # "--resume RUN_DIR": the run folder is `out` in Python
+# "--resume RUN_DIR": the run folder is `out` in Python; "gdas search --resume runs/x" is a call of gdas.search
+# (the recurrent commands have no Python function: left as they are).
+_RESUME = re.compile(r"(?:gdas (search|train|search-rnn|train-lm) )?--resume( \S+)?")
 # "--image-size N (image_size=N in Python)": a message that already says it for Python callers
 _IN_PYTHON = re.compile(r"--[A-Za-z][A-Za-z0-9-]*(?: [A-Z][A-Z_]*)? \(([^()]+?) in Python\)")
 # Run options of the commands, as Python keyword arguments.
@@ -297,5 +299,11 @@ def python_wording(message: str, classes: typing.Sequence[type]) -> str:
             return f"{name}={not negated}"
         return f"{name}={value}" if value else name
 
-    message = _RESUME.sub("resume=True", _IN_PYTHON.sub(r"\1", message))
+    def resume(match: re.Match) -> str:
+        command, folder = match.group(1), (match.group(2) or "").strip()
+        if command in ("search", "train") and folder:
+            return f"gdas.{command}(out={folder!r}, resume=True)"
+        return match.group(0) if command else "resume=True"
+
+    message = _RESUME.sub(resume, _IN_PYTHON.sub(r"\1", message))
     return _OPTION.sub(keyword, message)

@@ -131,25 +131,32 @@ def fit(task: Task, run: RunDir, *, start_epoch: int = 0, wall_time_s: float = 0
     ctx = dist.context()
     tracker = tracking.current()
     tracker.run_started(run)
-    for epoch in range(start_epoch, task.epochs):
-        if getattr(task, "stop_early", False):  # a task's guard ended the run (its checkpoint says so on resume)
-            break
-        began = time.perf_counter()
-        metrics = task.run_epoch(epoch)
-        elapsed = time.perf_counter() - began
-        wall_time_s += elapsed
-        record = {"epoch": epoch, **metrics, "epoch_time_s": round(elapsed, 3), "wall_time_s": round(wall_time_s, 3)}
-        run.append_jsonl(METRICS, record)
-        run.log_scalars(epoch, record)
-        task.after_epoch(epoch, record, run)
-        checkpoint = {"epoch": epoch, "task": task.state_dict(), "rng": rng_state(), "wall_time_s": wall_time_s,
-                      "world_size": ctx.world_size}
-        if ctx.distributed:  # a collective: every rank sends its part to rank 0, the writer
-            checkpoint["ranks"] = dist.gather_to_main({"task": task.rank_state_dict(), "rng": rng_state()}, ctx)
-        run.save_checkpoint(checkpoint)
-        tracker.epoch_ended(run, epoch, record)  # after the checkpoint: a resumed run never logs an epoch twice
-        log(" ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
-    summary = task.finish(run, wall_time_s)
+    try:
+        for epoch in range(start_epoch, task.epochs):
+            if getattr(task, "stop_early", False):  # a task's guard ended the run (its checkpoint says so on resume)
+                break
+            began = time.perf_counter()
+            metrics = task.run_epoch(epoch)
+            elapsed = time.perf_counter() - began
+            wall_time_s += elapsed
+            record = {"epoch": epoch, **metrics, "epoch_time_s": round(elapsed, 3),
+                      "wall_time_s": round(wall_time_s, 3)}
+            with run.epoch_writes((METRICS,) + tuple(task.epoch_files)):  # undone if a write fails
+                run.append_jsonl(METRICS, record)
+                run.log_scalars(epoch, record)
+                task.after_epoch(epoch, record, run)
+                checkpoint = {"epoch": epoch, "task": task.state_dict(), "rng": rng_state(),
+                              "wall_time_s": wall_time_s, "world_size": ctx.world_size}
+                if ctx.distributed:  # a collective: every rank sends its part to rank 0, the writer
+                    checkpoint["ranks"] = dist.gather_to_main({"task": task.rank_state_dict(), "rng": rng_state()},
+                                                              ctx)
+                run.save_checkpoint(checkpoint)
+            tracker.epoch_ended(run, epoch, record)  # after the checkpoint: a resumed run never logs an epoch twice
+            log(" ".join(f"{k}={_fmt(v)}" for k, v in record.items()))
+        summary = task.finish(run, wall_time_s)
+    except BaseException:
+        run.close(quiet=True)
+        raise
     run.close()
     tracker.run_ended(run)
     return summary
