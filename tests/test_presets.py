@@ -279,3 +279,21 @@ def test_a_training_preset_follows_the_genotypes_space_even_when_named() -> None
     with pytest.raises(GdasError, match="recurrent cells train with gdas train-lm"):
         resolve_config(TrainConfig, TRAIN_TABLE, kind="train", overrides={"genotype": "GDAS_RNN"},
                        space_of=_genotype_space)
+
+
+def test_auto_resume_continues_a_run_with_what_it_recorded(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A run from before `cost_target_of` compared its --cost-target with the cells alone: the same command with
+    --auto-resume continues it with that meaning, not the new one."""
+    from cli_helpers import kill_after_checkpoints
+
+    command = ["search", "--preset", "smoke", "--C", "4", "--cost", "params", "--cost-weight", "0.01",
+               "--cost-target", "100", *QUIET, "--threads", "1", "--out", tmp_path / "run"]
+    restore = kill_after_checkpoints(monkeypatch, 1)
+    assert run_cli(*command) == 130
+    restore()
+    stored = _json(tmp_path / "run" / "config.json")
+    assert stored["config"].pop("cost_target_of") == "network"
+    (tmp_path / "run" / "config.json").write_text(json.dumps(stored))
+    assert run_cli(*command, "--auto-resume") == 0
+    summary = _json(tmp_path / "run" / "summary.json")
+    assert summary["cost_target_of"] == "cells" and summary["cost_target"] == 100

@@ -52,6 +52,13 @@ def config_differences(stored: Any, cfg: Any) -> list[str]:
             and not (k in RESOLVED_AT_START and new.get(k) is None)]
 
 
+def continued_config(stored: C, cfg: Any) -> C:
+    """The config --auto-resume continues a run with: its stored one (what it recorded included, e.g. what its
+    --cost-target counts), with the new command's resume-safe fields."""
+    given = cfgbase.to_json(cfg)
+    return cfgbase.apply_overrides(stored, {k: given[k] for k in RESUME_MUTABLE if k in given})
+
+
 def auto_resume_decision(out: Path, kind: str, cfg: Any) -> str:
     """What --auto-resume does with `out`: "new" (no run there, or one that stopped before its first checkpoint:
     started again), "resume" (an unfinished run of this config) or "complete"; a run of another config is
@@ -108,6 +115,8 @@ def start_or_resume(kind: str, cls: type, runner: Runner, cfg: Any, *, out: Opti
         step = dist.decided_by_main(lambda: auto_resume_decision(out, kind, cfg), dist.context())
         if step == "complete":
             return out, already_complete(out)
+        if step == "resume":
+            cfg = continued_config(stored_config(out, kind, cls), cfg)
     else:
         out, step = Path(out) if out is not None else default_out(kind, cfg.preset), "new"
     return out, _run(runner, cfg, out, step == "resume", show_progress, prepare)
@@ -176,6 +185,8 @@ def search_or_resume(cfg: Any, *, out: Optional[str | Path] = None, resume: Resu
         step = _auto_search_mode(cfg, out, seeds)
         if step == "complete":
             return out, already_complete(out, files.SEEDS if seeds else SUMMARY), seeds
+        if step == "resume":
+            cfg = continued_config(stored_search_config(out)[0], cfg)
     else:
         out, step = Path(out) if out is not None else default_out("search", cfg.preset), "new"
     result = _run(_search, cfg, out, step == "resume", show_progress, prepare, seeds=seeds, parallel=parallel)
