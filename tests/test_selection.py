@@ -54,6 +54,9 @@ def test_retrain_selection_trains_on_d_t_and_measures_on_d_v(sequential: Path) -
         summary = _read(select / "summary.json")
         assert row["select_valid_acc"] == pytest.approx(1.0 - summary["final_valid_top1_err"])
         search_split = _read(seed_dir / "split.json")
+        # each accuracy names the D_V images it was measured on: the retrain all of D_V, the search whole batches
+        assert row["select_valid_images"] == summary["valid_images"] == len(search_split["valid"])
+        assert row["valid_images"] == _read(seed_dir / "summary.json")["valid_images"] > 0
         assert _read(select / "split.json")["train"] == search_split["train"]  # trained on D_T
         assert _read(select / "split.json")["valid"] == search_split["valid"]  # measured on D_V
         assert _read(select / "genotype.json") == _read(seed_dir / "genotype.json")

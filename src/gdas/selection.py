@@ -92,13 +92,14 @@ def seed_result(cfg: SearchConfig, seed_dir: Path, retrain: bool, *, log: Log = 
         summary = files.read_json(seed_dir / files.SUMMARY)
     else:
         summary = run_search(cfg, seed_dir, resume_run=step == "resume", log=log, show_progress=show_progress)
-    row = {"seed": cfg.seed, "valid_acc": summary["final_valid_acc"], "train_acc": summary["final_train_acc"],
-           "select_valid_acc": None, "wall_time_s": summary["wall_time_s"], "genotype": summary["genotype"],
-           "dir": str(seed_dir)}
+    # Each accuracy with the D_V images it was measured on (searches from before the counts: None).
+    row = {"seed": cfg.seed, "valid_acc": summary["final_valid_acc"], "valid_images": summary.get("valid_images"),
+           "train_acc": summary["final_train_acc"], "select_valid_acc": None, "wall_time_s": summary["wall_time_s"],
+           "genotype": summary["genotype"], "dir": str(seed_dir)}
     if retrain:
         selected = retrain_on_split(cfg, seed_dir, log=log, show_progress=show_progress)
         row.update(select_valid_acc=1.0 - selected["final_valid_top1_err"],
-                   select_wall_time_s=selected["wall_time_s"])
+                   select_valid_images=selected.get("valid_images"), select_wall_time_s=selected["wall_time_s"])
     return row
 
 
