@@ -56,6 +56,37 @@ class Benchmark:
 
 
 @dataclass(frozen=True)
+class Place:
+    """One place of a final network where the search chooses an op: row `row` of A matrix `matrix`, in one cell
+    (a row shared by several cells has one place in each)."""
+
+    matrix: str
+    row: int
+    input_shape: tuple[int, int, int]  # (channels, height, width) of the op's input, one image
+    build: Callable[[str], Optional[nn.Module]]  # the final network's module of an op here; None: nothing runs
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a final network's searched ops run, and the rest of it: what a latency table measures.
+
+    `free_network()` is the final network with every searched op replaced by zeros of its output shape (the
+    stem, the cells' fixed parts, the classifier); `input_shape` is its input, one image.
+    """
+
+    places: tuple[Place, ...]
+    free_network: Callable[[], nn.Module]
+    input_shape: tuple[int, int, int]
+
+    def matrices(self) -> dict[str, int]:
+        """{A matrix name: rows} of the places."""
+        rows: dict[str, int] = {}
+        for place in self.places:
+            rows[place.matrix] = max(rows.get(place.matrix, 0), place.row + 1)
+        return rows
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """One registered search space: everything the algorithm, the CLI and the reports ask of it.
 
@@ -74,7 +105,10 @@ class SearchSpace:
     (channels, side, classes: `spaces.shapes`) replaces the dataset's own, e.g. the shape of a user's folder
     or npz images;
     `check_input(image_size, auxiliary)` raises a one-line GdasError when the CIFAR-layout networks of the
-    space (search and final) cannot read square images of that side.
+    space (search and final) cannot read square images of that side;
+    `layout(cfg, dataset, C, N, shape=None)` the `Layout` of that final network (what `gdas latency build`
+    measures) and `choices(genotype)` {A matrix name: (rows, ops) counts of the ops the genotype uses on each
+    row}, the genotype as a hard A (a latency table's prediction is its fixed part plus the table under it).
     """
 
     name: str
@@ -96,6 +130,8 @@ class SearchSpace:
     op_costs: Optional[Callable[..., dict[str, torch.Tensor]]] = None
     fixed_cost: Optional[Callable[..., float]] = None
     check_input: Optional[Callable[[int, bool], None]] = None
+    layout: Optional[Callable[..., Layout]] = None
+    choices: Optional[Callable[[Any], dict[str, torch.Tensor]]] = None
 
     def param_free_share(self, probs: Mapping[str, Optional[torch.Tensor]]) -> float:
         """Share of A's probability mass on parameter-free ops, over every searched edge."""

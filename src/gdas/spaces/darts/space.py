@@ -18,6 +18,7 @@ from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 from gdas.spaces.darts.genotype import PUBLISHED, Genotype
 from gdas.spaces.darts.networks import build_network as _build_network
 from gdas.spaces.darts.ops import PARAMETER_FREE, PRIMITIVES
+from gdas.spaces.darts.places import choices, layout
 from gdas.spaces.darts.supernet import SearchNetwork
 from gdas.spaces.shapes import dataset_shape
 
@@ -138,4 +139,4 @@ SPACE = SearchSpace(
     data="image", ops=PRIMITIVES, param_free=PARAMETER_FREE, genotype_kind=Genotype.kind,
     build_supernet=build_supernet, derive=derive, parse=Genotype.parse, from_json=Genotype.from_json,
     build_network=build_network, dot=dot, published=PUBLISHED, info=info, child=child_network,
-    op_costs=op_costs, fixed_cost=fixed_cost, check_input=check_input)
+    op_costs=op_costs, fixed_cost=fixed_cost, check_input=check_input, layout=layout, choices=choices)
