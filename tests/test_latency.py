@@ -275,3 +275,31 @@ def test_onnx_runtime_runs_each_candidate_as_exported():
             expected = module(x)
         assert torch.allclose(torch.from_numpy(call()[0]), expected, atol=1e-5), op
     assert networks.measure(module, shape, settings).ms > 0
+
+
+def test_a_table_of_another_version_is_refused_by_check(additive, tmp_path, capsys):
+    path = tmp_path / "t.json"
+    build_table(_config("nb201", calibration=0), str(path), log=lambda _: None, progress=False).save(path)
+    data = json.loads(path.read_text())
+    data["config"]["a_field_of_a_later_version"] = 1
+    path.write_text(json.dumps(data))
+    expect_error(capsys, "latency", "check", path, "--samples", "2", contains="built by another gdas version")
+
+
+def test_onnx_runtime_entries_leave_out_the_cost_of_a_session_run(monkeypatch):
+    """Each op timed in its own ONNX Runtime session pays a session run (here 0.01 ms) that ops inside a network's
+    one session do not: the entries leave it out (measured on a model that returns its input), so that on a
+    clock that otherwise adds up the plain sum predicts whole networks exactly."""
+    pytest.importorskip("onnxruntime")
+
+    def per_session(module, input_shape, settings, to_onnx=None, **_):
+        assert settings.runtime == "onnxruntime"
+        return Timing(mult_adds_ms(module, input_shape, settings).ms + 0.01, 21, 0.0, True)
+
+    monkeypatch.setattr(networks, "module_ms", per_session)
+    table = build_table(_config("nb201", runtime="onnxruntime", fit="none"), "t.json", log=lambda _: None,
+                        progress=False)
+    assert set(table.extra["call_overhead_ms"].values()) == {0.01}
+    assert table.settings.memory_format == "NCHW (ONNX Runtime)"
+    result = check_table(table, 3, seed=2, log=lambda _: None, progress=False)
+    assert result["plain_mape_percent"] == pytest.approx(0.0, abs=1e-6)

@@ -8,7 +8,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from torch import nn
 
@@ -41,6 +41,15 @@ def unique_ops(layout: Layout, ops: tuple[str, ...]) -> dict[tuple, tuple[nn.Mod
             key = (op, tuple(place.input_shape), repr(module))
             groups.setdefault(key, (module, tuple(place.input_shape), []))[2].append((i, k))
     return groups
+
+
+def call_overheads(shapes: Iterable[tuple[int, int, int]], settings: Settings) -> dict[tuple[int, int, int], float]:
+    """ONNX Runtime: the cost of one session run itself at each input shape (a model that returns its input), which
+    every op timed in its own session pays and no op inside a network's one session does; torch: none (each op is
+    a module call in the network too)."""
+    if settings.runtime != "onnxruntime":
+        return {}
+    return {shape: measure(nn.Identity(), shape, settings).ms for shape in dict.fromkeys(shapes)}
 
 
 def calibrate(table: LatencyTable, space: SearchSpace, cfg: Any, count: int, seed: int, fit: str = "scale",
@@ -92,12 +101,13 @@ def build_table(cfg: LatencyConfig, path: str, log: Log = _stderr, progress: boo
     began = time.perf_counter()
     ms = [[0.0] * len(space.ops) for _ in layout.places]
     unstable = 0
+    floors = call_overheads((shape for _, shape, _ in groups.values()), settings)
     with ProgressBar(len(groups) + 1 + cfg.calibration, "latency build", enabled=progress) as bar:
         for (op, input_shape, _), (module, _, where) in groups.items():
             timing = measure(module, input_shape, settings)
             unstable += not timing.stable
             for place, k in where:
-                ms[place][k] = timing.ms
+                ms[place][k] = max(0.0, timing.ms - floors.get(input_shape, 0.0))
             bar.update(1, op=op, ms=timing.ms)
         fixed = measure(layout.free_network(), layout.input_shape, settings)
         unstable += not fixed.stable
@@ -115,4 +125,5 @@ def build_table(cfg: LatencyConfig, path: str, log: Log = _stderr, progress: boo
             "their medians are kept")
     return dataclasses.replace(table, machine=machine,
                                extra={"built_s": round(time.perf_counter() - began, 1), "unstable_timings": unstable,
-                                      "distinct_ops": len(groups)})
+                                      "distinct_ops": len(groups),
+                                      "call_overhead_ms": {"x".join(map(str, k)): v for k, v in floors.items()}})

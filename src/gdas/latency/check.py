@@ -66,7 +66,11 @@ def check_table(table: LatencyTable, samples: int, seed: int = 1, log: Log = _st
     warning = table.device_warning(here)
     if warning:
         log(warning)
-    cfg = cfgbase.from_json(SearchConfig, table.config)
+    try:
+        cfg = cfgbase.from_json(SearchConfig, table.config)
+    except (GdasError, TypeError):
+        raise GdasError(f"{table.path} was built by another gdas version (its search config does not read here); "
+                        "build it again with gdas latency build") from None
     assert space.choices is not None
     seen = {n["genotype"] for n in table.calibration.get("networks", [])}
     genotypes = random_genotypes(space, cfg, table.matrices(), samples, seed, exclude=seen)
