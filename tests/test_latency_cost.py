@@ -25,6 +25,7 @@ from gdas.latency.timing import Timing
 from gdas.reporting import plots
 from gdas.reporting.runview import load_run
 from gdas.spaces import get_space
+from gdas.spaces.darts.genotype import random_genotype
 from test_latency import _config, mult_adds_ms
 
 SEARCH = ["search", "--preset", "smoke", "--no-progress", "--no-report", "--threads", "1"]
@@ -47,11 +48,18 @@ def tables(additive, tmp_path):
 
 
 def _by_hand(path: Path, logits: dict[str, torch.Tensor]) -> float:
-    """The whole network's expected latency summed from the JSON: constant + scale x sum over places of
-    softmax(A[matrix, row]) . the place's entries."""
+    """The whole network's expected latency summed from the JSON: constant + scale x sum over places of the
+    place's entries weighted by what darts derivation keeps there in expectation: the op shares of
+    softmax(A[matrix, row]) without `none`, renormalised, times 2 / (inputs of the row's node)."""
     data = json.loads(path.read_text())
-    total = sum((torch.softmax(logits[p["matrix"]][p["row"]].double(), -1) *
-                 torch.tensor(p["ms"], dtype=torch.float64)).sum().item() for p in data["places"])
+    none = data["ops"].index("none")
+    node_inputs = [2 + i for i in range(4) for _ in range(2 + i)]  # rows 0-1: node 0 (2 inputs), 2-4: node 1, ...
+    total = 0.0
+    for place in data["places"]:
+        p = torch.softmax(logits[place["matrix"]][place["row"]].double(), -1)
+        p[none] = 0
+        keep = 2 / node_inputs[place["row"]]
+        total += keep * (p / p.sum() * torch.tensor(place["ms"], dtype=torch.float64)).sum().item()
     return data["fixed_ms"] + data["overhead_ms"] + data["ops_scale"] * total
 
 
@@ -73,9 +81,32 @@ def test_penalty_is_the_expected_latency_of_the_tables_network(tables):
         assert budget.penalty().item() == pytest.approx(2.0 * max(0.0, whole - target), rel=1e-4, abs=1e-6)
     model.zero_grad()
     budget.penalty().backward()
-    for name, logits in model.arch_logits().items():  # towards cheap ops: sep_conv_5x5 up, none (free) down
+    for name, logits in model.arch_logits().items():  # towards cheap ops; `none` is never derived: no gradient
         assert logits.grad[:, space.ops.index("sep_conv_5x5")].min() > 0
-        assert logits.grad[:, space.ops.index("none")].max() < 0
+        assert logits.grad[:, space.ops.index("max_pool_3x3")].max() < 0
+        assert logits.grad[:, space.ops.index("none")].abs().max() < 1e-6
+
+
+def test_the_expected_latency_at_a_uniform_a_is_the_mean_over_random_derived_networks(tables):
+    """darts derives two inputs per node, each with an op other than `none`: at a uniform A the expected
+    latency is the mean prediction of random derived genotypes (2,000 drawn), and raising `none` everywhere
+    (which derivation never keeps) does not lower it."""
+    darts, _ = tables
+    cfg = dataclasses.replace(SEARCH_PRESETS["smoke"], cost="latency", latency_table=str(darts), cost_weight=1.0)
+    space, table = get_space("darts"), load_table(darts)
+    model = space.build_supernet(cfg, 10, 3)
+    with torch.no_grad():
+        for logits in model.arch_logits().values():
+            logits.zero_()
+    budget = Budget(cfg, space, model, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    mean = sum(table.predict_ms(space.choices(random_genotype(g))) for _ in range(2000)) / 2000
+    assert budget.expected_network().item() == pytest.approx(mean, rel=0.01)
+    uniform = budget.expected_network().item()
+    with torch.no_grad():
+        for logits in model.arch_logits().values():
+            logits[:, space.ops.index("none")] = 20.0
+    assert budget.expected_network().item() == pytest.approx(uniform, rel=1e-5)
 
 
 def test_a_latency_search_logs_its_predictions_and_measures_the_derived_network(tables, tmp_path, capsys):

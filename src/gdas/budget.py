@@ -65,8 +65,14 @@ class Budget:
         return {"C": self.C, "N": self.N, "channels": channels, "input_size": image_size, "num_classes": classes}
 
     def expected(self) -> torch.Tensor:
-        """The cells' expected cost: every searched edge's ops weighted by softmax(A)."""
-        return expected_cost(self.logits, self.costs)
+        """The cells' expected cost: every searched edge's ops weighted by softmax(A); latency, in a space whose
+        derivation is not every row's likeliest op: weighted by what it derives in expectation
+        (`SearchSpace.expected_choices`, e.g. darts: two inputs per node, never `none`)."""
+        if self.table is None or self.space.expected_choices is None:
+            return expected_cost(self.logits, self.costs)
+        shares = self.space.expected_choices({name: torch.softmax(logit, -1) for name, logit in self.logits.items()
+                                              if logit is not None})
+        return sum((shares[name] * cost.to(shares[name].dtype)).sum() for name, cost in self.costs.items())
 
     def expected_network(self) -> torch.Tensor:
         """The whole final network's expected cost: the fixed part plus the cells'."""

@@ -109,9 +109,8 @@ class LatencyConfig:
         check(space.layout is not None and space.choices is not None,
               f"the {space.name} space has no latency layout; latency tables are for image spaces with one")
         search = self.search_config()
-        channels, side, _ = self.shape(search)
         if space.check_input is not None:
-            space.check_input(side, False)
+            space.check_input(self.shape(search)[1], False)
         C, N = self.size(search)
         try:  # a size the final network cannot take (an odd C in darts) is one line now, not a failure later
             space.layout(search, search.dataset, C, N, shape=self.shape(search)).free_network()
@@ -126,4 +125,3 @@ class LatencyConfig:
         channels, side, classes = self.shape(search)
         return {"C": C, "N": N, "channels": channels, "input_size": side, "num_classes": classes,
                 "dataset": search.dataset, "preset": search.preset}
-

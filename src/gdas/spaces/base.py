@@ -108,7 +108,10 @@ class SearchSpace:
     space (search and final) cannot read square images of that side;
     `layout(cfg, dataset, C, N, shape=None)` the `Layout` of that final network (what `gdas latency build`
     measures) and `choices(genotype)` {A matrix name: (rows, ops) counts of the ops the genotype uses on each
-    row}, the genotype as a hard A (a latency table's prediction is its fixed part plus the table under it).
+    row}, the genotype as a hard A (a latency table's prediction is its fixed part plus the table under it);
+    `expected_choices(probabilities)` the derived genotype's `choices` in expectation under softmax(A),
+    differentiable in it, which `--cost latency` weighs the table by (None: softmax(A) itself, right for a
+    space that derives every row's likeliest op).
     """
 
     name: str
@@ -132,6 +135,7 @@ class SearchSpace:
     check_input: Optional[Callable[[int, bool], None]] = None
     layout: Optional[Callable[..., Layout]] = None
     choices: Optional[Callable[[Any], dict[str, torch.Tensor]]] = None
+    expected_choices: Optional[Callable[[Mapping[str, Optional[torch.Tensor]]], dict[str, torch.Tensor]]] = None
 
     def param_free_share(self, probs: Mapping[str, Optional[torch.Tensor]]) -> float:
         """Share of A's probability mass on parameter-free ops, over every searched edge."""
