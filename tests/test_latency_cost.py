@@ -76,9 +76,20 @@ def test_penalty_is_the_expected_latency_of_the_tables_network(tables):
     whole = _by_hand(darts, {k: v.detach() for k, v in model.arch_logits().items()})
     assert budget.expected_network().item() == pytest.approx(whole, rel=1e-5)
     assert budget.penalty().item() == pytest.approx(2.0 * whole, rel=1e-5)
-    for target in (whole + 1, whole - 1):
+    model.zero_grad()
+    budget.penalty().backward()
+    expected_grads = {name: logits.grad.clone() for name, logits in model.arch_logits().items()}
+    # With a target, the hinge is the derived network's predicted latency; the gradient is the expected one's.
+    derived = load_table(darts).predict_ms(space.choices(space.derive(model.probabilities(), cfg)))
+    for target in (derived + 0.5, derived - 0.5):
         budget.cfg = dataclasses.replace(cfg, cost_target=target)
-        assert budget.penalty().item() == pytest.approx(2.0 * max(0.0, whole - target), rel=1e-4, abs=1e-6)
+        model.zero_grad()
+        penalty = budget.penalty()
+        assert penalty.item() == pytest.approx(2.0 * max(0.0, derived - target), rel=1e-5)
+        penalty.backward()
+        for name, logits in model.arch_logits().items():
+            assert torch.allclose(logits.grad, expected_grads[name] * (derived > target), atol=1e-7)
+    budget.cfg = cfg
     model.zero_grad()
     budget.penalty().backward()
     for name, logits in model.arch_logits().items():  # towards cheap ops; `none` is never derived: no gradient

@@ -81,11 +81,26 @@ class Budget:
     def penalty(self) -> torch.Tensor:
         """LAMBDA x the expected cost, or LAMBDA x max(0, expected - target) with --cost-target; the expected
         cost is the whole network's (a run from before `cost_target_of`: the cells'). Both give A the same
-        gradient without a target."""
+        gradient without a target.
+
+        Latency with --cost-target: the hinge is the derived network's, LAMBDA x max(0, its predicted latency -
+        target), with the expected latency's gradient (straight-through): A is pushed towards faster ops exactly
+        while the network it derives is too slow. A hinge on the expected latency stops at a mixture whose
+        likeliest ops, the derived network, can be far faster than the target (docs/latency.md)."""
         cost = self.expected_network() if self.target_of == "network" else self.expected()
-        if self.cfg.cost_target is not None:
-            cost = torch.relu(cost - self.cfg.cost_target)
+        target = self.cfg.cost_target
+        if target is not None and self.table is not None:
+            excess = self.derived(self.genotype()) - target
+            return self.cfg.cost_weight * (cost - cost.detach() + excess) if excess > 0 else cost * 0.0
+        if target is not None:
+            cost = torch.relu(cost - target)
         return self.cfg.cost_weight * cost
+
+    def genotype(self) -> Any:
+        """The genotype A derives now (the search's own derivation)."""
+        with torch.no_grad():
+            probs = {name: None if logit is None else torch.softmax(logit, -1) for name, logit in self.logits.items()}
+        return self.space.derive(probs, self.cfg)
 
     def derived(self, genotype: Any) -> float:
         """The real cost (millions) of the derived genotype's final network at the same size; latency: the
