@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from gdas.configs import base as cfgbase
-from gdas.configs.runtime import resolve_device, setup_runtime
+from gdas.configs.runtime import resolve_device, setup_runtime, with_channels_last
 from gdas.configs.search import SearchConfig
 from gdas.configs.train import TRAIN_PRESETS, TrainConfig
 from gdas.data.batches import TensorBatches
@@ -61,6 +61,7 @@ def retrain_on_split(cfg: SearchConfig, seed_dir: Path, *, log: Log = print, sho
     ctx = dist.context()
     device = dist.local_device(resolve_device(tcfg.device), ctx)
     setup_runtime(device, tcfg.threads)
+    tcfg = with_channels_last(tcfg, device)  # auto (a search's None) as `gdas train` resolves it: NHWC on the CPU
     started = step == "resume"
     if started:
         run, _ = RunDir.open_existing(out, "train", writer=ctx.is_main)
