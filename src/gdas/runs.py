@@ -134,13 +134,17 @@ def _run(runner: Runner, cfg: Any, out: Path, resume_run: bool, show_progress: b
 # -- image searches: one seed or several ------------------------------------------------------------------
 def _search(cfg: Any, out: Path, *, resume_run: bool, show_progress: bool, seeds: Optional[list[int]],
             parallel: int) -> dict[str, Any]:
+    from gdas.baseline import for_seeds, search_with_baseline
     from gdas.search import run_search
     from gdas.selection import check_parallel, multi_seed_search
 
-    check_parallel(parallel, seeds)
+    check_parallel(parallel, seeds, cfg.random_baseline)
     if seeds:
+        baseline = for_seeds(parallel, show_progress=show_progress) if cfg.random_baseline else None
         return multi_seed_search(cfg, out, seeds, resume_run=resume_run, parallel=parallel,
-                                 show_progress=show_progress)
+                                 show_progress=show_progress, baseline=baseline)
+    if cfg.random_baseline:
+        return search_with_baseline(cfg, out, resume_run=resume_run, parallel=parallel, show_progress=show_progress)
     return run_search(cfg, out, resume_run=resume_run, show_progress=show_progress)
 
 

@@ -76,8 +76,9 @@ class SearchTask:
     epoch_files = (files.ALPHAS, files.GENOTYPES)
 
     def __init__(self, cfg: Any, space: SearchSpace, data: SearchData, device: torch.device, *,
-                 show_progress: bool = True):
+                 show_progress: bool = True, mark_complete: bool = True):
         self.cfg, self.space, self.data, self.device, self.epochs = cfg, space, data, device, cfg.epochs
+        self.mark_complete = mark_complete  # False: summary.json, the run's completion mark, is the caller's
         self.ctx = dist.context()
         seed_everything(cfg.seed)
         self.model = space.build_supernet(cfg, data.num_classes, data.in_channels).to(device)
@@ -199,7 +200,8 @@ class SearchTask:
                    **self._cost_summary(genotype), "complete": True}
         if run.writer and self.cfg.benchmark and self.space.benchmark is not None:
             summary["benchmark"] = self._lookup(genotype, self.space.benchmark)
-        run.write_json(files.SUMMARY, summary)
+        if self.mark_complete:
+            run.write_json(files.SUMMARY, summary)
         return summary
 
     def _lookup(self, genotype: Any, benchmark: Benchmark) -> dict[str, Any]:
@@ -257,8 +259,10 @@ def _search_data(space: SearchSpace) -> Callable[..., Any]:
 
 
 def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = print,
-               show_progress: bool = True) -> dict[str, Any]:
-    """One search run in `out` (new, or continued from its last checkpoint), in the space `cfg.space` names."""
+               show_progress: bool = True, mark_complete: bool = True) -> dict[str, Any]:
+    """One search run in `out` (new, or continued from its last checkpoint), in the space `cfg.space` names.
+    `mark_complete=False` returns the summary without writing summary.json: the caller completes the run (a
+    --random-baseline follows), and until then the run resumes from its last checkpoint."""
     cfg.validate()
     space = get_space(cfg.space)
     ctx = dist.context()
@@ -268,7 +272,7 @@ def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = prin
         cfg = with_channels_last(cfg, device)
     data, run = _search_data(space)(cfg, out, device, resume_run)
     cfg = data.cfg
-    task = SearchTask(cfg, space, data, device, show_progress=show_progress)
+    task = SearchTask(cfg, space, data, device, show_progress=show_progress, mark_complete=mark_complete)
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
     if ctx.is_main:
         log(f"{data.kind} {cfg.preset}: space {space.name}, {data.describe()} sampler={cfg.sampler} "

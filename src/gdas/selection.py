@@ -6,7 +6,7 @@ import dataclasses
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
@@ -27,6 +27,10 @@ from gdas.search import run_search
 from gdas.train import TrainTask, create_run, read_split
 
 Log = Callable[[str], None]
+T = TypeVar("T")
+# What ranks the seeds' retrained cells against random ones (`baseline.for_seeds`): called with the config, the
+# multi-seed folder and the seeds' rows once every seed is done; returns seeds.json's "random_baseline".
+Baseline = Callable[[SearchConfig, Path, list[dict[str, Any]]], dict[str, Any]]
 SELECT_DIR = files.SELECT  # under a seed's folder: the retrain of its derived cell
 # The space's training recipe (optimizer, schedule, weight decay) that a seed's retrain borrows.
 SELECT_RECIPES = {"darts": "cifar10", "nb201": "nb201-cifar10"}
@@ -47,11 +51,12 @@ def selection_config(cfg: SearchConfig, genotype: str) -> TrainConfig:
         channels_last=cfg.channels_last, threads=cfg.threads)
 
 
-def retrain_on_split(cfg: SearchConfig, seed_dir: Path, *, log: Log = print, show_progress: bool = True
-                     ) -> dict[str, Any]:
-    """Train the cell a search derived from scratch on its D_T and measure it on its D_V (never the test set),
-    in seed_dir/select (resumed when it was interrupted, started again when it stopped before its first
-    checkpoint). Returns that run's summary."""
+def retrain_on_split(cfg: SearchConfig, seed_dir: Path, *, split_dir: Optional[Path] = None, log: Log = print,
+                     show_progress: bool = True) -> dict[str, Any]:
+    """Train the cell a search derived (seed_dir/genotype.json) from scratch on its D_T and measure it on its D_V
+    (never the test set), in seed_dir/select (resumed when it was interrupted, started again when it stopped
+    before its first checkpoint). `split_dir`: the search whose split.json holds D_T / D_V when seed_dir has none
+    (a random cell). Returns that run's summary."""
     out = seed_dir / SELECT_DIR
     step = files.next_step(out)
     if step == "complete":
@@ -69,7 +74,7 @@ def retrain_on_split(cfg: SearchConfig, seed_dir: Path, *, log: Log = print, sho
         split = read_split(run)
     else:
         genotype = image_genotype(str(seed_dir / files.GENOTYPE), cfg.space)
-        search_split = files.read_json(seed_dir / files.SPLIT)
+        search_split = files.read_json((split_dir or seed_dir) / files.SPLIT)
         split = (torch.tensor(search_split["train"]), torch.tensor(search_split["valid"]))
     images = load_search_data(cfg)  # the search's images; its test images are dropped, never measured
     images = dataclasses.replace(images, test_x=images.test_x[:0], test_y=images.test_y[:0])
@@ -110,26 +115,41 @@ def _seed_job(cfg: SearchConfig, seed_dir: Path, retrain: bool) -> dict[str, Any
                        show_progress=False)
 
 
-def check_parallel(parallel: int, seeds: Optional[list[int]]) -> None:
-    """--parallel K runs at most one process per seed, on one machine (not under torchrun)."""
+def side_by_side(job: Callable[..., T], jobs: list[tuple[Any, ...]], parallel: int) -> list[T]:
+    """`job(cfg, *args)` for every (cfg, *args) of `jobs`, up to `parallel` at once in spawned processes (no state
+    shared), each with its share of the CPU threads: the same result as one after another, K at once."""
+    parallel = min(parallel, len(jobs))
+    threads = jobs[0][0].threads or max(1, torch.get_num_threads() // parallel)
+    jobs = [(dataclasses.replace(job_cfg, threads=threads), *args) for job_cfg, *args in jobs]
+    with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(job, *zip(*jobs)))
+
+
+def check_parallel(parallel: int, seeds: Optional[list[int]], random_cells: int = 0) -> None:
+    """--parallel K runs at most one process per seed or per random cell, on one machine (not under torchrun)."""
     n = len(seeds) if seeds else 1
     if parallel < 1:
         raise GdasError(f"--parallel must be at least 1, got {parallel}")
-    if parallel > n:
-        raise GdasError(f"--parallel {parallel} is larger than the number of seeds ({n}); give at most {n}")
+    if parallel > max(n, random_cells):
+        cells = f" and of --random-baseline cells ({random_cells})" if random_cells else ""
+        raise GdasError(f"--parallel {parallel} is larger than the number of seeds ({n}){cells}; give at most "
+                        f"{max(n, random_cells)}")
     if parallel > 1 and dist.context().distributed:
-        raise GdasError("--parallel runs seeds as separate processes on one device; drop it under torchrun")
+        raise GdasError("--parallel runs seeds (and random cells) as separate processes on one device; drop it "
+                        "under torchrun, where they run one after another")
 
 
 def multi_seed_search(cfg: SearchConfig, out: Path, seeds: list[int], *, resume_run: bool = False,
-                      parallel: int = 1, log: Log = print, show_progress: bool = True) -> dict[str, Any]:
+                      parallel: int = 1, log: Log = print, show_progress: bool = True,
+                      baseline: Optional[Baseline] = None) -> dict[str, Any]:
     """One search per seed under out/seed-S on one shared D_T/D_V split (each resumed or skipped when already
     there), up to `parallel` at once; the kept cell is the best retrain on D_V (cfg.select_by "retrain", with
-    several seeds) or the best final search accuracy on D_V ("search").
-    Returns {"best_seed", "select_by", "split_seed", "seeds": rows, "genotype"}."""
+    several seeds) or the best final search accuracy on D_V ("search"). With `baseline` (--random-baseline) every
+    seed's cell is retrained, whatever keeps one, and ranked against random cells before seeds.json is written.
+    Returns {"best_seed", "select_by", "split_seed", "seeds": rows, "genotype"} (and "random_baseline")."""
     if len(set(seeds)) != len(seeds):
         raise GdasError(f"--seeds has repeated values {seeds}; give distinct seeds")
-    check_parallel(parallel, seeds)
+    check_parallel(parallel, seeds, cfg.random_baseline)
     cfg = dataclasses.replace(cfg, split_seed=seeds[0] if cfg.split_seed is None else cfg.split_seed)
     ctx = dist.context()
     parent = RunDir(out, writer=ctx.is_main)
@@ -141,26 +161,24 @@ def multi_seed_search(cfg: SearchConfig, out: Path, seeds: list[int], *, resume_
     # With --tracking: one parent run, a child run per seed (seeds run in other processes with --parallel
     # are not tracked: their tracker lives in this process).
     with tracking.parent_run(out, cfgbase.to_json(cfg)):
-        retrain = cfg.select_by == "retrain" and len(seeds) > 1
-        jobs = [(dataclasses.replace(cfg, seed=seed), out / f"seed-{seed}") for seed in seeds]
+        judged = cfg.select_by == "retrain" and len(seeds) > 1  # the retrain keeps the cell
+        retrain = judged or baseline is not None
+        jobs = [(dataclasses.replace(cfg, seed=seed), out / f"seed-{seed}", retrain) for seed in seeds]
         if parallel > 1:
-            # Each process gets its share of the CPU threads: the same result as one after another, K at once.
-            threads = cfg.threads or max(1, torch.get_num_threads() // parallel)
-            jobs = [(dataclasses.replace(job_cfg, threads=threads), seed_dir) for job_cfg, seed_dir in jobs]
-            with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn")) as pool:
-                rows = list(pool.map(_seed_job, *zip(*jobs), [retrain] * len(jobs)))
+            rows = side_by_side(_seed_job, jobs, parallel)
         else:
             rows = [seed_result(job_cfg, seed_dir, retrain, log=log, show_progress=show_progress)
-                    for job_cfg, seed_dir in jobs]
-        key = "select_valid_acc" if retrain else "valid_acc"
+                    for job_cfg, seed_dir, _ in jobs]
+        key = "select_valid_acc" if judged else "valid_acc"
         best = max(rows, key=lambda r: (r[key], -r["seed"]))
         for row in rows:
             row["kept"] = row is best
-        select_by = "retrain" if retrain else "search"
-        parent.write_json(files.SEEDS, {"best_seed": best["seed"], "select_by": select_by,
-                                        "split_seed": cfg.split_seed,
-                                        "select_epochs": cfg.select_epochs if retrain else None, "seeds": rows})
+        select_by = "retrain" if judged else "search"
+        result = {"best_seed": best["seed"], "select_by": select_by, "split_seed": cfg.split_seed,
+                  "select_epochs": cfg.select_epochs if judged else None, "seeds": rows}
+        if baseline is not None:
+            result["random_baseline"] = baseline(cfg, out, rows)
+        parent.write_json(files.SEEDS, result)  # it marks the multi-seed search complete
         if ctx.is_main:
             parent.write_text(files.GENOTYPE, (Path(best["dir"]) / files.GENOTYPE).read_text())
-    return {"best_seed": best["seed"], "select_by": select_by, "split_seed": cfg.split_seed, "seeds": rows,
-            "genotype": best["genotype"]}
+    return {**{k: v for k, v in result.items() if k != "select_epochs"}, "genotype": best["genotype"]}

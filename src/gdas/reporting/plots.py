@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 import math
 from dataclasses import dataclass
@@ -25,6 +27,13 @@ class Plot:
     name: str
     title: str
     png: bytes
+
+    def html(self) -> str:
+        """The plot as an inline HTML figure (the PNG as a data: URL), its title as the caption."""
+        data = base64.b64encode(self.png).decode()
+        title = html.escape(self.title, quote=True)
+        return (f'<figure><img src="data:image/png;base64,{data}" alt="{title}">'
+                f"<figcaption>{title}</figcaption></figure>")
 
 
 # -- numbers behind the plots ---------------------------------------------------------------------
@@ -300,6 +309,29 @@ def guard_marks(run: RunView) -> dict[str, list[int]]:
         if isinstance(stopped.get("kept_epoch"), int):
             marks["kept"] = [stopped["kept_epoch"]]
     return marks
+
+
+def strip_plot(random_err: Sequence[float], searched: Mapping[str, float], title: str) -> Any:
+    """Random cells' D_V errors (%) as dots, spread up and down (a fixed jitter: equal errors stay visible), their
+    mean dotted, each searched cell a coloured vertical line."""
+    fig = _figure(7.6, 2.6, left=0.3, right=2.4, top=0.4)
+    ax = fig.add_subplot()
+    errors = 100 * np.asarray(random_err, dtype=np.float64)
+    ax.scatter(errors, np.random.default_rng(0).uniform(-0.6, 0.6, len(errors)), s=30, color="0.45", alpha=0.8,
+               label=f"random cells ({len(errors)})", zorder=2)
+    ax.axvline(float(errors.mean()), color="0.45", linestyle=":", linewidth=1.2, label="random mean")
+    for k, (label, err) in enumerate(searched.items()):
+        ax.axvline(100 * err, color=f"C{(k + 3) % 10}", linewidth=2.2, label=label, zorder=3)
+    every = [*errors, *(100 * err for err in searched.values())]
+    pad = max(0.5, 0.06 * (max(every) - min(every)))
+    ax.set_xlim(min(every) - pad, max(every) + pad)
+    ax.set_ylim(-1, 1)
+    ax.set_yticks([])
+    ax.set_xlabel("D_V top-1 error (%), lower is better")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
 
 
 def curve_plots(run: RunView, out_dir: Optional[Path]) -> dict[str, Plot]:

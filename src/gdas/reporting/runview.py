@@ -73,6 +73,8 @@ class RunView:
     genotype_note: str = ""  # where `genotype` comes from when it is not the final one
     kept: Optional[bool] = None  # multi-seed: whether this seed's cell was kept
     selection: Optional[dict[str, Any]] = None  # multi-seed: seeds.json's row of this seed, how it was judged
+    baseline: Optional[dict[str, Any]] = None  # --random-baseline: summary.json's (seeds.json's) random_baseline
+    baseline_of: Optional[Path] = None  # the folder that holds it: the run, or its multi-seed folder
     problems: list[str] = field(default_factory=list)  # why the run is incomplete
 
     @property
@@ -206,6 +208,8 @@ def load_run(path: Path, name: Optional[str] = None) -> RunView:
                                f"(killed or still running); continue it with --resume {path}")
     elif run.summary.get("complete") is False:
         run.problems.insert(0, f"{SUMMARY} marks the run as not complete")
+    if run.summary is not None and isinstance(run.summary.get("random_baseline"), dict):
+        run.baseline, run.baseline_of = run.summary["random_baseline"], path
     _final_genotype(run)
     return run
 
@@ -215,7 +219,7 @@ def _expand_multiseed(parent: Path, notes: list[str]) -> list[RunView]:
     seeds = meta.get("seeds") if isinstance(meta, dict) else None
     if not isinstance(seeds, list):
         raise GdasError(f"{parent / MULTISEED} lists no seeds; the multi-seed run directory is damaged")
-    best, rows = None, {}
+    best, rows, baseline = None, {}, None
     if (parent / SEEDS).exists():
         kept = read_json(parent / SEEDS)
         best = kept.get("best_seed") if isinstance(kept, dict) else None
@@ -223,6 +227,7 @@ def _expand_multiseed(parent: Path, notes: list[str]) -> list[RunView]:
                "split_seed": kept.get("split_seed")} if isinstance(kept, dict) else {}
         listed = kept.get("seeds") if isinstance(kept, dict) else None
         rows = {r.get("seed"): {**r, **how} for r in listed or [] if isinstance(r, dict)}
+        baseline = kept.get("random_baseline") if isinstance(kept, dict) else None
     else:
         notes.append(f"{parent}: multi-seed search not finished ({SEEDS} missing): no seed is kept yet")
     runs = []
@@ -234,6 +239,8 @@ def _expand_multiseed(parent: Path, notes: list[str]) -> list[RunView]:
         run = load_run(seed_dir, f"{parent.name}/seed-{seed}")
         run.kept = None if best is None else seed == best
         run.selection = rows.get(seed)
+        if isinstance(baseline, dict):
+            run.baseline, run.baseline_of = baseline, parent
         runs.append(run)
     if not runs:
         raise GdasError(f"{parent} is a multi-seed search with no started seed runs; nothing to report")
