@@ -17,9 +17,11 @@ from torch import nn
 from gdas.configs.base import python_wording
 from gdas.configs.files import resolve_config
 from gdas.configs.base import Presets
+from gdas.configs.module import TENSOR_SEARCH_TABLE, TensorSearchConfig
 from gdas.configs.search import SEARCH_TABLE, SearchConfig
 from gdas.configs.train import TRAIN_DATASETS, TRAIN_TABLE, TrainConfig
 from gdas.data.images import IMAGE_DATASETS, ImageDataset
+from gdas.data.tensor_search import TensorInputs, using
 from gdas.engine import rundir as files
 from gdas.errors import GdasError
 from gdas.genotypes import AnyGenotype, genotype_from_json, load_genotype
@@ -29,6 +31,8 @@ from gdas.runs import Resume, default_out, resume_changes, search_or_resume, sta
 from gdas.sampler import tau_at
 from gdas.spaces import get_space, space_of
 from gdas.spaces import space_names as list_spaces
+from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
+from gdas.spaces.module.factory import path_of
 
 __all__ = ["SearchResult", "TrainResult", "search", "train", "load_genotype", "build_network", "build_supernet",
            "derive", "tau_at", "get_space", "list_spaces"]  # build_network, build_supernet, derive: handwritten.py
@@ -238,15 +242,15 @@ def _merge(data_fields: dict[str, Any], overrides: Mapping[str, Any]) -> dict[st
 def _genotype_space(fields: Mapping[str, Any]) -> Optional[str]:
     """The space a training run's settings name: `space`, else the genotype's (None: the preset's genotype)."""
     if fields.get("space") is not None:
-        return fields["space"]
-    return space_of(image_genotype(fields["genotype"])).name if "genotype" in fields else None
+        return _recipe_space(fields["space"])
+    return _recipe_space(space_of(image_genotype(fields["genotype"])).name) if "genotype" in fields else None
 
 
 # -- search and train --------------------------------------------------------------------------------------
-def start_search(data: Any = None, *, preset: Optional[str] = None, space: Optional[str] = None,
-           out: Optional[str | Path] = None, test: Any = None, seeds: Optional[list[int]] = None,
-           resume: Resume = False, progress: bool = False, config: Optional[str | Path] = None,
-           parallel: int = 1, **overrides: Any) -> SearchResult:
+def start_search(data: Any = None, *, preset: Optional[str] = None, space: Any = None,
+                 out: Optional[str | Path] = None, test: Any = None, seeds: Optional[list[int]] = None,
+                 resume: Resume = False, progress: bool = False, config: Optional[str | Path] = None,
+                 parallel: int = 1, loss: Any = None, metric: Any = None, **overrides: Any) -> SearchResult:
     """Search a cell with GDAS (Algorithm 1) and derive its genotype; see docs/api.md. (`gdas search` calls it;
     `search` is the same with its errors worded for Python.)
 
@@ -258,11 +262,23 @@ def start_search(data: Any = None, *, preset: Optional[str] = None, space: Optio
     named by `space`, the file or the overrides picks that space's counterpart of the preset. A preset's subset
     belongs to its own dataset: other data is used whole. `seeds`: one search per seed, keeping the best cell.
     `resume`: True continues the run in `out`, "auto" starts or continues it.
+
+    `space` may also be a module class or factory holding gdas.nn choices (or module:package.module:Factory, or
+    mobilenet): with in-memory data, a Dataset or two DataLoaders it is searched on those tensors with `loss`
+    (a callable of output and target; default cross-entropy for integer labels) and `metric` (default
+    accuracy for integer labels; metric_mode="lower" when lower is better); docs/spaces.md.
     """
     where = "in gdas.search()"
     kind = "search"
     if space is not None:  # the same field as space= among the overrides
-        overrides = {**overrides, "space": space}
+        overrides = {**overrides, "space": space if isinstance(space, str) else path_of(space)}
+    if _on_tensors(overrides.get("space"), data):
+        return _tensor_search(data, preset=preset, out=out, test=test, seeds=seeds, resume=resume, progress=progress,
+                              config=config, parallel=parallel, inputs=TensorInputs(data, loss, metric),
+                              overrides=overrides)
+    if loss is not None or metric is not None:
+        raise GdasError("loss= and metric= go with a module space searched on tensors (space=YourModule with (x, y), "
+                        "a Dataset or two DataLoaders); an image search is a classifier trained with cross-entropy")
     if resume is True:
         _check_resumed_arrays(SearchConfig, kind, data, test, out)
         changes = resume_changes(SearchConfig, kind, config, _data_fields(None if _in_memory(data) else data,
@@ -273,11 +289,50 @@ def start_search(data: Any = None, *, preset: Optional[str] = None, space: Optio
     cfg, out, data_file = _new_config(SearchConfig, SEARCH_TABLE, preset, data, test, overrides, out, resume,
                                       config=config, where=where,
                                       network_input=lambda c: (get_space(c.space).check_input, False),
-                                      space_of=lambda fields: fields.get("space"))
+                                      space_of=lambda fields: _recipe_space(fields.get("space")))
     with _discarded_on_failure(data_file):
         run_dir, result, seeds = search_or_resume(cfg, out=out, resume=resume, seeds=seeds, parallel=parallel,
                                                   show_progress=progress,
                                                   prepare=data_file.prepare(resume) if data_file else None)
+    return _search_result(run_dir, result, seeds)
+
+
+def _recipe_space(space: Optional[str]) -> Optional[str]:
+    """The space whose presets a run takes: a module of the user's own trains and searches on images with the
+    MobileNet-style space's recipes (its space field is the user's)."""
+    return "mobilenet" if isinstance(space, str) and space.startswith(MODULE_PREFIX) else space
+
+
+def _on_tensors(space: Optional[str], data: Any) -> bool:
+    """A module space given in-memory data, a Dataset or DataLoaders: a search on those tensors."""
+    if space is None or not (_in_memory(data) or _loaders(data)):
+        return False
+    return get_space(space).genotype_kind == "module"
+
+
+def _loaders(data: Any) -> bool:
+    from torch.utils.data import DataLoader
+    return isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(d, DataLoader) for d in data)
+
+
+def _tensor_search(data: Any, *, preset: Optional[str], out: Optional[str | Path], test: Any,
+                   seeds: Optional[list[int]], resume: Resume, progress: bool, config: Optional[str | Path],
+                   parallel: int, inputs: TensorInputs, overrides: Mapping[str, Any]) -> SearchResult:
+    """A module space searched on a user's tensors with their loss (`TensorSearchConfig`)."""
+    if test is not None:
+        raise GdasError("test= goes with image data; a search on tensors splits the data into D_T and D_V "
+                        "(train_portion), or reads two DataLoaders (D_T, D_V)")
+    kind = TensorSearchConfig.KIND
+    with using(inputs):
+        if resume is True:
+            changes = resume_changes(TensorSearchConfig, kind, config, overrides, "in gdas.search()")
+            run_dir, result, seeds = search_or_resume(None, out=out, resume=True, changes=changes, seeds=seeds,
+                                                      parallel=parallel, show_progress=progress)
+        else:
+            cfg = resolve_config(TensorSearchConfig, TENSOR_SEARCH_TABLE, kind=kind, preset=preset, config=config,
+                                 overrides=overrides, where="in gdas.search()", space_of=lambda fields: None)
+            run_dir, result, seeds = search_or_resume(cfg, out=out, resume=resume, seeds=seeds, parallel=parallel,
+                                                      show_progress=progress)
     return _search_result(run_dir, result, seeds)
 
 
@@ -352,7 +407,7 @@ def _in_python_words(run: Callable[..., Any], *classes: type) -> Callable[..., A
     return call
 
 
-search = _in_python_words(start_search, SearchConfig)
+search = _in_python_words(start_search, SearchConfig, TensorSearchConfig)
 train = _in_python_words(start_train, TrainConfig, SearchConfig)
 
 

@@ -55,10 +55,12 @@ def index_of(block: ChoiceBlock, label: str, value: Any) -> Union[int, list[int]
             raise GdasError(f"choice {label!r} takes {want} in 0..{len(block.names) - 1}, got {value!r}")
         return sorted(values) if block.n_chosen > 1 else values[0]
     if isinstance(block, Repeat):
+        value = int(value) if isinstance(value, str) and value.isdigit() else value  # a depth read from text
         if value not in block.depths or isinstance(value, bool):
             raise GdasError(f"choice {label!r} is a depth among {list(block.depths)}, got {value!r}")
         return block.depths.index(value)
     assert isinstance(block, Choice)
+    value = str(value) if isinstance(value, int) and not isinstance(value, bool) else value  # "3" read as 3
     if value not in block.names:
         raise GdasError(f"choice {label!r} has no candidate {value!r}{closest_hint(str(value), block.names)}; its "
                         f"candidates: {', '.join(block.names)}")

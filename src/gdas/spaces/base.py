@@ -74,7 +74,10 @@ class SearchSpace:
     (channels, side, classes: `spaces.shapes`) replaces the dataset's own, e.g. the shape of a user's folder
     or npz images;
     `check_input(image_size, auxiliary)` raises a one-line GdasError when the CIFAR-layout networks of the
-    space (search and final) cannot read square images of that side.
+    space (search and final) cannot read square images of that side; `check_model(cfg, num_classes, in_channels,
+    example)` runs the search network once on a batch of the data before any run folder exists and raises a
+    one-line GdasError on what it cannot run (module spaces: candidates whose output shapes differ); it returns
+    the search network it ran.
     """
 
     name: str
@@ -96,6 +99,7 @@ class SearchSpace:
     op_costs: Optional[Callable[..., dict[str, torch.Tensor]]] = None
     fixed_cost: Optional[Callable[..., float]] = None
     check_input: Optional[Callable[[int, bool], None]] = None
+    check_model: Optional[Callable[[Any, Optional[int], Optional[int], Any], Any]] = None
 
     def param_free_share(self, probs: Mapping[str, Optional[torch.Tensor]]) -> float:
         """Share of A's probability mass on parameter-free ops, over every searched edge."""
