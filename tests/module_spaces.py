@@ -87,3 +87,16 @@ def mask_data(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 3, 8, 8, generator=g)
     return x, (x[:, 0] > 0).long()
+
+
+class ConvMismatch(nn.Module):
+    """Image candidates of which one halves the side."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 3):
+        super().__init__()
+        self.op = gdas.nn.Choice({"keep": nn.Conv2d(in_channels, 4, 3, padding=1),
+                                  "halve": nn.Conv2d(in_channels, 4, 3, stride=2, padding=1)}, label="op")
+        self.head = nn.Linear(4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.op(x).mean((2, 3)))

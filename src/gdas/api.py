@@ -17,7 +17,7 @@ from torch import nn
 from gdas.configs.base import python_wording
 from gdas.configs.files import resolve_config
 from gdas.configs.base import Presets
-from gdas.configs.module import TENSOR_SEARCH_TABLE, TensorSearchConfig
+from gdas.configs.module import TENSOR_SEARCH_TABLE, TENSOR_TRAIN_TABLE, TensorSearchConfig, TensorTrainConfig
 from gdas.configs.search import SEARCH_TABLE, SearchConfig
 from gdas.configs.train import TRAIN_DATASETS, TRAIN_TABLE, TrainConfig
 from gdas.data.images import IMAGE_DATASETS, ImageDataset
@@ -33,6 +33,7 @@ from gdas.spaces import get_space, space_of
 from gdas.spaces import space_names as list_spaces
 from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
 from gdas.spaces.module.factory import path_of
+from gdas.spaces.module.genotype import ChoiceMap
 
 __all__ = ["SearchResult", "TrainResult", "search", "train", "load_genotype", "build_network", "build_supernet",
            "derive", "tau_at", "get_space", "list_spaces"]  # build_network, build_supernet, derive: handwritten.py
@@ -362,20 +363,34 @@ def _genotype_spec(genotype: Any) -> str:
 
 def start_train(genotype: Any = None, data: Any = None, *, preset: Optional[str] = None,
           out: Optional[str | Path] = None, test: Any = None, resume: Resume = False, progress: bool = False,
-          config: Optional[str | Path] = None, **overrides: Any) -> TrainResult:
+          config: Optional[str | Path] = None, loss: Any = None, metric: Any = None, weights: Any = None,
+          **overrides: Any) -> TrainResult:
     """Train the final network of `genotype` and measure its top-1 / top-5 test error; see docs/api.md. (`gdas
     train` calls it; `train` is the same with its errors worded for Python.)
 
     `genotype`: a registry name ("GDAS"), a genotype.json, a search run folder, a SearchResult or a genotype
     object (None: the config's). `data`, `test`, `preset`, `config`, `resume` and `overrides` as in `search`;
     the preset is replaced by its counterpart in the genotype's space (an nb201 cell trains with "nb201-demo").
+
+    A module space's choice map (or a plain nn.Module) with in-memory data, a Dataset or two DataLoaders trains on
+    those tensors with `loss` and `metric` as in `search`; `weights` (a SearchResult or search folder) starts
+    it from the search's weights of the chosen candidates; docs/spaces.md.
     """
     where, kind = "in gdas.train()", "train"
     from gdas.train import run_train
 
+    if _trains_tensors(genotype, data):
+        return _tensor_train(genotype, data, test=test, loss=loss, metric=metric, weights=weights, preset=preset,
+                             out=out, resume=resume, progress=progress, config=config, overrides=overrides)
+    if loss is not None or metric is not None or weights is not None:
+        raise GdasError("loss=, metric= and weights= go with a module space's choices (or a plain module) trained on "
+                        "tensors; an image network trains with cross-entropy")
     fields = dict(overrides)
     if genotype is not None:
         fields["genotype"] = _genotype_spec(genotype)
+    owner = space_of(image_genotype(fields["genotype"])).name if "genotype" in fields else None
+    if owner is not None and owner.startswith(MODULE_PREFIX) and "space" not in fields:
+        fields["space"] = owner  # a module of the user's own: trained with the MobileNet-style recipes
     if resume is True:
         _check_resumed_arrays(TrainConfig, kind, data, test, out)
         named = _data_fields(None if _in_memory(data) else data, TRAIN_DATASETS)
@@ -408,7 +423,61 @@ def _in_python_words(run: Callable[..., Any], *classes: type) -> Callable[..., A
 
 
 search = _in_python_words(start_search, SearchConfig, TensorSearchConfig)
-train = _in_python_words(start_train, TrainConfig, SearchConfig)
+train = _in_python_words(start_train, TrainConfig, SearchConfig, TensorTrainConfig)
+
+
+def _trains_tensors(genotype: Any, data: Any) -> bool:
+    """A plain module, or a module space's choice map, given in-memory data, a Dataset or DataLoaders."""
+    if not (_in_memory(data) or _loaders(data)):
+        return False
+    if isinstance(genotype, nn.Module):
+        return True
+    try:
+        return isinstance(frozen_choices(genotype), dict)
+    except GdasError:
+        return False
+
+
+def frozen_choices(genotype: Any) -> Any:
+    """The ChoiceMap of a SearchResult, a ChoiceMap, a search folder or a genotype.json (a GdasError otherwise)."""
+    found = genotype.genotype if isinstance(genotype, SearchResult) else genotype
+    if isinstance(found, (str, os.PathLike)):
+        found = load_genotype(found)
+    if not isinstance(found, ChoiceMap):
+        raise GdasError("not a module space's choice map")
+    return found.choices
+
+
+def _tensor_train(genotype: Any, data: Any, *, test: Any, loss: Any, metric: Any, weights: Any,
+                  preset: Optional[str], out: Optional[str | Path], resume: Resume, progress: bool,
+                  config: Optional[str | Path], overrides: Mapping[str, Any]) -> TrainResult:
+    """A frozen module-space model (or a plain module) trained on tensors with the user's loss."""
+    from gdas.tensor_train import run_tensor_train, trained_model
+
+    kind = TensorTrainConfig.KIND
+    fields = dict(overrides)
+    model = genotype if isinstance(genotype, nn.Module) else None
+    if model is None:
+        found = genotype.genotype if isinstance(genotype, SearchResult) else genotype
+        found = load_genotype(found) if isinstance(found, (str, os.PathLike)) else found
+        fields.update(space=found.space, genotype=json.dumps(found.to_json()))
+    if weights is not None:
+        fields["weights"] = str(weights.run_dir if isinstance(weights, SearchResult) else weights)
+    if test is not None and not isinstance(test, (tuple, list)):
+        raise GdasError("test must be an (x, y) pair of arrays or tensors, like the training data")
+    with using(TensorInputs(data, loss, metric, test=test, model=model)):
+        if resume is True:
+            changes = resume_changes(TensorTrainConfig, kind, config, fields, "in gdas.train()")
+            run_dir, summary = start_or_resume(kind, TensorTrainConfig, run_tensor_train, None, out=out, resume=True,
+                                               changes=changes, show_progress=progress)
+        else:
+            cfg = resolve_config(TensorTrainConfig, TENSOR_TRAIN_TABLE, kind=kind, preset=preset, config=config,
+                                 overrides=fields, where="in gdas.train()", space_of=lambda f: None)
+            run_dir, summary = start_or_resume(kind, TensorTrainConfig, run_tensor_train, cfg, out=out,
+                                               resume=resume, show_progress=progress)
+    result = _train_result(run_dir, summary)
+    result._model = trained_model(run_dir, model)
+    return result
 
 
 def _train_result(run_dir: Path, summary: dict[str, Any]) -> TrainResult:

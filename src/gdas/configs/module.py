@@ -10,9 +10,12 @@ from gdas.configs.algorithm import SearchBase
 from gdas.configs.base import Presets, RunConfig, check, check_choice, meta
 from gdas.configs.runtime import validate_runtime
 from gdas.configs.search import SELECT_BY
+from gdas.configs.train import SCHEDULES
 from gdas.errors import GdasError
 from gdas.objective import METRIC_MODES
 from gdas.spaces import get_space
+from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
+from gdas.spaces.module.factory import load as load_factory
 
 DATA_KINDS = ("tensors", "dataset", "loaders")  # what a run on tensors read: (x, y), a Dataset, two DataLoaders
 SEARCH_KIND, TRAIN_KIND = "search-tensors", "train-tensors"
@@ -20,6 +23,8 @@ SEARCH_KIND, TRAIN_KIND = "search-tensors", "train-tensors"
 
 def check_module_space(space: str) -> None:
     """A run on tensors searches or trains a module space (a registered one or module:package.module:Factory)."""
+    if space.startswith(MODULE_PREFIX):
+        load_factory(space)  # a path that names nothing fails now, before any data is read
     found = get_space(space)
     check(found.genotype_kind == "module",
           f"space {space!r} searches cells on images; a model of your own on tensors is a module space: pass the "
@@ -79,6 +84,8 @@ class TensorTrainConfig(RunConfig):
     space: Optional[str] = field(default=None, metadata=meta(
         "the module space whose choice map is trained (none: a plain module given to gdas.train)"))
     genotype: Optional[str] = field(default=None, metadata=meta("the choice map (JSON) trained"))
+    weights: Optional[str] = field(default=None, metadata=meta(
+        "a search folder whose supernet weights of the chosen candidates the model starts from (none: fresh)"))
     data: str = field(default="tensors", metadata=meta("what the run reads (recorded)", DATA_KINDS))
     loss: str = "cross-entropy"
     metric: Optional[str] = "accuracy"
@@ -89,6 +96,9 @@ class TensorTrainConfig(RunConfig):
     steps_per_epoch: Optional[int] = field(default=None, metadata=meta("cap on training steps per epoch"))
     lr: float = field(default=0.025, metadata=meta("initial SGD learning rate"))
     lr_min: float = field(default=0.0, metadata=meta("learning rate at the end of the cosine schedule"))
+    schedule: str = field(default="cosine", metadata=meta(
+        "cosine: lr -> lr-min over the epochs; exp: lr x lr-gamma per epoch", SCHEDULES))
+    lr_gamma: float = field(default=0.97, metadata=meta("per-epoch decay factor of the exp schedule"))
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 3e-4
@@ -105,6 +115,7 @@ class TensorTrainConfig(RunConfig):
             check_module_space(self.space)
         check_choice(self.data, DATA_KINDS, "--data")
         check_choice(self.metric_mode, METRIC_MODES, "--metric-mode")
+        check_choice(self.schedule, SCHEDULES, "--schedule")
         check(self.epochs >= 1 and self.batch_size >= 1, f"--epochs and --batch-size must be at least 1, got "
                                                           f"{self.epochs} and {self.batch_size}")
         check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "--steps-per-epoch must be >= 1")

@@ -14,6 +14,7 @@ from gdas.errors import GdasError
 from gdas.sampler import SAMPLE_SCOPES
 from gdas.spaces import get_space
 from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
+from gdas.spaces.module.factory import load as load_factory
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 from gdas.spaces.shapes import Shape, dataset_shape
 
@@ -109,7 +110,9 @@ class SearchConfig(SearchBase):
         return own_subset(cfg, preset, "train_subset")
 
     def validate(self) -> None:
-        if not self.space.startswith(MODULE_PREFIX):
+        if self.space.startswith(MODULE_PREFIX):
+            load_factory(self.space)  # a path that names nothing fails now, before any data is read
+        else:
             check_choice(self.space, IMAGE_SPACES, "--space")
         super().validate()
         module = get_space(self.space).genotype_kind == "module"

@@ -156,9 +156,12 @@ def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: boo
     if resume_run:
         run, _ = RunDir.open_existing(out, ImageSearchData.kind, writer=ctx.is_main)
     data = load_search_data(cfg)  # a missing dataset fails before a new run folder exists
-    check = get_space(cfg.space).check_input
-    if check is not None:  # so do images the networks cannot read
-        check(data.image_size, False)
+    space = get_space(cfg.space)
+    if space.check_input is not None:  # so do images the networks cannot read
+        space.check_input(data.image_size, False)
+    if space.check_model is not None and not resume_run:  # and a module space that cannot run on them
+        space.check_model(cfg, data.num_classes, data.channels,
+                          torch.zeros(2, data.channels, data.image_size, data.image_size))
     if resume_run:
         split_json = run.read_json(files.SPLIT)
         split = (torch.tensor(split_json["train"]), torch.tensor(split_json["valid"]))

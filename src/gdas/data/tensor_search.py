@@ -28,11 +28,14 @@ KIND = "search-tensors"
 
 @dataclass(frozen=True)
 class TensorInputs:
-    """What a run on tensors reads besides its config: the data, the loss and the metric (None: the defaults)."""
+    """What a run on tensors reads besides its config: the data, the loss and the metric (None: the defaults); a
+    training run's test data and the plain module it trains (None: its space frozen by its choice map)."""
 
     data: Any
     loss: Optional[Fn] = None
     metric: Optional[Fn] = None
+    test: Any = None
+    model: Optional[torch.nn.Module] = None
 
 
 _CURRENT: list[TensorInputs] = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import sys
 from typing import Any, Callable, Optional
 
 from torch import nn
@@ -62,10 +64,10 @@ def load(path: str) -> Factory:
         raise GdasError(f"space {path!r} was defined in a script, notebook or function that this process does not "
                         "hold; move it into an importable module (package/module.py) and search it from there")
     try:
-        target: Any = importlib.import_module(module_name)
+        target: Any = _import(module_name)
     except ImportError as exc:
         raise GdasError(f"cannot import {module_name} for space {path!r} ({exc}); check the path and that the "
-                        "package is importable (installed, or on PYTHONPATH)") from None
+                        "package is importable (installed, on PYTHONPATH, or in the current folder)") from None
     for part in qualname.split("."):
         if not hasattr(target, part):
             raise GdasError(f"{module_name} has no {qualname} for space {path!r}; check the name")
@@ -73,6 +75,18 @@ def load(path: str) -> Factory:
     if not callable(target):
         raise GdasError(f"space {path!r} names a {type(target).__name__}, not a module class or factory")
     return target
+
+
+def _import(module_name: str) -> Any:
+    """The module, also from the current folder (as `python -m` and uvicorn find an app there)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if exc.name != module_name.split(".")[0] or here in sys.path:
+            raise
+        sys.path.append(here)
+        return importlib.import_module(module_name)
 
 
 def build(factory: Factory, path: str, **sizes: Optional[int]) -> nn.Module:
@@ -85,6 +99,8 @@ def build(factory: Factory, path: str, **sizes: Optional[int]) -> nn.Module:
     kwargs = {k: v for k, v in sizes.items() if v is not None and (takes_all or k in params)}
     try:
         model = factory(**kwargs)
+    except GdasError:
+        raise
     except TypeError as exc:
         raise GdasError(f"cannot build space {path!r} ({exc}); its factory is called with no arguments, or with "
                         "num_classes= / in_channels= when it takes them") from None

@@ -129,9 +129,18 @@ def _index(block: Any, value: Any) -> Any:
     return block.depths.index(value) if isinstance(block, Repeat) else block.names.index(value)
 
 
+def _unavailable(reason: str) -> Callable[..., nn.Module]:
+    def factory(**_sizes: Any) -> nn.Module:
+        raise GdasError(reason)
+    return factory
+
+
 def space_for(path: str) -> SearchSpace:
     """The space of a `module:package.module:Factory` path (imported once per process)."""
-    factory = factories.load(path)  # a notebook cell run again defines a new class under the same path
+    try:
+        factory = factories.load(path)  # a notebook cell run again defines a new class under the same path
+    except GdasError as exc:  # its runs can still be read and reported; building it says why it cannot
+        return module_space(path, _unavailable(str(exc)), description=f"the module {path[len(factories.PREFIX):]}")
     key = (path, id(factory))
     if key not in _RESOLVED:
         _RESOLVED[key] = module_space(path, factory, description=f"the module {path[len(factories.PREFIX):]}")
