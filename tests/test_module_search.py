@@ -125,3 +125,25 @@ def test_a_space_defined_in_main_says_what_it_cannot_do(tmp_path: Path) -> None:
     gone = gdas.get_space("module:__main__:Gone")  # its runs can be read and reported, not built
     with pytest.raises(gdas.GdasError, match="defined in a script, notebook or function"):
         gone.build_network(result.genotype)
+
+
+@pytest.mark.parametrize("sampler", ["darts", "gdas-noaccel"])
+def test_the_samplers_search_a_module_space(tmp_path: Path, sampler: str) -> None:
+    result = gdas.search(regression_data(), space=Regressor, loss=nn.MSELoss(), out=tmp_path / "run", sampler=sampler,
+                         **FAST)
+    assert result.summary["final_valid_loss"] > 0 and set(result.genotype.choices) == {"block", "depth"}
+
+
+def test_the_collapse_guard_counts_candidates_without_parameters() -> None:
+    from gdas.configs.module import TensorSearchConfig
+    from gdas.guards import CollapseGuard
+
+    space = gdas.get_space("module:module_spaces:Regressor")
+    probs = {"block": torch.tensor([[0.1, 0.1, 0.8]]), "depth": torch.tensor([[0.2, 0.5, 0.3]])}
+    genotype = space.derive(probs, None)
+    assert genotype.choices == {"block": "skip", "depth": 2} and genotype.param_free == ("block",)
+    guard = CollapseGuard(TensorSearchConfig(space=space.name, stop_on_collapse=1), space)
+    guard.observe(0, probs, genotype)
+    assert guard.stop and "the derived model had 1 parameter-free ops" in guard.summary()["stopped_early"]["reason"]
+    with pytest.raises(gdas.GdasError, match="--max-skip limits skip_connect ops"):
+        TensorSearchConfig(space=space.name, max_skip=1).validate()

@@ -18,7 +18,7 @@ from gdas.spaces.module.factory import load as load_factory
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 from gdas.spaces.shapes import Shape, dataset_shape
 
-__all__ = ["COSTS", "IMAGE_SPACES", "SEARCH_ALIASES", "SEARCH_PRESETS", "SEARCH_TABLE", "SELECT_BY", "SearchConfig"]
+__all__ = ["COSTS", "IMAGE_SPACES", "MODULE_PREFIX", "SEARCH_ALIASES", "SEARCH_PRESETS", "SEARCH_TABLE", "SELECT_BY", "SearchConfig"]
 
 IMAGE_SPACES = ("darts", "nb201", "mobilenet")  # the registered spaces whose networks read images
 SELECT_BY = ("retrain", "search")

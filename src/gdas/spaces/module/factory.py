@@ -20,9 +20,15 @@ _LOCAL: dict[str, Factory] = {}
 
 
 def importable(factory: Any) -> bool:
-    """Whether another process can import `factory` by its path."""
+    """Whether another process can import `factory` by its path: its module is a real one (not `__main__`, a
+    notebook or code run by exec) that holds it under its qualified name."""
     module, qualname = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
-    return bool(module) and module != "__main__" and "<" not in qualname
+    if not module or module == "__main__" or "<" in qualname or module not in sys.modules:
+        return False
+    target: Any = sys.modules[module]
+    for part in qualname.split("."):
+        target = getattr(target, part, None)
+    return target is factory
 
 
 def path_of(factory: Any) -> str:
@@ -48,7 +54,8 @@ def local_reason(path: str) -> Optional[str]:
     """Why other processes cannot rebuild `path`'s space (None when they can)."""
     if path not in _LOCAL:
         return None
-    where = "__main__ (a script or notebook)" if ":__main__:" in path else "a function body"
+    where = ("__main__ (a script or notebook)" if ":__main__:" in path else
+             "a function body" if "<locals>" in path else "code no module holds")
     return f"{path[len(PREFIX):]} is defined in {where}, which other processes cannot import"
 
 
