@@ -147,3 +147,14 @@ def test_the_collapse_guard_counts_candidates_without_parameters() -> None:
     assert guard.stop and "the derived model had 1 parameter-free ops" in guard.summary()["stopped_early"]["reason"]
     with pytest.raises(gdas.GdasError, match="--max-skip limits skip_connect ops"):
         TensorSearchConfig(space=space.name, max_skip=1).validate()
+
+
+def test_auto_resume_finds_the_same_search_complete(tmp_path: Path) -> None:
+    first = gdas.search(regression_data(), space=Regressor, loss=nn.MSELoss(), out=tmp_path / "run", resume="auto",
+                        **FAST)
+    again = gdas.search(regression_data(), space=Regressor, loss=nn.MSELoss(), out=tmp_path / "run", resume="auto",
+                        **FAST)
+    assert again.genotype == first.genotype
+    with pytest.raises(gdas.GdasError, match="--loss differ|loss differ"):
+        gdas.search(regression_data(), space=Regressor, loss=nn.L1Loss(), out=tmp_path / "run", resume="auto",
+                    **FAST)

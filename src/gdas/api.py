@@ -21,7 +21,7 @@ from gdas.configs.module import TENSOR_SEARCH_TABLE, TENSOR_TRAIN_TABLE, TensorS
 from gdas.configs.search import SEARCH_TABLE, SearchConfig
 from gdas.configs.train import TRAIN_DATASETS, TRAIN_TABLE, TrainConfig
 from gdas.data.images import IMAGE_DATASETS, ImageDataset
-from gdas.data.tensor_search import TensorInputs, using
+from gdas.data.tensor_search import TensorInputs, using, with_inputs
 from gdas.engine import rundir as files
 from gdas.errors import GdasError
 from gdas.genotypes import AnyGenotype, genotype_from_json, load_genotype
@@ -332,6 +332,7 @@ def _tensor_search(data: Any, *, preset: Optional[str], out: Optional[str | Path
         else:
             cfg = resolve_config(TensorSearchConfig, TENSOR_SEARCH_TABLE, kind=kind, preset=preset, config=config,
                                  overrides=overrides, where="in gdas.search()", space_of=lambda fields: None)
+            cfg = with_inputs(cfg, inputs)  # recorded now: resume="auto" compares it with a stored run
             run_dir, result, seeds = search_or_resume(cfg, out=out, resume=resume, seeds=seeds, parallel=parallel,
                                                       show_progress=progress)
     return _search_result(run_dir, result, seeds)
@@ -473,6 +474,7 @@ def _tensor_train(genotype: Any, data: Any, *, test: Any, loss: Any, metric: Any
         else:
             cfg = resolve_config(TensorTrainConfig, TENSOR_TRAIN_TABLE, kind=kind, preset=preset, config=config,
                                  overrides=fields, where="in gdas.train()", space_of=lambda f: None)
+            cfg = with_inputs(cfg, TensorInputs(data, loss, metric))
             run_dir, summary = start_or_resume(kind, TensorTrainConfig, run_tensor_train, cfg, out=out,
                                                resume=resume, show_progress=progress)
     result = _train_result(run_dir, summary)

@@ -74,6 +74,12 @@ def recorded(cfg: Any, kind: str, objective: Objective) -> Any:
     return dataclasses.replace(cfg, data=kind, loss=objective.loss_name, metric=objective.metric_name)
 
 
+def with_inputs(cfg: Any, inputs: TensorInputs) -> Any:
+    """A new run's config with what `inputs` are recorded (before it is compared with a stored run's)."""
+    kind = data_kind(inputs.data)
+    return recorded(cfg, kind, objective_of(cfg, inputs, first_batch(inputs.data, kind)[1]))
+
+
 def check_same_inputs(cfg: Any, kind: str, objective: Objective, out: Path) -> None:
     """A continued run must be given the data, loss and metric it started with."""
     now = recorded(cfg, kind, objective)

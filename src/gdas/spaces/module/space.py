@@ -11,9 +11,9 @@ from torch import nn
 
 from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters
-from gdas.nn.blocks import Choice, InputChoice, Repeat
+from gdas.nn.blocks import Choice, Repeat
 from gdas.nn.freeze import freeze_choices
-from gdas.nn.labels import Places, value_of
+from gdas.nn.labels import Places, index_of, value_of
 from gdas.spaces.base import SearchSpace
 from gdas.spaces.module import factory as factories
 from gdas.spaces.module.genotype import KIND, ChoiceMap
@@ -65,7 +65,7 @@ def module_space(name: str, factory: Callable[..., nn.Module], *, description: s
         places = groups()
         choices = derive_choices(places, probs)
         free = tuple(label for label, ps in places.items()
-                     if _param_free(ps[0][1], _index(ps[0][1], choices[label])))
+                     if _param_free(ps[0][1], index_of(ps[0][1], label, choices[label])))
         return ChoiceMap.of(name, choices, free)
 
     def build_network(genotype: ChoiceMap, *, num_classes: Optional[int] = None, in_channels: Optional[int] = None,
@@ -80,7 +80,8 @@ def module_space(name: str, factory: Callable[..., nn.Module], *, description: s
              ) -> dict[str, Any]:
         channels, side, classes = shape if shape is not None else (3, 32, 10)
         model = build_network(genotype, num_classes=classes, in_channels=channels, dataset=dataset, C=C, N=N)
-        return {"dataset": dataset, "C": C, "N": N, "channels": channels, "input_size": side, "num_classes": classes,
+        sized = {"C": C, "N": N} if sizes is not None else {}  # C and N size a registered space only
+        return {"dataset": dataset, **sized, "channels": channels, "input_size": side, "num_classes": classes,
                 "params_M": count_parameters(model, ()) / 1e6,
                 "mult_adds_M": count_mult_adds(model, (channels, side, side)) / 1e6}
 
@@ -121,12 +122,6 @@ def module_space(name: str, factory: Callable[..., nn.Module], *, description: s
         from_json=ChoiceMap.from_json, build_network=build_network, dot=lambda genotype: {},
         published=dict(published or {}), info=info, child=child, op_costs=op_costs, fixed_cost=fixed_cost,
         check_model=check_model)
-
-
-def _index(block: Any, value: Any) -> Any:
-    if isinstance(block, InputChoice):
-        return value
-    return block.depths.index(value) if isinstance(block, Repeat) else block.names.index(value)
 
 
 def _unavailable(reason: str) -> Callable[..., nn.Module]:
