@@ -100,3 +100,16 @@ class ConvMismatch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.op(x).mean((2, 3)))
+
+
+class Clash(nn.Module):
+    """Two choices under one label with different candidates."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = gdas.nn.Choice({"x": nn.Linear(4, 4), "y": nn.Identity()}, label="k")
+        self.b = gdas.nn.Choice({"x": nn.Linear(4, 4), "z": nn.Identity()}, label="k")
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.b(self.a(x)))

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import gdas
-from module_spaces import Dense, Mismatched, Regressor, mask_data, regression_data
+from module_spaces import Clash, Dense, Mismatched, Regressor, mask_data, regression_data
 
 FAST = {"preset": "smoke", "epochs": 3, "threads": 1}
 TESTS = Path(__file__).parent
@@ -101,6 +101,7 @@ def _not_scalar(output, target):
 
 @pytest.mark.parametrize("space, data, kwargs, message", [
     (nn.Identity, regression_data(), {"loss": nn.MSELoss()}, "Identity has no choices to search"),
+    (Clash, regression_data(), {"loss": nn.MSELoss()}, r"the choices labelled 'k' at a and b differ"),
     (Mismatched, regression_data(), {"loss": nn.MSELoss()},
      r"choice 'op' at op: candidate wider gives an output of shape \(1, 6\), but candidate same gives \(1, 4\)"),
     (Regressor, regression_data(), {"loss": _not_scalar}, r"must return a scalar tensor, but returned \(8, 1\)"),

@@ -17,11 +17,11 @@ from torch import nn
 from gdas.configs.base import python_wording
 from gdas.configs.files import resolve_config
 from gdas.configs.base import Presets
-from gdas.configs.module import TENSOR_SEARCH_TABLE, TENSOR_TRAIN_TABLE, TensorSearchConfig, TensorTrainConfig
+from gdas.configs.module import TensorSearchConfig, TensorTrainConfig
 from gdas.configs.search import SEARCH_TABLE, SearchConfig
 from gdas.configs.train import TRAIN_DATASETS, TRAIN_TABLE, TrainConfig
 from gdas.data.images import IMAGE_DATASETS, ImageDataset
-from gdas.data.tensor_search import TensorInputs, using, with_inputs
+from gdas.data.tensor_search import TensorInputs
 from gdas.engine import rundir as files
 from gdas.errors import GdasError
 from gdas.genotypes import AnyGenotype, genotype_from_json, load_genotype
@@ -33,7 +33,7 @@ from gdas.spaces import get_space, space_of
 from gdas.spaces import space_names as list_spaces
 from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
 from gdas.spaces.module.factory import path_of
-from gdas.spaces.module.genotype import ChoiceMap
+from gdas.tensor_api import on_tensors, search_tensors, train_tensors, trains_tensors
 
 __all__ = ["SearchResult", "TrainResult", "search", "train", "load_genotype", "build_network", "build_supernet",
            "derive", "tau_at", "get_space", "list_spaces"]  # build_network, build_supernet, derive: handwritten.py
@@ -273,10 +273,11 @@ def start_search(data: Any = None, *, preset: Optional[str] = None, space: Any =
     kind = "search"
     if space is not None:  # the same field as space= among the overrides
         overrides = {**overrides, "space": space if isinstance(space, str) else path_of(space)}
-    if _on_tensors(overrides.get("space"), data):
-        return _tensor_search(data, preset=preset, out=out, test=test, seeds=seeds, resume=resume, progress=progress,
-                              config=config, parallel=parallel, inputs=TensorInputs(data, loss, metric),
-                              overrides=overrides)
+    if on_tensors(overrides.get("space"), data):
+        run_dir, result, seeds = search_tensors(TensorInputs(data, loss, metric), preset=preset, out=out, test=test,
+                                                seeds=seeds, resume=resume, progress=progress, config=config,
+                                                parallel=parallel, overrides=overrides)
+        return _search_result(run_dir, result, seeds)
     if loss is not None or metric is not None:
         raise GdasError("loss= and metric= go with a module space searched on tensors (space=YourModule with (x, y), "
                         "a Dataset or two DataLoaders); an image search is a classifier trained with cross-entropy")
@@ -302,40 +303,6 @@ def _recipe_space(space: Optional[str]) -> Optional[str]:
     """The space whose presets a run takes: a module of the user's own trains and searches on images with the
     MobileNet-style space's recipes (its space field is the user's)."""
     return "mobilenet" if isinstance(space, str) and space.startswith(MODULE_PREFIX) else space
-
-
-def _on_tensors(space: Optional[str], data: Any) -> bool:
-    """A module space given in-memory data, a Dataset or DataLoaders: a search on those tensors."""
-    if space is None or not (_in_memory(data) or _loaders(data)):
-        return False
-    return get_space(space).genotype_kind == "module"
-
-
-def _loaders(data: Any) -> bool:
-    from torch.utils.data import DataLoader
-    return isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(d, DataLoader) for d in data)
-
-
-def _tensor_search(data: Any, *, preset: Optional[str], out: Optional[str | Path], test: Any,
-                   seeds: Optional[list[int]], resume: Resume, progress: bool, config: Optional[str | Path],
-                   parallel: int, inputs: TensorInputs, overrides: Mapping[str, Any]) -> SearchResult:
-    """A module space searched on a user's tensors with their loss (`TensorSearchConfig`)."""
-    if test is not None:
-        raise GdasError("test= goes with image data; a search on tensors splits the data into D_T and D_V "
-                        "(train_portion), or reads two DataLoaders (D_T, D_V)")
-    kind = TensorSearchConfig.KIND
-    with using(inputs):
-        if resume is True:
-            changes = resume_changes(TensorSearchConfig, kind, config, overrides, "in gdas.search()")
-            run_dir, result, seeds = search_or_resume(None, out=out, resume=True, changes=changes, seeds=seeds,
-                                                      parallel=parallel, show_progress=progress)
-        else:
-            cfg = resolve_config(TensorSearchConfig, TENSOR_SEARCH_TABLE, kind=kind, preset=preset, config=config,
-                                 overrides=overrides, where="in gdas.search()", space_of=lambda fields: None)
-            cfg = with_inputs(cfg, inputs)  # recorded now: resume="auto" compares it with a stored run
-            run_dir, result, seeds = search_or_resume(cfg, out=out, resume=resume, seeds=seeds, parallel=parallel,
-                                                      show_progress=progress)
-    return _search_result(run_dir, result, seeds)
 
 
 def _search_result(run_dir: Path, result: dict[str, Any], seeds: Optional[list[int]]) -> SearchResult:
@@ -380,9 +347,13 @@ def start_train(genotype: Any = None, data: Any = None, *, preset: Optional[str]
     where, kind = "in gdas.train()", "train"
     from gdas.train import run_train
 
-    if _trains_tensors(genotype, data):
-        return _tensor_train(genotype, data, test=test, loss=loss, metric=metric, weights=weights, preset=preset,
-                             out=out, resume=resume, progress=progress, config=config, overrides=overrides)
+    if trains_tensors(genotype, data):
+        run_dir, summary, model = train_tensors(genotype, TensorInputs(data, loss, metric, test=test), weights=weights,
+                                                preset=preset, out=out, resume=resume, progress=progress,
+                                                config=config, overrides=overrides)
+        result = _train_result(run_dir, summary)
+        result._model = model
+        return result
     if loss is not None or metric is not None or weights is not None:
         raise GdasError("loss=, metric= and weights= go with a module space's choices (or a plain module) trained on "
                         "tensors; an image network trains with cross-entropy")
@@ -425,61 +396,6 @@ def _in_python_words(run: Callable[..., Any], *classes: type) -> Callable[..., A
 
 search = _in_python_words(start_search, SearchConfig, TensorSearchConfig)
 train = _in_python_words(start_train, TrainConfig, SearchConfig, TensorTrainConfig)
-
-
-def _trains_tensors(genotype: Any, data: Any) -> bool:
-    """A plain module, or a module space's choice map, given in-memory data, a Dataset or DataLoaders."""
-    if not (_in_memory(data) or _loaders(data)):
-        return False
-    if isinstance(genotype, nn.Module):
-        return True
-    try:
-        return isinstance(frozen_choices(genotype), dict)
-    except GdasError:
-        return False
-
-
-def frozen_choices(genotype: Any) -> Any:
-    """The ChoiceMap of a SearchResult, a ChoiceMap, a search folder or a genotype.json (a GdasError otherwise)."""
-    found = genotype.genotype if isinstance(genotype, SearchResult) else genotype
-    if isinstance(found, (str, os.PathLike)):
-        found = load_genotype(found)
-    if not isinstance(found, ChoiceMap):
-        raise GdasError("not a module space's choice map")
-    return found.choices
-
-
-def _tensor_train(genotype: Any, data: Any, *, test: Any, loss: Any, metric: Any, weights: Any,
-                  preset: Optional[str], out: Optional[str | Path], resume: Resume, progress: bool,
-                  config: Optional[str | Path], overrides: Mapping[str, Any]) -> TrainResult:
-    """A frozen module-space model (or a plain module) trained on tensors with the user's loss."""
-    from gdas.tensor_train import run_tensor_train, trained_model
-
-    kind = TensorTrainConfig.KIND
-    fields = dict(overrides)
-    model = genotype if isinstance(genotype, nn.Module) else None
-    if model is None:
-        found = genotype.genotype if isinstance(genotype, SearchResult) else genotype
-        found = load_genotype(found) if isinstance(found, (str, os.PathLike)) else found
-        fields.update(space=found.space, genotype=json.dumps(found.to_json()))
-    if weights is not None:
-        fields["weights"] = str(weights.run_dir if isinstance(weights, SearchResult) else weights)
-    if test is not None and not isinstance(test, (tuple, list)):
-        raise GdasError("test must be an (x, y) pair of arrays or tensors, like the training data")
-    with using(TensorInputs(data, loss, metric, test=test, model=model)):
-        if resume is True:
-            changes = resume_changes(TensorTrainConfig, kind, config, fields, "in gdas.train()")
-            run_dir, summary = start_or_resume(kind, TensorTrainConfig, run_tensor_train, None, out=out, resume=True,
-                                               changes=changes, show_progress=progress)
-        else:
-            cfg = resolve_config(TensorTrainConfig, TENSOR_TRAIN_TABLE, kind=kind, preset=preset, config=config,
-                                 overrides=fields, where="in gdas.train()", space_of=lambda f: None)
-            cfg = with_inputs(cfg, TensorInputs(data, loss, metric))
-            run_dir, summary = start_or_resume(kind, TensorTrainConfig, run_tensor_train, cfg, out=out,
-                                               resume=resume, show_progress=progress)
-    result = _train_result(run_dir, summary)
-    result._model = trained_model(run_dir, model)
-    return result
 
 
 def _train_result(run_dir: Path, summary: dict[str, Any]) -> TrainResult:

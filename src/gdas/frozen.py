@@ -30,10 +30,8 @@ def module_space_of(space: Any) -> SearchSpace:
     return found
 
 
-def choices_of(genotype: Any) -> dict[str, Any]:
-    """The choice map of a ChoiceMap, a {label: choice} dict, a SearchResult, a search folder or a genotype.json."""
-    if isinstance(genotype, Mapping):
-        return dict(genotype)
+def choice_map_of(genotype: Any) -> ChoiceMap:
+    """The ChoiceMap of a ChoiceMap, a SearchResult, a search folder or a genotype.json."""
     if hasattr(genotype, "run_dir") and hasattr(genotype, "genotype"):  # a SearchResult
         genotype = genotype.genotype
     if isinstance(genotype, (str, os.PathLike)):
@@ -41,7 +39,12 @@ def choices_of(genotype: Any) -> dict[str, Any]:
     if not isinstance(genotype, ChoiceMap):
         raise GdasError(f"freeze takes a choice map (a module space's genotype, a dict of label: choice, a "
                         f"SearchResult or a search folder); got a {type(genotype).__name__}")
-    return genotype.choices
+    return genotype
+
+
+def choices_of(genotype: Any) -> dict[str, Any]:
+    """The choice map of a ChoiceMap, a {label: choice} dict, a SearchResult, a search folder or a genotype.json."""
+    return dict(genotype) if isinstance(genotype, Mapping) else choice_map_of(genotype).choices
 
 
 def _run_folder(weights: Any) -> Path:

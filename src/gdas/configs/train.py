@@ -10,10 +10,10 @@ from gdas.configs.runtime import validate_runtime
 
 from gdas.data.images import IMAGE_DATASETS
 from gdas.data.own import check_data_source
+from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
 
 TRAIN_DATASETS = IMAGE_DATASETS + ("imagenet",)
 SPACES = ("darts", "nb201", "mobilenet")  # the image spaces whose final networks train here (and module:... paths)
-MODULE_PREFIX = "module:"  # a module space of a user's own (spaces.module.factory.PREFIX)
 SCHEDULES = ("cosine", "exp")
 # The ImageNet stem divides the input by 8 and two reductions by 4 more: the auxiliary head needs 6x6 there.
 MIN_IMAGENET_AUX_SIZE = 192

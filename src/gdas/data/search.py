@@ -15,6 +15,7 @@ from gdas.data.stream import BatchReader, take
 from gdas.data.images import ImageDataset, load_image_dataset, seeded_split
 from gdas.data.own import class_names, count_words, data_options, data_record, image_counts
 from gdas.spaces import get_space
+from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files
 from gdas.engine.rundir import RunDir
@@ -64,7 +65,8 @@ class ImageSearchData:
 
     def describe(self) -> str:
         counts = image_counts(self.data)
-        return (f"{self.dataset_name} C={self.cfg.C} N={self.cfg.N} on {count_words(counts, self.cfg, ('train',))}: "
+        sized = "" if self.cfg.space.startswith(MODULE_PREFIX) else f" C={self.cfg.C} N={self.cfg.N}"  # a module's own size
+        return (f"{self.dataset_name}{sized} on {count_words(counts, self.cfg, ('train',))}: "
                 f"D_T {len(self.d_t):,}, D_V {len(self.d_v):,}")
 
     def _epoch_indices(self, split: torch.Tensor, batches: list[torch.Tensor], steps: int) -> torch.Tensor:
