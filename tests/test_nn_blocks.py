@@ -256,3 +256,14 @@ def test_bad_spaces_are_one_line_errors():
 def test_values_choice_builds_one_candidate_per_value():
     choice = gdas.nn.Choice.from_values(lambda k: nn.Conv2d(2, 2, k, padding=k // 2), (3, 5), label="kernel")
     assert choice.names == ("3", "5") and choice.candidates["5"].kernel_size == (5, 5)
+
+
+def test_random_choices_are_uniform_per_label():
+    from gdas.spaces.module.supernet import random_choices
+
+    net = _net()
+    draws = [random_choices(net.groups, _gen(seed)) for seed in range(300)]
+    counts = {name: sum(d["op"] == name for d in draws) for name in ("conv3", "conv5", "skip")}
+    assert all(70 < n < 130 for n in counts.values()), counts
+    assert all(len(d["inputs"]) == 2 and d["inputs"] == sorted(set(d["inputs"])) for d in draws)
+    assert {d["depth"] for d in draws} == {0, 1, 2}

@@ -16,7 +16,8 @@ from gdas.configs.runtime import autocast, resolve_device, setup_runtime
 from gdas.data.augment import batch_indices
 from gdas.data.dataset import seeded_split
 from gdas.data.search import new_run_dir
-from gdas.data.tensor_search import TensorInputs, check_same_inputs, current, objective_of, recorded, sizes_of
+from gdas.data.tensor_search import (TensorInputs, as_float, check_same_inputs, current, objective_of, recorded,
+                                     sizes_of)
 from gdas.data.tensors import Samples, Split, data_kind, first_batch, to_device
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files
@@ -121,7 +122,7 @@ class TensorTrainTask:
         sums = torch.zeros(3, device=self.device)
         for x, y in batches:
             with autocast(self.device, self.cfg.amp):
-                out = self.model(x)
+                out = as_float(self.model(x))
             sums += self._sums(out, y, self.objective.loss(out, y))
         loss, metric, n = dist.all_reduce_sum(sums, self.ctx).tolist()
         if n == 0:
@@ -145,6 +146,7 @@ class TensorTrainTask:
             for x, y in batches:
                 with autocast(self.device, self.cfg.amp):
                     out = self.model(x)
+                out = as_float(out)
                 loss = self.objective.loss(out, y)
                 optimizer_step(loss, self.opt, self.params, self.cfg.grad_clip, self.ctx)
                 with torch.no_grad():

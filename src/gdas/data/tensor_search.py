@@ -58,6 +58,11 @@ def current() -> TensorInputs:
     return _CURRENT[-1]
 
 
+def as_float(out: Any) -> Any:
+    """A model's output for the loss in float32 (under --amp bf16 the forward ran in bf16)."""
+    return out.float() if isinstance(out, torch.Tensor) and out.is_floating_point() else out
+
+
 def sizes_of(x: Any, y: Any) -> tuple[Optional[int], Optional[int]]:
     """(num_classes, in_channels) a factory may take: the labels' count for integer targets, x's dim 1."""
     classes = int(y.max()) + 1 if integer_labels(y) and y.numel() else None
@@ -139,7 +144,7 @@ class TensorSearchData:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.cfg.amp):
             out = model(x, archs)
-        loss = self.objective.loss(out, y)
+        loss = self.objective.loss(as_float(out), y)
         n = float(len(y)) if hasattr(y, "__len__") else 1.0
         with torch.no_grad():
             metric = self.objective.metric(out, y) if self.objective.metric is not None else loss
@@ -208,8 +213,7 @@ def open_tensor_search(cfg: Any, out: Path, device: torch.device, resume_run: bo
             cfg = fit_batch(cfg, split)
         dist.local_batch(cfg.batch_size, ctx)
     sizes = sizes_of(x, samples.y if samples is not None and samples.kind == "tensors" else y)
-    dry_check(cfg, *sizes, x.to(device) if isinstance(x, torch.Tensor) else x,
-              y.to(device) if isinstance(y, torch.Tensor) else y, objective)
+    dry_check(cfg, *sizes, x, y, objective)  # on the CPU, where the checked model is built
     order_gen = torch.Generator().manual_seed(cfg.seed + 1)  # every rank draws the same batch order
     batches = TwoLoaders(inputs.data, device) if samples is None else SplitBatches(samples, split, cfg.batch_size,
                                                                                      order_gen)

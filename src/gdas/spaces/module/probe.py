@@ -65,9 +65,10 @@ def _owners(groups: Mapping[str, list[tuple[str, ChoiceBlock]]]) -> dict[int, Ow
 def _all_running(supernet: Any) -> list[CellArch]:
     """Archs under which every candidate runs (the no-acceleration form of a draw of the first candidates)."""
     archs = []
+    device = next(iter(supernet.arch)).device
     for label, width, picks in zip(supernet.labels, supernet.widths, supernet.picks):
         first = list(range(picks))
-        weights = torch.zeros(1, width)
+        weights = torch.zeros(1, width, device=device)
         weights[0, first] = 1.0
         archs.append(CellArch(weights, None, [first if picks > 1 else 0]))
     return archs

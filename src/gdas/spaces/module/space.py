@@ -61,12 +61,15 @@ def module_space(name: str, factory: Callable[..., nn.Module], *, description: s
         structure.update(supernet.groups)
         return supernet
 
-    def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any = None) -> ChoiceMap:
+    def choice_map(choices: Mapping[str, Any]) -> ChoiceMap:
+        """The genotype of a choice map: with the labels whose choice has no parameters (the guards' measure)."""
         places = groups()
-        choices = derive_choices(places, probs)
         free = tuple(label for label, ps in places.items()
                      if _param_free(ps[0][1], index_of(ps[0][1], label, choices[label])))
         return ChoiceMap.of(name, choices, free)
+
+    def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any = None) -> ChoiceMap:
+        return choice_map(derive_choices(groups(), probs))
 
     def build_network(genotype: ChoiceMap, *, num_classes: Optional[int] = None, in_channels: Optional[int] = None,
                       auxiliary: bool = False, dataset: Optional[str] = None, C: Optional[int] = None,

@@ -116,3 +116,15 @@ def derive_choices(groups: Mapping[str, list[tuple[str, ChoiceBlock]]],
         else:
             choices[label] = value_of(block, int(row.argmax()))
     return choices
+
+
+def random_choices(groups: Mapping[str, list[tuple[str, ChoiceBlock]]], generator: torch.Generator
+                   ) -> dict[str, ChoiceValue]:
+    """A uniformly random choice map (each label's candidates equally likely; k distinct inputs of n): what a
+    random-architecture baseline draws."""
+    choices: dict[str, ChoiceValue] = {}
+    for label, places in groups.items():
+        block = places[0][1]
+        order = torch.randperm(len(block.names), generator=generator).tolist()
+        choices[label] = value_of(block, sorted(order[:block.n_chosen]) if block.n_chosen > 1 else order[0])
+    return choices
