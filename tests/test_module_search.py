@@ -159,3 +159,15 @@ def test_auto_resume_finds_the_same_search_complete(tmp_path: Path) -> None:
     with pytest.raises(gdas.GdasError, match="--loss differ|loss differ"):
         gdas.search(regression_data(), space=Regressor, loss=nn.L1Loss(), out=tmp_path / "run", resume="auto",
                     **FAST)
+
+
+def test_an_unfinished_out_names_the_python_call_that_continues_it(tmp_path: Path, monkeypatch) -> None:
+    from cli_helpers import kill_after_checkpoints
+
+    restore = kill_after_checkpoints(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        gdas.search(regression_data(), space=Regressor, loss=nn.MSELoss(), out=tmp_path / "run", **FAST)
+    restore()
+    with pytest.raises(gdas.GdasError, match=r"continue it with gdas.search\(the same data, space and loss, "
+                                             r"out='.*run', resume=True\)"):
+        gdas.search(regression_data(), space=Regressor, loss=nn.MSELoss(), out=tmp_path / "run", **FAST)
