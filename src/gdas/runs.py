@@ -157,7 +157,7 @@ def _auto_search_mode(cfg: Any, out: Path, seeds: Optional[list[int]]) -> str:
             if seeds and (out / CONFIG).exists():
                 raise GdasError(f"{out} holds a single search, not a multi-seed one; drop --seeds or choose "
                                 "another --out")
-            return "new" if seeds else auto_resume_decision(out, "search", cfg)
+            return "new" if seeds else auto_resume_decision(out, getattr(cfg, "KIND", "search"), cfg)
         stored, stored_seeds = stored_search_config(out)
         differing = config_differences(stored, cfg) + (["--seeds"] if stored_seeds != seeds else [])
         if differing:
@@ -173,13 +173,14 @@ def search_or_resume(cfg: Any, *, out: Optional[str | Path] = None, resume: Resu
                      ) -> tuple[Path, dict[str, Any], Optional[list[int]]]:
     """(run folder, result, seeds) of an image search: `start_or_resume` for one seed or a multi-seed folder
     (the result is then `multi_seed_search`'s, or seeds.json when --auto-resume found it complete)."""
+    from gdas.configs.module import TensorSearchConfig
     from gdas.configs.search import SearchConfig
     from gdas.search import stored_search_config
 
     if resume is True:
         out = need_out(out, resume)
         stored, seeds = stored_search_config(out)
-        if not isinstance(stored, SearchConfig):
+        if not isinstance(stored, (SearchConfig, TensorSearchConfig)):
             raise GdasError(f"{out} holds a recurrent search; resume it with gdas search-rnn --resume {out}")
         cfg = resumed_config(stored, changes or {})
         step = "resume" if seeds else files.next_step(out)  # a multi-seed folder: each seed goes on as it can

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from gdas.configs.base import check, check_choice, meta
-from gdas.configs.search import IMAGE_SPACES, SEARCH_PRESETS, SearchConfig
+from gdas.configs.search import IMAGE_SPACES, MODULE_PREFIX, SEARCH_PRESETS, SearchConfig
 from gdas.configs.runtime import validate_runtime
 
 
@@ -14,7 +14,8 @@ from gdas.configs.runtime import validate_runtime
 class BenchConfig:
     """What `gdas bench search|data` measures on: space, supernet size, batch, samples, device settings."""
 
-    space: str = field(default="darts", metadata=meta("search space of the measured supernet", IMAGE_SPACES))
+    space: str = field(default="darts", metadata=meta(
+        f"search space of the measured supernet: {', '.join(IMAGE_SPACES)} or module:package.module:Factory"))
     device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
     C: Optional[int] = field(default=None, metadata=meta("initial channels (default: the space's CIFAR-10 search)"))
     N: Optional[int] = field(default=None, metadata=meta("cells per block (default: the space's CIFAR-10 search)"))
@@ -31,7 +32,7 @@ class BenchConfig:
 
     def search_config(self, sampler: str) -> SearchConfig:
         """The search config `gdas search` would run: the space's CIFAR-10 preset at this size, synthetic data."""
-        base = SEARCH_PRESETS["nb201-cifar10" if self.space == "nb201" else "cifar10"]
+        base = SEARCH_PRESETS[{"nb201": "nb201-cifar10", "darts": "cifar10"}.get(self.space, "mobilenet-cifar10")]
         return SearchConfig(preset="bench", space=self.space, dataset="synthetic", synthetic_train=2 * self.batch,
                             C=base.C if self.C is None else self.C, N=base.N if self.N is None else self.N,
                             steps=base.steps, w_nesterov=base.w_nesterov, w_weight_decay=base.w_weight_decay,
@@ -39,7 +40,8 @@ class BenchConfig:
                             device=self.device, amp=self.amp, channels_last=self.channels_last, threads=self.threads)
 
     def validate(self) -> None:
-        check_choice(self.space, IMAGE_SPACES, "--space")
+        if not self.space.startswith(MODULE_PREFIX):
+            check_choice(self.space, IMAGE_SPACES, "--space")
         check(self.samples >= 1 and self.warmup >= 0,
               f"--samples must be >= 1 and --warmup >= 0, got {self.samples} and {self.warmup}")
         validate_runtime(self.device, self.amp, self.threads)

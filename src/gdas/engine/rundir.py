@@ -43,6 +43,8 @@ PLOTS = "plots"
 EVENTS = "tb"
 # A run's kind (config.json) is the command that runs it: `gdas <kind> --resume RUN_DIR` continues it.
 RUN_KINDS = ("search", "train", "search-rnn", "train-lm")
+# Runs of a module space on a user's tensors (configs.module): continued from Python, which holds their data and loss.
+PYTHON_KINDS = ("search-tensors", "train-tensors")
 # What a run writes before its first checkpoint: removed when such a run starts again from its beginning.
 STARTED_FILES = (METRICS, ALPHAS, GENOTYPES, GENOTYPE, SPLIT, CLASSES, DATA, VOCAB, BEST)
 T = TypeVar("T")
@@ -79,6 +81,8 @@ def continue_command(path: str | Path) -> Optional[str]:
     for top, inside in ((path, True), (path.parent, _SEED_DIR.fullmatch(path.name)),
                         (path.parent.parent, path.name == SELECT and _SEED_DIR.fullmatch(path.parent.name))):
         if inside and (top / MULTISEED).exists():
+            if read_json(top / MULTISEED).get("kind") in PYTHON_KINDS:
+                return f"gdas.search(the same data, space and loss, out={str(top)!r}, resume=True)"
             return f"gdas search --resume {top}"
     # a random cell (random-i, random-i/select) or a single search's own retrain (select)
     for top, inside in ((path.parent, path.name == SELECT or _RANDOM_DIR.fullmatch(path.name)),
@@ -86,6 +90,8 @@ def continue_command(path: str | Path) -> Optional[str]:
         if inside and ((top / MULTISEED).exists() or stored_kind(top) == "search"):
             return f"gdas search --resume {top}"
     kind = stored_kind(path)
+    if kind in PYTHON_KINDS:  # runs on a user's tensors: their data and loss live in Python
+        return f"gdas.{kind.split('-')[0]}(the same data, space and loss, out={str(path)!r}, resume=True)"
     return f"gdas {kind} --resume {path}" if kind in RUN_KINDS else None
 
 

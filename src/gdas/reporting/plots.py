@@ -171,6 +171,36 @@ def edge_grid(epochs: Sequence[int], probs: np.ndarray, ops: Sequence[str], labe
     return fig
 
 
+def label_grid(epochs: Sequence[int], probs: Mapping[str, np.ndarray], candidates: Mapping[str, Sequence[str]],
+               chosen: Mapping[str, Any], title: str) -> Any:
+    """Small multiples for a module space: each label's candidate probabilities over the epochs (its own
+    candidates, its own legend; the derived choice drawn thicker)."""
+    labels = list(probs)
+    n = len(labels)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig = _figure(2.6 * cols, 1.9 * rows + 0.6, left=0.45, bottom=0.35, right=0.1, top=0.45, wspace=0.18,
+                  hspace=0.65)
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.set_axis_off()
+            continue
+        label = labels[i]
+        names = list(candidates.get(label, ()))
+        for k in range(probs[label].shape[-1]):
+            name = names[k] if k < len(names) else str(k)
+            ax.plot(epochs, probs[label][:, 0, k], linewidth=2.2 if name == str(chosen.get(label)) else 1.0,
+                    label=name)
+        ax.set_title(f"{label} -> {chosen.get(label, '?')}", fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=5, ncol=2, loc="upper left", frameon=False)
+        _epoch_axis(ax)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def entropy_plot(cells: Mapping[str, tuple[Sequence[int], np.ndarray]], n_ops: int) -> Any:
     """Per cell type: every edge's entropy over the epochs (thin) and their mean (bold)."""
     fig = _figure(4.2 * len(cells), 3.4)
@@ -265,12 +295,22 @@ def architecture_plots(run: RunView, out_dir: Optional[Path]) -> dict[str, Plot]
     """Heatmaps, trajectories, entropy and parameter-free share of a search run's A."""
     plots: dict[str, Plot] = {}
     cells, ops = run.cell_probs(), run.ops()
-    cells = {cell: probs for cell, probs in cells.items() if probs.shape[2] == len(ops)}
-    if not cells:
-        return plots
 
     def add(name: str, title: str, fig: Any) -> None:
         plots[name] = Plot(name, title, render(fig, out_dir / f"{name}.png" if out_dir else None))
+
+    candidates = run.candidates()
+    if candidates:  # a module space: one distribution per label, each over its own candidates
+        labelled = {label: probs for label, probs in cells.items() if label in candidates}
+        chosen = getattr(run.genotype, "choices", {}) or {}
+        epochs = run.alpha_epochs(next(iter(labelled))) if labelled else []
+        if labelled:
+            add("labels", "each label's candidate probabilities over epochs (the derived choice thicker)",
+                label_grid(epochs, labelled, candidates, chosen, "softmax(A) per label"))
+        return plots
+    cells = {cell: probs for cell, probs in cells.items() if probs.shape[2] == len(ops)}
+    if not cells:
+        return plots
 
     recurrent = run.recurrent()
     for cell, probs in cells.items():

@@ -270,6 +270,19 @@ def _genotype_changes(run: RunView, limit: int = 40) -> str:
             f"{''.join(rows[:limit])}</table>{more}</details>")
 
 
+def _label_table(run: RunView) -> str:
+    """A module space's labels: the derived choice and the final distribution over the label's candidates."""
+    chosen = getattr(run.genotype, "choices", {}) or {}
+    last = run.alphas[-1] if run.alphas else {}
+    rows = []
+    for label, names in run.candidates().items():
+        probs = (last.get(label) or [[]])[0]
+        dist = ", ".join(f"{_e(n)} {p:.2f}" for n, p in sorted(zip(names, probs), key=lambda t: -t[1]))
+        rows.append(f"<tr><td>{_e(label)}</td><td><b>{_e(chosen.get(label, '-'))}</b></td><td>{dist}</td></tr>")
+    return ("<table><tr><th>label</th><th>derived</th><th>softmax(A), last epoch</th></tr>" + "".join(rows)
+            + "</table>")
+
+
 def _run_section(index: int, run: RunView) -> str:
     run_id = f"run{index}"
     badges = f'<span class="badge">{_e(run.kind)}</span>'
@@ -288,7 +301,10 @@ def _run_section(index: int, run: RunView) -> str:
     plots_dir = run.path / "plots"
     if run.is_search:
         arch = P.architecture_plots(run, plots_dir)
-        if arch:
+        if "labels" in arch:  # a module space: one distribution per label
+            out += [_h3(run_id, "labels", "softmax(A) per label over epochs"), _label_table(run),
+                    _grid([arch["labels"]], wide=True)]
+        elif arch:
             out += [_h3(run_id, "heatmaps", "softmax(A) per edge and op, final epoch"),
                     _grid(p for n, p in arch.items() if n.startswith("heatmap_")),
                     _h3(run_id, "trajectory", "Trajectory of the op probabilities over epochs"),

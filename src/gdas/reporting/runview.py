@@ -19,8 +19,8 @@ MULTISEED = "multiseed.json"
 SEEDS = "seeds.json"
 ALPHAS = "alphas.jsonl"
 GENOTYPES = "genotypes.jsonl"
-SEARCH_KINDS = ("search", "search-rnn")  # runs with an architecture distribution A
-_ALPHA_META = frozenset({"epoch", "tau", "ops"})
+SEARCH_KINDS = ("search", "search-rnn", "search-tensors")  # runs with an architecture distribution A
+_ALPHA_META = frozenset({"epoch", "tau", "ops", "candidates"})
 
 
 def read_jsonl_checked(path: Path) -> tuple[list[dict[str, Any]], bool]:
@@ -119,6 +119,11 @@ class RunView:
         widths = {probs.shape[2] for probs in self.cell_probs().values()}
         return {len(RNN_PRIMITIVES): RNN_PRIMITIVES, len(PRIMITIVES): PRIMITIVES}.get(
             widths.pop() if len(widths) == 1 else -1, ())
+
+    def candidates(self) -> dict[str, list[str]]:
+        """A module space's candidates by label (alphas.jsonl), empty for a cell space."""
+        found = self.alphas[-1].get("candidates") if self.alphas else None
+        return found if isinstance(found, dict) else {}
 
     def recurrent(self) -> bool:
         return self.kind == "search-rnn" or self.ops() == RNN_PRIMITIVES
