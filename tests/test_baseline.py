@@ -20,6 +20,7 @@ from gdas.configs.search import SEARCH_PRESETS, SearchConfig
 from gdas.engine.rundir import RunDir
 from gdas.errors import GdasError
 from gdas.genotypes import genotype_from_json
+from gdas.nn.labels import index_of
 from gdas.reporting.baseline import baseline_sections
 from gdas.reporting.runview import load_runs
 from gdas.spaces import get_space
@@ -248,3 +249,32 @@ def test_python_search_with_a_random_baseline_in_the_nb201_space(tmp_path: Path)
     assert record == _read(tmp_path / "nb201" / "summary.json")["random_baseline"]
     _check_record(tmp_path / "nb201", record, {0: tmp_path / "nb201"})
     assert record["size"]["C"] == 16 and record["size"]["N"] == 5  # NB201's own training size
+
+
+def test_a_module_space_draws_random_choice_maps(tmp_path: Path, capsys) -> None:
+    """The MobileNet-style space (written with gdas.nn) is ranked against uniformly random choice maps."""
+    space = get_space("mobilenet")
+    cfg = SEARCH_PRESETS["mobilenet-smoke"]
+    drawn = [space.random_genotype(torch.Generator().manual_seed(i), cfg) for i in (0, 0, 1)]
+    assert drawn[0] == drawn[1] and drawn[0].to_json() != drawn[2].to_json()
+    supernet = space.build_supernet(cfg, 10, 3)
+    assert set(drawn[2].choices) == set(supernet.labels)  # every label drawn, each a candidate of its own choice
+    for label, choice in drawn[2].choices.items():
+        index_of(supernet.block(label), label, choice)  # raises on a value the choice does not hold
+    out = tmp_path / "mobile"
+    assert run_cli("search", "--preset", "mobilenet-smoke", "--no-progress", "--no-report", "--epochs", "1",
+                   "--steps-per-epoch", "1", "--select-epochs", "1", "--threads", "1", "--random-baseline", "2",
+                   "--out", out) == 0
+    record = _read(out / "summary.json")["random_baseline"]
+    assert record["cells"] == 2 and len(record["searched"]) == 1 and 1 <= record["searched"][0]["rank"] <= 3
+    assert {cell["genotype"] for cell in record["random"]} == {str(space.from_json(_read(out / f"random-{i}" /
+                                                                                          "genotype.json"))) for i in (0, 1)}
+
+
+def test_a_search_on_tensors_refuses_the_random_baseline(tmp_path: Path) -> None:
+    from module_spaces import Classifier
+
+    x, y = torch.rand(32, 3, 8, 8), torch.arange(32) % 2
+    with pytest.raises(GdasError, match="random_baseline= trains random choice maps as image classifiers"):
+        gdas.search((x, y), space=Classifier, random_baseline=2, out=tmp_path / "t", epochs=1)
+    assert not (tmp_path / "t").exists()

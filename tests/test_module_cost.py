@@ -50,3 +50,22 @@ def test_a_target_below_the_fixed_part_is_refused_before_the_run_folder(tmp_path
         gdas.search(regression_data(), space=Regressor, loss=nn.MSELoss(), out=tmp_path / "run", preset="smoke",
                     cost="params", cost_weight=1.0, cost_target=1e-5)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_mobilenet_search_counts_its_budget_on_the_network_it_searched(tmp_path: Path):
+    """A choice map names every block of the network it was searched in: --cost counts that network (the search's
+    C and N), and the derived network's count is `gdas info`'s of the genotype at that size."""
+    from cli_helpers import run_cli
+    from gdas.configs.search import SEARCH_PRESETS
+    from gdas.spaces import get_space
+
+    out = tmp_path / "mobile"
+    assert run_cli("search", "--preset", "mobilenet-smoke", "--cost", "params", "--cost-weight", "0.1",
+                   "--epochs", "1", "--steps-per-epoch", "1", "--threads", "1", "--no-progress", "--no-report",
+                   "--out", out) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    cfg = SEARCH_PRESETS["mobilenet-smoke"]
+    assert cfg.final_size == (cfg.C, cfg.N)
+    space = get_space("mobilenet")
+    info = space.info(space.from_json(summary["genotype_json"]), cfg.dataset, cfg.C, cfg.N, shape=(3, 32, 10))
+    assert summary["derived_cost"] == pytest.approx(info["params_M"], rel=1e-4)

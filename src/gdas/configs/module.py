@@ -72,6 +72,8 @@ class TensorSearchConfig(SearchBase):
         check_choice(self.select_by, SELECT_BY, "--select-by")
         check(self.select_epochs >= 1, f"--select-epochs must be at least 1, got {self.select_epochs}")
         check(0.0 < self.train_portion < 1.0, f"--train-portion must be in (0, 1), got {self.train_portion}")
+        check(not self.random_baseline, "random_baseline= trains random choice maps as image classifiers; a search "
+                                        "on tensors with its own loss has no such retrain yet: drop it")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from gdas.spaces import get_space
 from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
 from gdas.spaces.module.factory import load as load_factory
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
+from gdas.spaces.module.genotype import KIND as MODULE_KIND
 from gdas.spaces.shapes import Shape, dataset_shape
 
 __all__ = ["COSTS", "IMAGE_SPACES", "MODULE_PREFIX", "SEARCH_ALIASES", "SEARCH_PRESETS", "SEARCH_TABLE", "SELECT_BY", "SearchConfig"]
@@ -76,7 +77,11 @@ class SearchConfig(SearchBase):
 
     @property
     def final_size(self) -> tuple[int, int]:
-        """(C, N) of the final network `--cost` and `gdas info` count at: the space's training preset's."""
+        """(C, N) of the final network `--cost`, `--random-baseline` and `gdas info` count at: a cell space's
+        training preset's (its cells stacked deeper and wider); a module space's own (its choice map names every
+        block of the network it searched, so the network it describes is that one)."""
+        if get_space(self.space).genotype_kind == MODULE_KIND:
+            return self.C, self.N
         return final_size(self.space, self.dataset, self.frc)
 
     def fixed_cost(self, shape: Shape) -> float:

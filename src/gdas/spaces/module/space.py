@@ -18,7 +18,7 @@ from gdas.spaces.base import SearchSpace
 from gdas.spaces.module import factory as factories
 from gdas.spaces.module.genotype import KIND, ChoiceMap
 from gdas.spaces.module.probe import probe
-from gdas.spaces.module.supernet import ModuleSupernet, derive_choices
+from gdas.spaces.module.supernet import ModuleSupernet, derive_choices, random_choices
 
 _RESOLVED: dict[tuple[str, int], SearchSpace] = {}
 
@@ -70,6 +70,10 @@ def module_space(name: str, factory: Callable[..., nn.Module], *, description: s
 
     def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any = None) -> ChoiceMap:
         return choice_map(derive_choices(groups(), probs))
+
+    def random_genotype(generator: torch.Generator, cfg: Any) -> ChoiceMap:
+        """A uniformly random choice map of the space at the config's size: what --random-baseline trains."""
+        return choice_map(random_choices(build_supernet(cfg, None, None).groups, generator))
 
     def build_network(genotype: ChoiceMap, *, num_classes: Optional[int] = None, in_channels: Optional[int] = None,
                       auxiliary: bool = False, dataset: Optional[str] = None, C: Optional[int] = None,
@@ -124,7 +128,7 @@ def module_space(name: str, factory: Callable[..., nn.Module], *, description: s
         genotype_kind=KIND, build_supernet=build_supernet, derive=derive, parse=ChoiceMap.parse,
         from_json=ChoiceMap.from_json, build_network=build_network, dot=lambda genotype: {},
         published=dict(published or {}), info=info, child=child, op_costs=op_costs, fixed_cost=fixed_cost,
-        check_model=check_model)
+        check_model=check_model, random_genotype=random_genotype)
 
 
 def _unavailable(reason: str) -> Callable[..., nn.Module]:
