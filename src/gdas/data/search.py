@@ -137,16 +137,16 @@ def new_run_dir(out: Path, kind: str, cfg: Any, device: torch.device) -> RunDir:
                            lambda: RunDir(out, writer=False))
 
 
-def fit_batch(cfg: Any, split: tuple[torch.Tensor, torch.Tensor]) -> Any:
-    """`cfg` with a preset's batch size lowered to what D_T and D_V hold (a whole number of images per rank);
+def fit_batch(cfg: Any, split: tuple[torch.Tensor, torch.Tensor], unit: str = "images") -> Any:
+    """`cfg` with a preset's batch size lowered to what D_T and D_V hold (a whole number of `unit` per rank);
     a batch size the user gave that does not fit is a one-line error, before any run folder exists."""
     world = dist.context().world_size
     fits = min(len(split[0]), len(split[1])) // world * world
+    held = f"{len(split[0]):,} / {len(split[1]):,} {unit}"
     if cfg.batch_size > fits > 0:
-        cfg = cfgbase.adjust_unset(cfg, {"batch_size": fits}, f"D_T / D_V hold {len(split[0]):,} / {len(split[1]):,} images")
+        cfg = cfgbase.adjust_unset(cfg, {"batch_size": fits}, f"D_T / D_V hold {held}")
     if cfg.batch_size > fits:
-        raise GdasError(f"--batch-size {cfg.batch_size} is larger than D_T/D_V ({len(split[0])}/{len(split[1])} "
-                        "images); lower it or use more data")
+        raise GdasError(f"--batch-size {cfg.batch_size} is larger than D_T / D_V ({held}); lower it or use more data")
     return cfg
 
 

@@ -210,7 +210,7 @@ def open_tensor_search(cfg: Any, out: Path, device: torch.device, resume_run: bo
         split = None if samples is None else seeded_split(samples.n, cfg.train_portion, cfg.data_seed,
                                                           "--train-portion")
         if split is not None:
-            cfg = fit_batch(cfg, split)
+            cfg = fit_batch(cfg, split, "samples")
         dist.local_batch(cfg.batch_size, ctx)
     sizes = sizes_of(x, samples.y if samples is not None and samples.kind == "tensors" else y)
     dry_check(cfg, *sizes, x, y, objective)  # on the CPU, where the checked model is built
