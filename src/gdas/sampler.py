@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import torch
 
@@ -115,19 +115,38 @@ def edge_output(ops: Sequence[torch.nn.Module], x: torch.Tensor, arch: CellArch,
     """What edge `edge` adds to its node under `arch`: the weighted sum of every op (DARTS, no acceleration), or
     only the sampled op, scaled by its straight-through weight when A needs a gradient (None for `none`, whose
     zeros are skipped: their gradient to A is 0 either way)."""
-    return candidate_output(ops, lambda op: op(x), arch, edge, none_index)
+    return candidate_output(ops, lambda op: op(x), arch, edge, none_index, idle_run=lambda op: op(x.detach()))
+
+
+def detached(value: Any) -> Any:
+    """`value` with every tensor in it (nested tuples, lists and dicts too) detached from the graph."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (tuple, list)):
+        return type(value)(detached(v) for v in value)
+    if isinstance(value, dict):
+        return {k: detached(v) for k, v in value.items()}
+    return value
 
 
 def candidate_output(ops: Sequence[torch.nn.Module], run: Callable[[torch.nn.Module], torch.Tensor], arch: CellArch,
-                     edge: int, none_index: int = -1) -> Optional[torch.Tensor]:
+                     edge: int, none_index: int = -1,
+                     idle_run: Optional[Callable[[torch.nn.Module], torch.Tensor]] = None) -> Optional[torch.Tensor]:
     """`edge_output` for candidates called by `run(op)` (any arguments): under GDAS only the sampled candidate
-    runs; `none_index` -1: no candidate is `none`."""
+    runs; `none_index` -1: no candidate is `none`.
+
+    The no-acceleration ablation runs the other candidates by `idle_run` (`run` on inputs detached from the
+    graph), and a sampled `none` too: their one-hot weight is 0, so the only gradient they could pass to the
+    layers before them is exactly 0, and without it those layers get none at all where GDAS gives them none
+    (a draw of `none` on every path through a cell); A's gradient, through their outputs, is the same."""
     if arch.indices is None:
         assert arch.weights is not None
         w = arch.weights[edge]
         if arch.sampled is None:
             return sum(w[k] * run(op) for k, op in enumerate(ops))
-        return sum(w[k] * (run(op) if k == arch.sampled[edge] else idle_output(op, lambda o=op: run(o), arch))
+        idle = idle_run or run
+        return sum(w[k] * (run(op) if k == arch.sampled[edge] != none_index
+                           else idle_output(op, lambda o=op: idle(o), arch))
                    for k, op in enumerate(ops))
     k = arch.indices[edge]
     if k == none_index:

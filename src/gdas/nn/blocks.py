@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from gdas.errors import GdasError
-from gdas.sampler import CellArch, candidate_output, idle_output
+from gdas.sampler import CellArch, candidate_output, detached, idle_output
 
 REDUCTIONS = ("sum", "mean", "concat")
 
@@ -74,7 +74,8 @@ class Choice(ChoiceBlock):
         return cls({str(v): build(v) for v in values}, label=label)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        out = candidate_output(list(self.candidates.values()), lambda op: op(*args, **kwargs), self.current(), 0)
+        out = candidate_output(list(self.candidates.values()), lambda op: op(*args, **kwargs), self.current(), 0,
+                               idle_run=lambda op: op(*detached(args), **detached(kwargs)))
         assert out is not None
         return out
 
@@ -166,6 +167,8 @@ class Repeat(ChoiceBlock):
         w, sampled = arch.weights[0], None if arch.sampled is None else self.depths[arch.sampled[0]]
         outs = {0: x}
         for i, block in enumerate(self.blocks):
+            if sampled is not None and i == sampled:  # the idle blocks pass W no gradient (see candidate_output)
+                x = x.detach()
             x = block(x) if sampled is None or i < sampled else idle_output(block, lambda b=block, y=x: b(y), arch)
             outs[i + 1] = x
         return sum(w[k] * outs[d] for k, d in enumerate(self.depths))
