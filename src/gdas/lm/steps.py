@@ -46,8 +46,8 @@ def window_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hidden: torc
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean NLL, NLL + AR/TAR, new hidden) of one window; the hidden state comes in detached."""
     with autocast(device, amp):
-        log_probs, hidden, raw, dropped = model(x, hidden.detach(), archs, return_h=True)
-    nll = F.nll_loss(log_probs.reshape(-1, log_probs.size(-1)).float(), y.reshape(-1))
+        raw, dropped, hidden = model.features(x, hidden.detach(), archs)
+        nll = model.nll(dropped, y)
     loss = nll
     if alpha > 0:  # AR: large activations of the dropped outputs
         loss = loss + alpha * dropped.float().pow(2).mean()

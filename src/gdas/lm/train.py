@@ -65,6 +65,11 @@ class LMTrainTask:
         x, y, wrapped = self.cursor.next(cfg.bptt, self.window_gen, randomise=True)
         if wrapped:
             self.hidden = torch.zeros_like(self.hidden)
+        return self.train_window(x, y)
+
+    def train_window(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The update on one window (inputs, targets), continuing the hidden state (`gdas bench lm` times it)."""
+        cfg = self.cfg
         group = self.opt.param_groups[0]
         group["lr"] = cfg.lr * x.size(0) / cfg.bptt
         nll, loss, hidden = window_loss(self.model, x, y, self.hidden, device=self.device, amp=cfg.amp,
