@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from gdas.genotypes import REGISTRY, RNN_PRIMITIVES
-from gdas.lm.steps import batch_statistics
+from gdas.lm.corpus import get_batch
+from gdas.lm.steps import batch_statistics, evaluate
 from gdas.spaces.rnn import fused
 from gdas.spaces.rnn.cells import RecurrentCell, RecurrentSearchCell
 from gdas.spaces.rnn.genotype import RecurrentGenotype
@@ -164,3 +165,19 @@ def test_model_nll_is_the_decoder_log_softmax_nll_also_under_autocast():
     torch.testing.assert_close(model.nll(dropped, y), ref)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the autocast path: autograd's ops, float32 loss
         assert model.nll(dropped, y).dtype == torch.float32
+
+
+def test_evaluation_sums_the_log_softmax_nll_over_windows():
+    torch.manual_seed(0)
+    model = RNNModel(30, 8, 8, RecurrentCell(8, 8, 0.2, 0.1, REGISTRY["GDAS_RNN"])).double().train()
+    data = torch.randint(30, (23, 3))
+    total, tokens = evaluate(model, data, 5, device=torch.device("cpu"), amp="none")
+    assert model.training and tokens == 22 * 3
+    model.eval()
+    hidden, expected = model.init_hidden(3), 0.0
+    with torch.no_grad():
+        for start in range(0, 22, 5):  # windows 0-4, 5-9, 10-14, 15-19, 20-21 predict the next token
+            x, y = get_batch(data, start, 5)
+            log_probs, hidden = model(x, hidden)
+            expected += F.nll_loss(log_probs.reshape(-1, 30), y.reshape(-1), reduction="sum").item()
+    assert total == pytest.approx(expected, rel=1e-6)  # summed in float32
