@@ -55,6 +55,20 @@ def test_nt_asgd_switch_follows_the_non_monotonic_rule(tmp_path: Path, nonmono: 
     assert (expected is not None) == (nonmono == 1)
 
 
+@pytest.mark.parametrize("nonmono,asgd_epoch", [(5, 2), (1, 6)])
+def test_asgd_epoch_starts_averaging_at_the_latest_there(tmp_path: Path, nonmono: int, asgd_epoch: int,
+                                                         capsys) -> None:
+    out = tmp_path / "run"
+    assert run_cli("train-lm", *SMOKE, "--nonmono", nonmono, "--asgd-epoch", asgd_epoch, "--epochs", "6",
+                   "--out", out) == 0
+    metrics = records(out / "metrics.jsonl")
+    rule = awd_lstm_switch_epoch([m["valid_loss"] for m in metrics], nonmono)
+    switch = asgd_epoch - 1 if rule is None else min(rule, asgd_epoch - 1)  # whichever comes first
+    assert [m["switched_to_asgd"] for m in metrics] == [m["epoch"] == switch for m in metrics]
+    assert [m["asgd"] for m in metrics] == [m["epoch"] >= switch + 1 for m in metrics]
+    assert switch == (1 if nonmono == 5 else 4)  # the forced epoch; the rule's earlier switch (see above)
+
+
 def test_diverged_training_stops_with_one_line_and_keeps_the_good_checkpoint(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"  # lr 100 without clipping: finite in epoch 0, NaN in epoch 1
     expect_error(capsys, "train-lm", *SMOKE, "--lr", "100", "--grad-clip", "0", "--out", out,

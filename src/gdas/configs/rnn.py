@@ -107,6 +107,9 @@ class LMTrainConfig(LMConfigBase):
     lr: float = field(default=20.0, metadata=meta("SGD / ASGD learning rate (scaled by window length / bptt)"))
     weight_decay: float = 8e-7
     nonmono: int = field(default=5, metadata=meta("NT-ASGD: epochs without improvement before averaging"))
+    asgd_epoch: Optional[int] = field(default=None, metadata=meta(
+        "average (ASGD) from this epoch on (0-based, as metrics.jsonl counts) at the latest; none: only once validation "
+        "stops improving (--nonmono)"))
     dropoute: float = field(default=0.1, metadata=meta("embedding (whole-word) dropout"))
 
     def validate(self) -> None:
@@ -114,6 +117,7 @@ class LMTrainConfig(LMConfigBase):
         check(self.test_batch_size >= 1, f"--test-batch-size must be at least 1, got {self.test_batch_size}")
         check(self.lr > 0, f"--lr must be > 0, got {self.lr}")
         check(self.nonmono >= 0, f"--nonmono must be >= 0, got {self.nonmono}")
+        check(self.asgd_epoch is None or self.asgd_epoch >= 1, f"--asgd-epoch must be at least 1, got {self.asgd_epoch}")
         check(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
 
 

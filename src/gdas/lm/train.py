@@ -109,7 +109,7 @@ class LMTrainTask:
             if valid_loss < self.best_valid_loss:
                 self.best_valid_loss, self.best_epoch = valid_loss, epoch
                 self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        switched = self.opt.step_epoch(valid_loss)
+        switched = self.opt.step_epoch(valid_loss, force=cfg.asgd_epoch is not None and epoch + 1 >= cfg.asgd_epoch)
         return {"lr": cfg.lr, "asgd": averaged, "switched_to_asgd": switched,
                 "train_loss": train_nll / tokens, "train_ppl": perplexity(train_nll, tokens),
                 "valid_loss": valid_loss, "valid_ppl": perplexity(valid_nll, valid_tokens),
