@@ -40,6 +40,11 @@ def test_bench_lm_measures_each_demo_preset_by_default(capsys):
                                                                              preset.bptt)
 
 
+def test_bench_lm_autograd_times_the_reference_path(capsys):
+    r = _bench(capsys, "--nhid", "8", "--batch", "2", "--bptt", "3", "--samples", "1", "--autograd")
+    assert r["config"]["autograd"] is True and r["train"]["slowdown_vs_lstm"] > 0
+
+
 def test_bench_lm_table(capsys):
     assert run_cli("bench", "lm", *TINY, "--nhid", "8", "--batch", "2", "--bptt", "3") == 0
     out = capsys.readouterr().out

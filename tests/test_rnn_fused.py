@@ -11,6 +11,7 @@ from gdas.genotypes import REGISTRY, RNN_PRIMITIVES
 from gdas.lm.corpus import get_batch
 from gdas.lm.steps import batch_statistics, evaluate
 from gdas.spaces.rnn import fused
+from gdas.spaces.rnn import model as model_module
 from gdas.spaces.rnn.cells import RecurrentCell, RecurrentSearchCell
 from gdas.spaces.rnn.genotype import RecurrentGenotype
 from gdas.spaces.rnn.model import RNNModel
@@ -181,3 +182,22 @@ def test_evaluation_sums_the_log_softmax_nll_over_windows():
             log_probs, hidden = model(x, hidden)
             expected += F.nll_loss(log_probs.reshape(-1, 30), y.reshape(-1), reduction="sum").item()
     assert total == pytest.approx(expected, rel=1e-6)  # summed in float32
+
+
+def test_model_fused_switch_selects_the_reference_path(monkeypatch):
+    calls = Counter()
+    monkeypatch.setattr(fused, "ACTIVATIONS", {n: (lambda t, f=f, n=n: calls.update([n]) or f[0](t), f[1])
+                                               for n, f in fused.ACTIVATIONS.items()})
+    monkeypatch.setattr(model_module, "decoder_nll", lambda *a: calls.update(["decoder"]) or decoder_nll(*a))
+    torch.manual_seed(0)
+    model = RNNModel(30, 8, 8, RecurrentCell(8, 8, 0.0, 0.0, REGISTRY["GDAS_RNN"])).eval()  # no dropout masks
+    x, y = torch.randint(30, (3, 2)), torch.randint(30, (3, 2))
+    model.fused = False
+    assert not model.cell.fused and not model.fused
+    _, dropped, _ = model.features(x, model.init_hidden(2))
+    reference = model.nll(dropped, y)
+    assert not calls  # autograd's ops only
+    model.fused = True
+    _, dropped, _ = model.features(x, model.init_hidden(2))
+    torch.testing.assert_close(model.nll(dropped, y), reference)
+    assert calls["decoder"] == 1 and sum(calls.values()) > 1

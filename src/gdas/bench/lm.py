@@ -90,10 +90,12 @@ def _steps(b: LMBenchConfig, device: torch.device) -> dict[str, tuple[Callable[[
         seed_everything(b.seed)
         if name == "train":
             task = LMTrainTask(cfg, recurrent_genotype(b.genotype), corpus, device, show_progress=False)
+            task.model.fused = not b.autograd
             x, y = task.cursor.data[:bptt], task.cursor.data[1:bptt + 1]
             ours: Callable[[], None] = lambda task=task, x=x, y=y: task.train_window(x, y)  # noqa: E731
         else:
             search = SearchTask(cfg, get_space("rnn"), LMSearchData(cfg, corpus, device), device, show_progress=False)
+            search.model.fused = not b.autograd
             x, y = search.data.cursors["w"].data[:bptt], search.data.cursors["w"].data[1:bptt + 1]
             ours = lambda search=search: search.w_step(0, search.cfg.tau_max)  # noqa: E731
         runs[name] = (ours, LSTMStep(len(corpus.vocab), sizes["nhid"], x, y, device), sizes)

@@ -135,8 +135,8 @@ def _lm(args: argparse.Namespace) -> int:
              "lstm_tokens_per_s": r[k]["lstm_tokens_per_s"], "slowdown": r[k]["slowdown_vs_lstm"],
              "slowdown_cpu": r[k]["slowdown_vs_lstm_cpu"]} for k in STEPS]
     _emit(r, args.json, rows, list(rows[0]),
-          [f"vocabulary {b.vocab}, genotype {b.genotype}; slowdown = nn.LSTM's tokens/s / ours (wall time; "
-           "slowdown_cpu from this process's CPU time)"])
+          [f"vocabulary {b.vocab}, genotype {b.genotype}{', autograd reference path' if b.autograd else ''}; "
+           "slowdown = nn.LSTM's tokens/s / ours (wall time; slowdown_cpu from this process's CPU time)"])
     return 0
 
 

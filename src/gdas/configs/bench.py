@@ -1,4 +1,4 @@
-"""The config of `gdas bench search|data`: which space and supernet size, how many samples are timed."""
+"""The configs of `gdas bench search|data` (which space and supernet size, how many samples are timed) and of `gdas bench lm`."""
 
 from __future__ import annotations
 
@@ -61,6 +61,8 @@ class LMBenchConfig:
     threads: Optional[int] = field(default=1, metadata=meta("CPU threads (torch.set_num_threads)"))
     device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
     seed: int = field(default=0, metadata=meta("seed of weights, tokens and samples"))
+    autograd: bool = field(default=False, metadata=meta(
+        "time the autograd reference path of the cells and the decoder (what they ran before the fused window)"))
 
     def validate(self) -> None:
         check(self.vocab >= 2, f"--vocab must be at least 2, got {self.vocab}")

@@ -62,6 +62,7 @@ class RNNModel(nn.Module):
         self.lockdrop = LockedDropout()
         self.encoder = nn.Embedding(ntoken, ninp)
         self.cell = cell
+        self.fused_nll = True
         self.decoder = nn.Linear(nhid, ntoken)
         self.decoder.weight = self.encoder.weight
         with torch.no_grad():
@@ -86,10 +87,20 @@ class RNNModel(nn.Module):
             raw, hidden = self.cell(emb, hidden, archs[0].weights, archs[0].indices)
         return raw, self.lockdrop(raw, self.dropout), hidden
 
+    @property
+    def fused(self) -> bool:
+        """Whether the cell runs its fused window and the decoder its fused NLL; False: autograd's reference ops."""
+        return self.fused_nll and self.cell.fused
+
+    @fused.setter
+    def fused(self, on: bool) -> None:
+        self.fused_nll = self.cell.fused = on
+
     def nll(self, dropped: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood of `targets` (T, B) under the decoder of `dropped` (T, B, nhid), in float32."""
         flat, y = dropped.reshape(-1, self.nhid), targets.reshape(-1)
-        if autocast_enabled(dropped.device.type) or dropped.dtype not in (torch.float32, torch.float64):
+        if not self.fused_nll or autocast_enabled(dropped.device.type) or dropped.dtype not in (torch.float32,
+                                                                                               torch.float64):
             return F.nll_loss(F.log_softmax(self.decoder(flat), dim=-1).float(), y)
         return decoder_nll(flat, self.decoder.weight, self.decoder.bias, y)
 
