@@ -11,6 +11,8 @@ from test_rnn_model import awd_lstm_switch_epoch
 from test_rnn_search_cli import SMOKE, _kill_after_second_checkpoint, records, write_corpus
 from cli_helpers import expect_error, run_cli
 
+from gdas.configs.files import resolve_config
+from gdas.configs.rnn import LM_TRAIN_TABLE, LMTrainConfig
 from gdas.genotypes import REGISTRY, load_genotype
 from gdas.errors import GdasError
 from gdas.spaces.rnn.model import perplexity
@@ -155,3 +157,17 @@ def test_info_prints_the_language_model_size(capsys) -> None:
     assert info["params_M"] == pytest.approx(22.96) and info["vocab"] == 10000 and info["nhid"] == 850
     assert run_cli("info", "GDAS_RNN", "--task", "wt2") == 0
     assert "33278 words" in capsys.readouterr().out
+
+
+def test_the_demo_presets_averaging_keeps_its_share_of_the_epochs() -> None:
+    def resolved(**fields):
+        return resolve_config(LMTrainConfig, LM_TRAIN_TABLE, kind="train-lm", preset="shakespeare", overrides=fields)
+
+    preset = resolved()
+    assert (preset.asgd_epoch, preset.epochs) == (4, 6) and preset.adjusted == ()
+    longer = resolved(epochs=12)
+    assert longer.asgd_epoch == 8 and longer.adjusted == ("asgd_epoch 4 -> 8 (the preset averages from epoch 4 of 6, "
+                                                          "scaled to --epochs 12)",)
+    assert resolved(epochs=1).asgd_epoch == 1
+    assert resolved(epochs=12, asgd_epoch=2).asgd_epoch == 2  # the user's own value is kept
+    assert resolved(epochs=12, asgd_epoch=None).asgd_epoch is None
