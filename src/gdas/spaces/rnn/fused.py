@@ -57,9 +57,6 @@ class CellPlan:
     nodes: tuple[Optional[NodePlan], ...]
     concat: tuple[int, ...]
 
-    def used_as_source(self) -> set[int]:
-        return {j for node in self.nodes if node is not None for j in node.sources}
-
 
 class _Norm:
     """The arguments `nn.BatchNorm1d.forward` would pass to batch_norm, fixed for a window (no affine parameters)."""
@@ -108,12 +105,11 @@ class _Node:
     weight: torch.Tensor
     norm: Optional[_Norm]
     scale: Optional[torch.Tensor]  # (n, 1, 1), or (1,) for a single edge
-    index: Optional[torch.Tensor]  # sources as indices of the state buffer (several edges)
+    index: Optional[torch.Tensor]  # several edges: their sources, where index_add_ puts their gradients
 
 
 def _nodes(plan: CellPlan, norms: Optional[list[_Norm]], scales: Optional[torch.Tensor],
-           ws: Sequence[torch.Tensor], h_mask: Optional[torch.Tensor], device: torch.device
-           ) -> list[Optional[_Node]]:
+           ws: Sequence[torch.Tensor], device: torch.device) -> list[Optional[_Node]]:
     nodes: list[Optional[_Node]] = []
     for i, node in enumerate(plan.nodes, start=1):
         if node is None:
@@ -146,7 +142,7 @@ def _forward(plan: CellPlan, norms: Optional[list[_Norm]], h_mask: Optional[torc
              tape: Optional[_Tape]) -> torch.Tensor:
     """The outputs (T, B, H); fills `tape` when given."""
     nhid = h0.size(1)
-    nodes = _nodes(plan, norms, scales, ws, h_mask, xw.device)
+    nodes = _nodes(plan, norms, scales, ws, xw.device)
     norm0 = None if norms is None else norms[0]
     concat = list(plan.concat)
     outputs = []
@@ -226,7 +222,7 @@ class _CellWindow(torch.autograd.Function):
         h_mask, h0, scales, wh, outputs, *ws = ctx.saved_tensors
         need = ctx.needs_input_grad
         nhid = h0.size(1)
-        nodes = _nodes(plan, ctx.norms, scales, ws, h_mask, h0.device)
+        nodes = _nodes(plan, ctx.norms, scales, ws, h0.device)
         norm0 = None if ctx.norms is None else ctx.norms[0]
         d_wh = torch.zeros_like(wh) if need[6] else None
         # A matrix whose node sampled `none` on every edge never ran: no gradient (SGD leaves it as it is).
