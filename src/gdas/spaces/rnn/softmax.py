@@ -2,8 +2,9 @@
 
 autograd's linear + log_softmax + nll_loss copies the bias into the (N, V) logits, keeps the log-probabilities,
 then allocates a zero-filled (N, V) gradient for nll_loss and another (N, V) for log_softmax's backward, and sums
-the gradient's columns for the bias. Here the logits are turned into log-probabilities in place, and the backward
-turns those into softmax - one-hot in place: the same gradient, (p - y) / N, with one (N, V) tensor per window.
+the gradient's columns for the bias. Here the logits are turned into log-probabilities in place (on the CPU),
+and the backward turns those into softmax - one-hot in place: the same gradient, (p - y) / N, with one (N, V)
+tensor per window.
 With a 10,000-word vocabulary that buffer is the largest tensor of a training step.
 """
 
@@ -28,7 +29,10 @@ class _DecoderNLL(torch.autograd.Function):
         w_b = torch.cat([weight, bias.view(-1, 1)], 1)
         h_1 = torch.cat([h, h.new_ones(h.size(0), 1)], 1)
         log_probs = torch.mm(h_1, w_b.t())
-        _log_softmax_out(log_probs, 1, False, out=log_probs)  # row by row: safe in place
+        if log_probs.device.type == "cpu":  # the CPU kernel finishes reading a row before writing it: in place
+            _log_softmax_out(log_probs, 1, False, out=log_probs)
+        else:
+            log_probs = torch.log_softmax(log_probs, 1)
         nll = -log_probs.gather(1, targets.view(-1, 1)).mean()
         ctx.save_for_backward(h_1, w_b, targets, log_probs)
         return nll
