@@ -97,7 +97,8 @@ class RNNModel(nn.Module):
         self.fused_nll = self.cell.fused = on
 
     def nll(self, dropped: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood of `targets` (T, B) under the decoder of `dropped` (T, B, nhid), in float32."""
+        """Mean negative log-likelihood of `targets` (T, B) under the decoder of `dropped` (T, B, nhid) (float32 at
+        least: under autocast the log-softmax is taken in float32)."""
         flat, y = dropped.reshape(-1, self.nhid), targets.reshape(-1)
         if not self.fused_nll or autocast_enabled(dropped.device.type) or dropped.dtype not in (torch.float32,
                                                                                                torch.float64):
