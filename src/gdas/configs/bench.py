@@ -1,4 +1,4 @@
-"""The config of `gdas bench search|data`: which space and supernet size, how many samples are timed."""
+"""The configs of `gdas bench search|data` (which space and supernet size, how many samples are timed) and of `gdas bench lm`."""
 
 from __future__ import annotations
 
@@ -46,3 +46,32 @@ class BenchConfig:
               f"--samples must be >= 1 and --warmup >= 0, got {self.samples} and {self.warmup}")
         validate_runtime(self.device, self.amp, self.threads)
         self.search_config("gdas").validate()
+
+
+@dataclass(frozen=True)
+class LMBenchConfig:
+    """What `gdas bench lm` measures on: the vocabulary, sizes (default: each demo preset's), samples, device."""
+
+    vocab: int = field(default=10000, metadata=meta("vocabulary size (the Shakespeare corpus's by default)"))
+    genotype: str = field(default="GDAS_RNN", metadata=meta("recurrent genotype of the measured language model"))
+    nhid: Optional[int] = field(default=None, metadata=meta(
+        "embedding = hidden size (default: train-lm's and search-rnn's shakespeare presets)"))
+    batch: Optional[int] = field(default=None, metadata=meta("batch (default: each shakespeare preset's)"))
+    bptt: Optional[int] = field(default=None, metadata=meta("window length (default: each shakespeare preset's)"))
+    samples: int = field(default=10, metadata=meta("timed steps of each kind"))
+    warmup: int = field(default=3, metadata=meta("untimed steps of each kind before timing"))
+    threads: Optional[int] = field(default=1, metadata=meta("CPU threads (torch.set_num_threads)"))
+    device: str = field(default="auto", metadata=meta("auto, cpu, cuda or cuda:N"))
+    seed: int = field(default=0, metadata=meta("seed of weights, tokens and samples"))
+    autograd: bool = field(default=False, metadata=meta(
+        "time the autograd reference path of the cells and the decoder (what they ran before the fused window)"))
+
+    def validate(self) -> None:
+        check(self.vocab >= 2, f"--vocab must be at least 2, got {self.vocab}")
+        for name in ("nhid", "batch"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, f"--{name} must be at least 1, got {value}")
+        check(self.bptt is None or self.bptt >= 2, f"--bptt must be at least 2, got {self.bptt}")
+        check(self.samples >= 1 and self.warmup >= 0,
+              f"--samples must be >= 1 and --warmup >= 0, got {self.samples} and {self.warmup}")
+        validate_runtime(self.device, "none", self.threads)
