@@ -1,4 +1,4 @@
-"""`gdas bench search|data|epoch|network`: step times, peak memory and throughput (see docs/performance.md), a
+"""`gdas bench search|data|epoch|network|lm`: step times, peak memory and throughput (see docs/performance.md), a
 trained network's inference latency (docs/latency.md)."""
 
 from __future__ import annotations
@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 
+from gdas.bench.lm import STEPS, bench_lm
 from gdas.bench.measure import KINDS, bench_data, bench_epoch, bench_network, bench_search, memory_worker
 from gdas.cli.common import overrides
 from gdas.configs import base as cfgbase
-from gdas.configs.bench import BenchConfig
+from gdas.configs.bench import BenchConfig, LMBenchConfig
 from gdas.configs.runtime import auto_channels_last, resolve_device
 from gdas.configs.files import resolve_config
 from gdas.configs.search import SEARCH_TABLE, SearchConfig
@@ -32,7 +33,8 @@ def _add_model_options(parser: argparse.ArgumentParser, batch: int) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="measure search-step time, memory and throughput",
                             description="Performance measurements on CIFAR-sized synthetic data (32x32x3, 10 "
-                                        "classes). No timing is asserted anywhere: these are measurements.")
+                                        "classes; `lm`: random tokens). No timing is asserted anywhere: these "
+                                        "are measurements.")
     bench_sub = parser.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
 
     search = bench_sub.add_parser("search", help="GDAS W step vs its sampled child vs DARTS; A step; memory")
@@ -71,6 +73,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                          help="wall (default) or cpu: the process's CPU time, with --threads 1 (docs/latency.md)")
     network.add_argument("--json", action="store_true", help="print one JSON object")
     network.set_defaults(func=_network)
+
+    lm = bench_sub.add_parser("lm", help="LM training step and recurrent search W step vs an nn.LSTM language model",
+                              description="Median step times of `gdas train-lm`'s update and `gdas search-rnn`'s W "
+                                          "step against a plain nn.LSTM language model (same embedding and hidden "
+                                          "size, batch, window and vocabulary, softmax included), on random "
+                                          "tokens; one thread unless --threads says otherwise.")
+    cfgbase.add_config_options(lm, LMBenchConfig)
+    lm.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    lm.set_defaults(func=_lm)
 
     worker = bench_sub.add_parser("_worker")  # one peak-memory measurement, in its own process
     worker.add_argument("--kind", choices=KINDS, required=True)
@@ -156,6 +167,20 @@ def _network(args: argparse.Namespace) -> int:
                         ["batch", "median_ms", "iqr_ms", "images_per_s", "samples"]))
     print(f"{r['network']['genotype']} (C={r['network']['C']}, N={r['network']['N']}, {r['network']['source']}); "
           f"{settings.dtype}, {settings.memory_format}, {settings.clock} clock")
+    return 0
+
+
+def _lm(args: argparse.Namespace) -> int:
+    b = cfgbase.apply_overrides(LMBenchConfig(), overrides(args, LMBenchConfig))
+    r = bench_lm(b, (lambda s: print(s, file=sys.stderr)) if not args.json else (lambda _: None))
+    labels = {"train": "train-lm step", "search": "search-rnn W step"}
+    rows = [{"step": labels[k], "nhid": r[k]["nhid"], "batch": r[k]["batch_size"], "bptt": r[k]["bptt"],
+             "ms": r[k]["step_ms"], "tokens_per_s": r[k]["tokens_per_s"], "lstm_ms": r[k]["lstm_step_ms"],
+             "lstm_tokens_per_s": r[k]["lstm_tokens_per_s"], "slowdown": r[k]["slowdown_vs_lstm"],
+             "slowdown_cpu": r[k]["slowdown_vs_lstm_cpu"]} for k in STEPS]
+    _emit(r, args.json, rows, list(rows[0]),
+          [f"vocabulary {b.vocab}, genotype {b.genotype}{', autograd reference path' if b.autograd else ''}; "
+           "slowdown = nn.LSTM's tokens/s / ours (wall time; slowdown_cpu from this process's CPU time)"])
     return 0
 
 

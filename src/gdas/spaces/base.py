@@ -111,7 +111,12 @@ class SearchSpace:
     row}, the genotype as a hard A (a latency table's prediction is its fixed part plus the table under it);
     `expected_choices(probabilities)` the derived genotype's `choices` in expectation under softmax(A),
     differentiable in it, which `--cost latency` weighs the table by (None: softmax(A) itself, right for a
-    space that derives every row's likeliest op).
+    space that derives every row's likeliest op);
+    `random_genotype(generator, cfg)` draws a random genotype by the rule `derive` follows under the search config
+    `cfg` (its --steps, --frc, --max-skip), with `generator` its only source of randomness: the cells
+    `gdas search --random-baseline` trains; `check_model(cfg, num_classes, in_channels, example)` runs the search
+    network once on a batch of the data before any run folder exists and raises a one-line GdasError on what it
+    cannot run (module spaces: candidates whose output shapes differ); it returns the search network it ran.
     """
 
     name: str
@@ -136,6 +141,8 @@ class SearchSpace:
     layout: Optional[Callable[..., Layout]] = None
     choices: Optional[Callable[[Any], dict[str, torch.Tensor]]] = None
     expected_choices: Optional[Callable[[Mapping[str, Optional[torch.Tensor]]], dict[str, torch.Tensor]]] = None
+    random_genotype: Optional[Callable[[torch.Generator, Any], Any]] = None
+    check_model: Optional[Callable[[Any, Optional[int], Optional[int], Any], Any]] = None
 
     def param_free_share(self, probs: Mapping[str, Optional[torch.Tensor]]) -> float:
         """Share of A's probability mass on parameter-free ops, over every searched edge."""
