@@ -52,7 +52,7 @@ def _genotype(space: str, seed: int):
     if space == "darts":
         return random_genotype(torch.Generator().manual_seed(seed), cfg.steps)
     layout = get_space(space).layout(cfg, "synthetic", 8, 1)
-    return random_genotypes(get_space(space), cfg, layout.matrices(), 1, seed)[0]
+    return random_genotypes(get_space(space), cfg, layout.shapes(get_space(space).ops), 1, seed)[0]
 
 
 @pytest.mark.parametrize("space_name, frc, shape", [("darts", False, None), ("darts", True, (1, 28, 5)),
@@ -69,7 +69,7 @@ def test_places_are_the_ops_the_final_network_runs(space_name, frc, shape):
         if space_name == "darts":
             genotype = random_genotype(torch.Generator().manual_seed(seed), cfg.steps, fixed_reduction=frc)
         else:
-            genotype = random_genotypes(space, cfg, layout.matrices(), 1, seed)[0]
+            genotype = random_genotypes(space, cfg, layout.shapes(space.ops), 1, seed)[0]
         choices = space.choices(genotype)
         assert {name: tuple(c.shape) for name, c in choices.items()} == \
             {name: (rows, len(space.ops)) for name, rows in layout.matrices().items()}

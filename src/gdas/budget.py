@@ -173,7 +173,7 @@ class ModuleBudget(Budget):
 def make_budget(cfg: Any, space: SearchSpace, model: torch.nn.Module, device: torch.device, data: Any) -> Budget:
     """The budget of a search: a module space's counted on a sample of its data (tensors) or a zero image of the
     searched images' shape; a cell space's at its final network's size."""
-    if isinstance(model, ModuleSupernet):
+    if isinstance(model, ModuleSupernet) and cfg.cost != "latency":  # latency: the table's places, as cell spaces
         example = getattr(data, "example", None)
         if example is None:
             channels, side, _ = data_shape(data)

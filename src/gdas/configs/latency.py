@@ -11,12 +11,13 @@ import torch
 from gdas.configs.base import check, check_choice, meta
 from gdas.configs.files import resolve_config
 from gdas.configs.runtime import auto_channels_last, resolve_device, validate_runtime
-from gdas.configs.search import IMAGE_SPACES, SEARCH_TABLE, SearchConfig
+from gdas.configs.search import IMAGE_SPACES, MODULE_PREFIX, SEARCH_TABLE, SearchConfig
 from gdas.configs.train import TRAIN_PRESETS
 from gdas.errors import GdasError
 from gdas.latency.table import FITS
 from gdas.latency.timing import CLOCKS, DTYPES, RUNTIMES, Settings
 from gdas.spaces import get_space
+from gdas.spaces.module.factory import load as load_factory
 from gdas.spaces.shapes import DATASET_SHAPES, Shape, dataset_shape
 
 # The named datasets whose shape a table can be built for (the CIFAR layout); own data: --channels, --image-size,
@@ -31,7 +32,8 @@ LATENCY_PRESET_HELP = ("the search preset the table is for (its counterpart in -
 class LatencyConfig:
     """What a latency table is built for and how it is measured (`gdas latency build`)."""
 
-    space: str = field(default="darts", metadata=meta("search space", IMAGE_SPACES))
+    space: str = field(default="darts", metadata=meta(
+        f"search space: {', '.join(IMAGE_SPACES)}, or a module of your own as {MODULE_PREFIX}package.module:Factory"))
     preset: str = field(default="demo", metadata=meta(LATENCY_PRESET_HELP, tuple(SEARCH_TABLE.names())))
     dataset: Optional[str] = field(default=None, metadata=meta(
         "the images' shape (default: the preset's dataset)", LATENCY_DATASETS))
@@ -66,8 +68,14 @@ class LatencyConfig:
         given = {k: v for k, v in (("dataset", self.dataset), ("steps", self.steps), ("frc", self.frc))
                  if v is not None}
         return resolve_config(SearchConfig, SEARCH_TABLE, kind="search",
-                              preset=SEARCH_TABLE.in_space(self.preset, self.space),
-                              overrides={"space": self.space, **given})
+                              preset=SEARCH_TABLE.in_space(self.preset, self.recipe_space),
+                              overrides={"space": self.space, **given}, space_of=lambda _: self.recipe_space)
+
+    @property
+    def recipe_space(self) -> str:
+        """The space whose presets the table's search takes: a module of your own, the MobileNet-style space's (as
+        gdas search takes them)."""
+        return "mobilenet" if self.space.startswith(MODULE_PREFIX) else self.space
 
     def shape(self, search: SearchConfig) -> Shape:
         """(channels, side, classes): the search's dataset's, with --channels, --image-size, --num-classes."""
@@ -91,7 +99,10 @@ class LatencyConfig:
                         channels_last=channels_last and self.runtime == "torch", clock=self.clock)
 
     def validate(self) -> None:
-        check_choice(self.space, IMAGE_SPACES, "--space")
+        if self.space.startswith(MODULE_PREFIX):
+            load_factory(self.space)  # a path that names nothing fails now
+        else:
+            check_choice(self.space, IMAGE_SPACES, "--space")
         check(self.dataset is None or self.dataset in LATENCY_DATASETS,
               f"--dataset {self.dataset!r} is not one of: {', '.join(LATENCY_DATASETS)}")
         check_choice(self.runtime, RUNTIMES, "--runtime")

@@ -89,7 +89,12 @@ class SearchConfig(SearchBase):
         """--latency-table, read and checked against this search's final network on images of `shape`: the same
         space, cells and images (its C and N are the final network's: the one the table was built for)."""
         table = load_table(self.latency_table)
-        table.check_network(get_space(self.space), self, shape)
+        space = get_space(self.space)
+        if space.genotype_kind == MODULE_KIND and table.size != self.final_size:  # it derives the network it searched
+            raise GdasError(f"the latency table {table.path} was built for C={table.size[0]}, N={table.size[1]}; the "
+                            f"{self.space} space derives the network it searches, C={self.C}, N={self.N}: build one "
+                            f"at its size with gdas latency build --C {self.C} --N {self.N}")
+        table.check_network(space, self, shape)
         return table
 
     def fixed_cost(self, shape: Shape) -> float:

@@ -34,7 +34,7 @@ def unique_ops(layout: Layout, ops: tuple[str, ...]) -> dict[tuple, tuple[nn.Mod
     needs, each identical op configuration (same module at the same input shape) once."""
     groups: dict[tuple, tuple[nn.Module, tuple[int, int, int], list[tuple[int, int]]]] = {}
     for i, place in enumerate(layout.places):
-        for k, op in enumerate(ops):
+        for k, op in enumerate(place.ops or ops):
             module = place.build(op)
             if module is None:  # the op leaves the place empty: it costs nothing
                 continue
@@ -61,7 +61,7 @@ def calibrate(table: LatencyTable, space: SearchSpace, cfg: Any, count: int, see
     if fit not in FITS:
         raise ValueError(f"unknown fit {fit!r}")
     networks = []
-    for n, genotype in enumerate(random_genotypes(space, cfg, table.matrices(), count, seed)):
+    for n, genotype in enumerate(random_genotypes(space, cfg, table.shapes(), count, seed)):
         timing = network_ms(table, space, genotype)
         assert space.choices is not None
         ops = table.sum_ms(space.choices(genotype))
@@ -99,7 +99,7 @@ def build_table(cfg: LatencyConfig, path: str, log: Log = _stderr, progress: boo
         f"{settings.threads} thread{'s' * (settings.threads != 1)}, batch {settings.batch}, {settings.clock} clock, "
         f"load {machine['load_avg_1m']}")
     began = time.perf_counter()
-    ms = [[0.0] * len(space.ops) for _ in layout.places]
+    ms = [[0.0] * len(p.ops or space.ops) for p in layout.places]
     unstable = 0
     floors = call_overheads((shape for _, shape, _ in groups.values()), settings)
     with ProgressBar(len(groups) + 1 + cfg.calibration, "latency build", enabled=progress) as bar:
@@ -113,9 +113,10 @@ def build_table(cfg: LatencyConfig, path: str, log: Log = _stderr, progress: boo
         unstable += not fixed.stable
         bar.update(1)
         log(f"fixed part (the network without its searched ops): {fixed.ms:.3f} ms")
-        places = tuple({"matrix": p.matrix, "row": p.row, "input": list(p.input_shape), "ms": row}
-                       for p, row in zip(layout.places, ms))
-        table = LatencyTable(path=path, space=space.name, ops=tuple(space.ops), network=cfg.record(search),
+        places = tuple({"matrix": p.matrix, "row": p.row, "input": list(p.input_shape),
+                        **({"ops": list(p.ops)} if p.ops else {}), "ms": row} for p, row in zip(layout.places, ms))
+        ops = tuple(space.ops) or tuple(dict.fromkeys(op for p in layout.places for op in p.ops))
+        table = LatencyTable(path=path, space=space.name, ops=ops, network=cfg.record(search),
                              config=cfgbase.to_json(search), settings=settings, fixed_ms=fixed.ms, overhead_ms=0.0,
                              places=places, machine=machine)
         table = calibrate(table, space, search, cfg.calibration, cfg.seed, cfg.fit, bar, log)

@@ -72,8 +72,9 @@ def check_table(table: LatencyTable, samples: int, seed: int = 1, log: Log = _st
         raise GdasError(f"{table.path} was built by another gdas version (its search config does not read here); "
                         "build it again with gdas latency build") from None
     assert space.choices is not None
+    table.check_network(space, cfg, table.shape)  # the table still describes this gdas's network of its size
     seen = {n["genotype"] for n in table.calibration.get("networks", [])}
-    genotypes = random_genotypes(space, cfg, table.matrices(), samples, seed, exclude=seen)
+    genotypes = random_genotypes(space, cfg, table.shapes(), samples, seed, exclude=seen)
     log(f"checking {table.describe()} on {len(genotypes)} random networks (load {here['load_avg_1m']})")
     rows = []
     with ProgressBar(len(genotypes), "latency check", enabled=progress) as bar:

@@ -33,17 +33,17 @@ def network_ms(table: LatencyTable, space: SearchSpace, genotype: Any) -> Timing
     return measure(final_network(table, space, genotype), (channels, side, side), table.settings)
 
 
-def random_genotypes(space: SearchSpace, cfg: Any, matrices: Mapping[str, int], count: int, seed: int,
+def random_genotypes(space: SearchSpace, cfg: Any, shapes: Mapping[str, tuple[int, int]], count: int, seed: int,
                      exclude: Collection[str] = ()) -> list[Any]:
     """`count` distinct random genotypes of the space, none in `exclude` (their text forms): its own derivation
-    of softmax(A) for Gaussian A, so that they are what a search can derive."""
+    of softmax(A) for Gaussian A of `shapes` {A matrix: (rows, ops)}, so that they are what a search can derive."""
     generator = torch.Generator().manual_seed(seed)
     found: dict[str, Any] = {}
     for _ in range(100 * count):
         if len(found) == count:
             break
-        probs = {name: torch.softmax(torch.randn(rows, len(space.ops), generator=generator), -1)
-                 for name, rows in matrices.items()}
+        probs = {name: torch.softmax(torch.randn(rows, ops, generator=generator), -1)
+                 for name, (rows, ops) in shapes.items()}
         genotype = space.derive(probs, cfg)
         if str(genotype) not in exclude:
             found.setdefault(str(genotype), genotype)

@@ -30,9 +30,10 @@ def shape_text(shape: Sequence[int]) -> str:
 
 @dataclass(frozen=True)
 class LatencyTable:
-    """One table (the JSON file `gdas latency build` writes). `places[i]["ms"][k]` is op `ops[k]`'s median
-    latency at place i, timed alone (0: the op leaves the place empty); a network's prediction is `constant_ms`
-    (the fixed part plus the fitted overhead) plus `ops_scale` x the ops it uses at every place."""
+    """One table (the JSON file `gdas latency build` writes). `places[i]["ms"][k]` is op k's median latency at
+    place i, timed alone (0: the op leaves the place empty), op k of `ops`, or of the place's own `ops` where it
+    has them (a module space: each label's candidates); a network's prediction is `constant_ms` (the fixed part
+    plus the fitted overhead) plus `ops_scale` x the ops it uses at every place."""
 
     path: str
     space: str
@@ -76,14 +77,23 @@ class LatencyTable:
         return f"{self.space} C={C} N={N} on {shape_text(self.shape)}; {self.device_text()}"
 
     def matrices(self) -> dict[str, int]:
-        rows: dict[str, int] = {}
+        return {name: rows for name, (rows, _) in self.shapes().items()}
+
+    def place_ops(self, place: Mapping[str, Any]) -> tuple[str, ...]:
+        """The ops of a place's `ms`, in A's column order: its own, else the table's."""
+        return tuple(place.get("ops") or self.ops)
+
+    def shapes(self) -> dict[str, tuple[int, int]]:
+        """{A matrix name: (rows, ops)} of the places."""
+        out: dict[str, tuple[int, int]] = {}
         for place in self.places:
-            rows[place["matrix"]] = max(rows.get(place["matrix"], 0), place["row"] + 1)
-        return rows
+            rows = max(out.get(place["matrix"], (0, 0))[0], place["row"] + 1)
+            out[place["matrix"]] = (rows, len(self.place_ops(place)))
+        return out
 
     def entries(self) -> dict[str, torch.Tensor]:
         """{A matrix name: (rows, ops) ms} as measured, summed over the places that share a row (float64)."""
-        out = {name: torch.zeros(rows, len(self.ops), dtype=torch.float64) for name, rows in self.matrices().items()}
+        out = {name: torch.zeros(shape, dtype=torch.float64) for name, shape in self.shapes().items()}
         for place in self.places:
             out[place["matrix"]][place["row"]] += torch.tensor(place["ms"], dtype=torch.float64)
         return out
@@ -124,7 +134,7 @@ class LatencyTable:
 
     def check_choices(self, choices: Mapping[str, torch.Tensor], what: str = "the genotype") -> None:
         shapes = {name: tuple(c.shape) for name, c in choices.items()}
-        want = {name: (rows, len(self.ops)) for name, rows in self.matrices().items()}
+        want = self.shapes()
         if shapes != want:
             raise GdasError(f"{what} has cells {_cells_text(shapes)}, the latency table {self.path} was built for "
                             f"cells {_cells_text(want)}; build a table for its cells with {BUILD} (--steps, --frc)")
@@ -133,7 +143,7 @@ class LatencyTable:
         if space.name != self.space:
             raise GdasError(f"the latency table {self.path} was built for the {self.space} space, not {space.name}; "
                             f"build one with {BUILD} --space {space.name}")
-        if tuple(space.ops) != self.ops:
+        if space.ops and tuple(space.ops) != self.ops:  # a module space's places name their own candidates
             raise GdasError(f"the latency table {self.path} lists other ops than the {space.name} space's "
                             f"({', '.join(self.ops)}); build it again with {BUILD}")
 
@@ -151,8 +161,8 @@ class LatencyTable:
         self.check_layout(space.layout(cfg, cfg.dataset, C, N, shape=tuple(shape)))
 
     def check_layout(self, layout: Layout) -> None:
-        ours = [(p["matrix"], p["row"], tuple(p["input"])) for p in self.places]
-        theirs = [(p.matrix, p.row, tuple(p.input_shape)) for p in layout.places]
+        ours = [(p["matrix"], p["row"], tuple(p["input"]), tuple(p.get("ops", ()))) for p in self.places]
+        theirs = [(p.matrix, p.row, tuple(p.input_shape), p.ops) for p in layout.places]
         if ours != theirs:
             raise GdasError(f"the latency table {self.path} was built for another network ({_cells_text(self.matrices())}"
                             f", {len(ours)} places) than this one ({_cells_text(layout.matrices())}, {len(theirs)} "
@@ -189,11 +199,13 @@ class LatencyTable:
         places = data.get("places")
         need(isinstance(places, list) and places, "no places")
         for i, p in enumerate(places):
+            own = p.get("ops", ops) if isinstance(p, dict) else None
             need(isinstance(p, dict) and isinstance(p.get("matrix"), str) and isinstance(p.get("row"), int)
-                 and p["row"] >= 0 and isinstance(p.get("input"), list) and len(p["input"]) == 3
-                 and all(_count(v) for v in p["input"]) and isinstance(p.get("ms"), list)
-                 and len(p["ms"]) == len(ops) and all(_number(v) and v >= 0 for v in p["ms"]),
-                 f"place {i}: matrix, row, input (channels, height, width) and one latency >= 0 per op")
+                 and p["row"] >= 0 and isinstance(p.get("input"), list) and p["input"]
+                 and all(_count(v) for v in p["input"]) and isinstance(own, list) and own
+                 and all(isinstance(o, str) for o in own) and isinstance(p.get("ms"), list)
+                 and len(p["ms"]) == len(own) and all(_number(v) and v >= 0 for v in p["ms"]),
+                 f"place {i}: matrix, row, input (one sample's shape) and one latency >= 0 per op")
         try:
             settings = Settings.from_json(data["settings"])
         except TypeError as exc:

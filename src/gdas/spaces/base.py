@@ -64,6 +64,7 @@ class Place:
     row: int
     input_shape: tuple[int, int, int]  # (channels, height, width) of the op's input, one image
     build: Callable[[str], Optional[nn.Module]]  # the final network's module of an op here; None: nothing runs
+    ops: tuple[str, ...] = ()  # the candidates here, in A's column order, when not the space's `ops` (module spaces)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class Layout:
         for place in self.places:
             rows[place.matrix] = max(rows.get(place.matrix, 0), place.row + 1)
         return rows
+
+    def shapes(self, ops: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+        """{A matrix name: (rows, ops)}, `ops` being the space's (places with their own count theirs)."""
+        widths = {place.matrix: len(place.ops or ops) for place in self.places}
+        return {name: (rows, widths[name]) for name, rows in self.matrices().items()}
 
 
 @dataclass(frozen=True)
