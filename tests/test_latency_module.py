@@ -177,6 +177,13 @@ def test_a_module_space_of_your_own_gets_tables_of_choices_and_depths(additive, 
     assert table.places[0]["ms"][2] == 0.0  # an identity: no multiply-adds
     result = check_table(table, 3, seed=5, log=lambda _: None, progress=False)
     assert result["mape_percent"] == pytest.approx(0.0, abs=1e-6)
+    table.save(tmp_path / "t.json")
+    data = json.loads((tmp_path / "t.json").read_text())
+    for place, why in (({**data["places"][0], "ms": [1.0, 2.0]}, "one latency >= 0 per op"),
+                       ({**data["places"][0], "ops": ["a", "b", "c"]}, "the places of one A matrix list other ops")):
+        (tmp_path / "bad.json").write_text(json.dumps({**data, "places": data["places"] + [place]}))
+        with pytest.raises(GdasError, match=why):
+            load_table(tmp_path / "bad.json")
 
 
 def test_module_spaces_without_a_latency_layout_say_why():

@@ -206,6 +206,10 @@ class LatencyTable:
                  and all(isinstance(o, str) for o in own) and isinstance(p.get("ms"), list)
                  and len(p["ms"]) == len(own) and all(_number(v) and v >= 0 for v in p["ms"]),
                  f"place {i}: matrix, row, input (one sample's shape) and one latency >= 0 per op")
+        widths: dict[str, set] = {}
+        for p in places:
+            widths.setdefault(p["matrix"], set()).add(tuple(p.get("ops", ops)))
+        need(all(len(w) == 1 for w in widths.values()), "the places of one A matrix list other ops")
         try:
             settings = Settings.from_json(data["settings"])
         except TypeError as exc:
