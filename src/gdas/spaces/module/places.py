@@ -66,7 +66,7 @@ def _builder(block: ChoiceBlock) -> Callable[[str], Optional[nn.Module]]:
     return lambda name: _candidate(block, name)
 
 
-def _one_image(shape: Any, label: str, what: str) -> tuple[int, ...]:
+def _sample_shape(shape: Any, label: str, what: str) -> tuple[int, ...]:
     if not (isinstance(shape, tuple) and len(shape) >= 2 and all(isinstance(d, int) for d in shape)):
         raise GdasError(f"{what}: choice {label!r} reads {shape!r}, not one tensor; latency tables time choices "
                         "whose input is one tensor")
@@ -79,7 +79,7 @@ def module_layout(supernet: ModuleSupernet, example: torch.Tensor, what: str) ->
     groups = supernet.groups
     _check_supported(groups, what)
     seen = probe(supernet, example)
-    places = tuple(Place(label, 0, _one_image(seen.inputs.get(path or "root"), label, what), _builder(block),
+    places = tuple(Place(label, 0, _sample_shape(seen.inputs.get(path or "root"), label, what), _builder(block),
                          ops=tuple(block.names))
                    for label, ps in groups.items() for path, block in ps)
 
@@ -87,7 +87,7 @@ def module_layout(supernet: ModuleSupernet, example: torch.Tensor, what: str) ->
         net = copy.deepcopy(supernet.net)
         for label, ps in groups.items():
             for path, _ in ps:
-                out = _one_image(next(iter(seen.shapes[path or "root"].values())), label, what)
+                out = _sample_shape(next(iter(seen.shapes[path or "root"].values())), label, what)
                 if not path:
                     return Zeros(out)
                 net.set_submodule(path, Zeros(out))
