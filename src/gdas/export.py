@@ -5,7 +5,9 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -13,6 +15,7 @@ import torch
 from torch import nn
 
 from gdas.errors import GdasError
+from gdas.latency.timing import Settings, median_ms, ort_call, threads, torch_call, versions
 from gdas.engine.rundir import BEST, CHECKPOINT, CLASSES, RunDir, atomic_write_bytes, read_json
 from gdas.networks import load_network, split_output
 
@@ -86,9 +89,36 @@ def onnx_bytes(model: nn.Module, example: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
-def export_run(run_dir: str | Path, fmt: str, out: Optional[str | Path] = None) -> Path:
+def exported_latency(data: bytes, fmt: str, input_shape: tuple[int, int, int], settings: Settings) -> dict[str, Any]:
+    """The exported model's median latency in its runtime (ONNX: ONNX Runtime; TorchScript: torch.jit on the
+    CPU, NCHW input), or why it was not measured (ONNX Runtime not installed)."""
+    if fmt == "onnx":
+        settings = replace(settings, runtime="onnxruntime", channels_last=False)
+        runtime = "onnxruntime"
+    else:
+        settings = replace(settings, runtime="torch", channels_last=False)
+        runtime = "torchscript"
+    try:
+        settings.check()
+        with threads(settings):
+            if fmt == "onnx":
+                call = ort_call(data, input_shape, settings)
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+                    call = torch_call(torch.jit.load(io.BytesIO(data)), input_shape, settings)
+            timing = median_ms(call, settings.device, clock=settings.clock)
+    except GdasError as exc:
+        print(f"gdas: warning: the exported model's latency was not measured: {exc}", file=sys.stderr)
+        return {"runtime": runtime, "error": str(exc)}
+    return {"ms": round(timing.ms, 4), "stable": timing.stable, **settings.to_json(), "runtime": runtime,
+            "machine": versions(settings)}
+
+
+def export_run(run_dir: str | Path, fmt: str, out: Optional[str | Path] = None,
+               latency: Optional[Settings] = None) -> Path:
     """Write the run's network as `fmt` (atomic) plus FILE.json with its input shape, normalisation and class
-    names."""
+    names, and with `latency` (how to measure: threads, batch, clock) the exported model's measured latency."""
     if fmt not in FORMATS:
         raise GdasError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     model, args = load_trained(run_dir)
@@ -104,5 +134,7 @@ def export_run(run_dir: str | Path, fmt: str, out: Optional[str | Path] = None) 
     classes = Path(run_dir) / CLASSES
     if classes.is_file():  # the names of the output logits (runs from before classes.json have none)
         meta["classes"] = read_json(classes)
+    if latency is not None:
+        meta["latency"] = exported_latency(data, fmt, (args["in_channels"], size, size), latency)
     atomic_write_bytes(path.with_name(path.name + ".json"), (json.dumps(meta, indent=2) + "\n").encode())
     return path

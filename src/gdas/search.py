@@ -221,9 +221,10 @@ class SearchTask:
         if self.budget is None:
             return {}
         b = self.budget
+        measured = b.measured(genotype) if self.ctx.is_main else {}  # one process times it, alone
         return {"cost": b.kind, "cost_weight": self.cfg.cost_weight, "cost_target": self.cfg.cost_target,
                 "cost_target_of": b.target_of, "cost_size": {**b.size, "dataset": getattr(self.cfg, "dataset", None)},
-                **b.metrics(genotype)}
+                **b.metrics(genotype), **measured}
 
     def state_dict(self) -> dict[str, Any]:
         state = {"space": self.space.name, "model": self.model.state_dict(), "w_opt": self.w_opt.state_dict(),

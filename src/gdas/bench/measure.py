@@ -6,7 +6,6 @@ import dataclasses
 import gc
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -20,13 +19,16 @@ import torch
 
 import gdas
 from gdas.configs import base as cfgbase
-from gdas.configs.runtime import autocast, environment, resolve_device, setup_runtime, with_channels_last
+from gdas.configs.runtime import autocast, machine_info, resolve_device, setup_runtime, with_channels_last
 from gdas.configs.bench import BenchConfig
 from gdas.configs.search import SearchConfig
 from gdas.data.augment import BatchAugment
 from gdas.data.images import load_image_dataset
 from gdas.errors import GdasError
 from gdas.engine.loop import optimizer_step
+from gdas.export import load_trained
+from gdas.latency.networks import measure as latency
+from gdas.latency.timing import Settings, versions
 from gdas.data.search import ImageSearchData, load_search_data, loss_and_correct, split_indices
 from gdas.search import SearchTask, weight_optimizer
 from gdas.spaces import get_space
@@ -36,25 +38,6 @@ NUM_CLASSES = 10  # CIFAR size: 32x32x3 images, 10 classes
 
 
 # ---------------------------------------------------------------- machine and timing helpers
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_info(device: torch.device) -> dict[str, Any]:
-    """Versions, device, CPU model and load: printed with every measurement."""
-    info = environment(device)
-    info.update(cpu_model=cpu_model(), cpu_count=os.cpu_count(), load_avg_1m=round(os.getloadavg()[0], 2))
-    if device.type == "cuda":
-        info["cudnn"] = torch.backends.cudnn.version()
-    return info
-
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -354,3 +337,19 @@ def bench_epoch(cfg: SearchConfig, warmup_steps: int = 5, time_steps: Optional[i
             "projected_search_s": round(epoch_s * cfg.epochs, 1),
             "projected_search_h": round(epoch_s * cfg.epochs / 3600, 3), "warmup_steps": warmup_steps,
             "machine": info, "config": cfgbase.to_json(cfg)}
+
+
+# ---------------------------------------------------------------- gdas bench network
+
+def bench_network(run_dir: str | Path, settings: Settings) -> dict[str, Any]:
+    """A trained network (`gdas train` RUN_DIR: best.pt, else checkpoint.pt) timed end to end for inference:
+    eval mode, logits only, under `settings` (runtime, device, threads, batch, dtype, memory format, clock)."""
+    settings.check()
+    model, args = load_trained(run_dir)
+    size = args["image_size"]
+    timing = latency(model, (args["in_channels"], size, size), settings)
+    return {"ms": round(timing.ms, 4), "images_per_s": round(settings.batch / timing.ms * 1000, 1),
+            "samples": timing.samples, "iqr_ms": round(timing.iqr_ms, 4), "stable": timing.stable,
+            "network": {k: args[k] for k in ("genotype", "dataset", "C", "N", "source")},
+            "input": [settings.batch, args["in_channels"], size, size], "settings": settings.to_json(),
+            "machine": {**versions(settings), "load_avg_1m_after": round(os.getloadavg()[0], 2)}}

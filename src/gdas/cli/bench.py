@@ -1,21 +1,27 @@
-"""`gdas bench search|data|epoch`: step times, peak memory and throughput (see docs/performance.md)."""
+"""`gdas bench search|data|epoch|network|lm`: step times, peak memory and throughput (see docs/performance.md), a
+trained network's inference latency (docs/latency.md)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+import torch
+
 from gdas.bench.lm import STEPS, bench_lm
-from gdas.bench.measure import KINDS, bench_data, bench_epoch, bench_search, memory_worker
+from gdas.bench.measure import KINDS, bench_data, bench_epoch, bench_network, bench_search, memory_worker
 from gdas.cli.common import overrides
 from gdas.configs import base as cfgbase
 from gdas.configs.bench import BenchConfig, LMBenchConfig
+from gdas.configs.runtime import auto_channels_last, resolve_device
 from gdas.configs.files import resolve_config
 from gdas.configs.search import SEARCH_TABLE, SearchConfig
 from gdas.errors import GdasError
 from gdas.engine.progress import summary_table
+from gdas.latency.timing import CLOCKS, DTYPES, RUNTIMES, Settings
 
 
 def _add_model_options(parser: argparse.ArgumentParser, batch: int) -> None:
@@ -50,6 +56,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     epoch.add_argument("--json", action="store_true", help="print one JSON object")
     cfgbase.add_config_options(epoch, SearchConfig, skip=("benchmark",))  # no search ends here: nothing to look up
     epoch.set_defaults(func=_epoch)
+
+    network = bench_sub.add_parser("network", help="time a trained network end to end (inference latency)",
+                                   description="Median latency of one inference call of a `gdas train` run's "
+                                               "network (best.pt, else checkpoint.pt): eval mode, logits only.")
+    network.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run directory of `gdas train`")
+    network.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                         help="torch (eager, default) or onnxruntime (pip install 'gdas-nas[latency]')")
+    network.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    network.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
+    network.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
+    network.add_argument("--dtype", choices=tuple(DTYPES), default="float32", help="default: float32")
+    network.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                         help="torch: channels_last memory format (default auto: on on the CPU, off on CUDA)")
+    network.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                         help="wall (default) or cpu: the process's CPU time, with --threads 1 (docs/latency.md)")
+    network.add_argument("--json", action="store_true", help="print one JSON object")
+    network.set_defaults(func=_network)
 
     lm = bench_sub.add_parser("lm", help="LM training step and recurrent search W step vs an nn.LSTM language model",
                               description="Median step times of `gdas train-lm`'s update and `gdas search-rnn`'s W "
@@ -123,6 +146,27 @@ def _epoch(args: argparse.Namespace) -> int:
              "projected_h": r["projected_search_h"]}]
     _emit(r, args.json, rows, ["epoch_s", "steps", "timed", "iteration_ms", "images_per_s", "epochs", "projected_h"],
           [f"preset {args.preset} on {cfg.dataset}: {r['epochs']} epochs x {r['epoch_s']} s"])
+    return 0
+
+
+def _network(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    last = auto_channels_last(device) if args.channels_last is None else args.channels_last
+    settings = Settings(runtime=args.runtime, device=str(device), threads=args.threads or torch.get_num_threads(),
+                        batch=args.batch, dtype=args.dtype, channels_last=last and args.runtime == "torch",
+                        clock=args.clock)
+    r = bench_network(args.run_dir, settings)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    m = r["machine"]
+    print(f"{m['device']} ({m.get('gpu', m['cpu_model'])}), runtime {settings.runtime}, {settings.threads} threads, "
+          f"load {m['load_avg_1m']} -> {m['load_avg_1m_after']}")
+    print(summary_table([{"batch": settings.batch, "median_ms": r["ms"], "iqr_ms": r["iqr_ms"],
+                          "images_per_s": r["images_per_s"], "samples": r["samples"]}],
+                        ["batch", "median_ms", "iqr_ms", "images_per_s", "samples"]))
+    print(f"{r['network']['genotype']} (C={r['network']['C']}, N={r['network']['N']}, {r['network']['source']}); "
+          f"{settings.dtype}, {settings.memory_format}, {settings.clock} clock")
     return 0
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+import torch
+
 from gdas.export import FORMATS, export_run
+from gdas.latency.timing import CLOCKS, Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,11 +21,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=list(FORMATS), default="onnx", help="default: onnx")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output file (default: RUN_DIR/{FORMATS['onnx']} or RUN_DIR/{FORMATS['torchscript']})")
+    parser.add_argument("--no-latency", action="store_true",
+                        help="do not time the exported model (by default FILE.json records its median latency in "
+                             "its runtime on this CPU: ONNX Runtime for onnx, torch.jit for torchscript)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads of the timing (default: torch's)")
+    parser.add_argument("--batch", type=int, default=1, help="images per call of the timing (default: 1)")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall (default) or cpu: the process's CPU time, with --threads 1 (docs/latency.md)")
     parser.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    path = export_run(args.run_dir, args.format, args.out)
+    settings = None if args.no_latency else Settings(threads=args.threads or torch.get_num_threads(),
+                                                     batch=args.batch, clock=args.clock)
+    if settings is not None:
+        settings.check()  # before anything is written
+    path = export_run(args.run_dir, args.format, args.out, latency=settings)
     print(path)
     print(f"{path}.json: input shape and normalisation")
+    if settings is not None:
+        meta = json.loads(Path(f"{path}.json").read_text())["latency"]
+        print(f"latency: {meta['ms']:.3f} ms in {meta['runtime']} (batch {args.batch}, {meta['threads']} threads, "
+              f"{args.clock} clock)" if "ms" in meta else f"latency: not measured ({meta['error']})")
     return 0

@@ -10,7 +10,9 @@ from gdas.configs.train import final_size
 from gdas.data.own import check_data_source
 from gdas.errors import GdasError
 from gdas.genotypes import load_genotype
+from gdas.latency.table import LatencyTable, load_table, shape_text
 from gdas.spaces import space_of
+from gdas.spaces.base import SearchSpace
 from gdas.spaces.shapes import DATASET_SHAPES, Shape, dataset_shape
 
 
@@ -26,9 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "training.")
     parser.add_argument("genotype", help="registry name (e.g. GDAS), genotype.json, genotype text, an NB201 string, "
                                          "or RUN_DIR")
-    parser.add_argument("--dataset", choices=tuple(DATASET_SHAPES), default="cifar10",
+    parser.add_argument("--dataset", choices=tuple(DATASET_SHAPES), default=None,
                         help="network layout (imagenet: ImageNet-mobile; the others: CIFAR) and the default input "
-                             "shape and training size (default: cifar10)")
+                             "shape and training size (default: cifar10; with --latency-table, the table's)")
     parser.add_argument("--num-classes", type=int, default=None, metavar="K", help="classes (default: the dataset's)")
     parser.add_argument("--image-size", type=int, default=None, metavar="S",
                         help="side of the square input images (default: the dataset's)")
@@ -39,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--N", type=int, default=None, help="cells per block / stage (default: the preset's)")
     parser.add_argument("--task", choices=("ptb", "wt2"), default="ptb",
                         help="recurrent genotypes: the language model at the paper's size for PTB or WikiText-2")
+    parser.add_argument("--latency-table", default=None, metavar="FILE",
+                        help="also print the latency the table (gdas latency build) predicts for the network; the "
+                             "network is the one the table was built for (C, N, input, classes)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=main)
 
@@ -73,9 +78,40 @@ def _lm_text(info: dict[str, Any]) -> str:
             f"{info['nhid']}, tied decoder)\n  params:    {info['params_M']:.2f} M")
 
 
+def _table_size(args: argparse.Namespace, table: LatencyTable) -> None:
+    """The network the table was built for fills the size options left out; a size given otherwise is refused."""
+    C, N = table.size
+    channels, side, classes = table.shape
+    built = {"--C": (args.C, C), "--N": (args.N, N)}
+    if args.dataset is not None or any(v is not None for v in (args.channels, args.image_size, args.num_classes)):
+        args.dataset = args.dataset or "cifar10"
+        mine = input_shape(args)
+        built["the input"] = (shape_text(mine), shape_text(table.shape))
+    for what, (given, value) in built.items():
+        if given is not None and given != value:
+            raise GdasError(f"the latency table {table.path} was built for {what} {value}, not {given}: drop "
+                            "--dataset, --C, --N and the shape options, or build a table for that network with "
+                            "gdas latency build")
+    args.C, args.N, args.channels, args.image_size, args.num_classes = C, N, channels, side, classes
+    args.dataset = args.dataset or table.network.get("dataset", "cifar10")
+
+
+def _latency(table: LatencyTable, space: SearchSpace, genotype: Any) -> dict[str, Any]:
+    table.check_space(space)
+    assert space.choices is not None
+    choices = space.choices(genotype)
+    return {"latency_ms": table.predict_ms(choices), "latency_ops_ms": table.ops_ms(choices),
+            "latency_fixed_ms": table.constant_ms, "latency_table": table.describe()}
+
+
 def main(args: argparse.Namespace) -> int:
     genotype = load_genotype(args.genotype)
     space = space_of(genotype)
+    table = load_table(args.latency_table) if args.latency_table is not None else None
+    if table is not None:
+        table.check_space(space)
+        _table_size(args, table)
+    args.dataset = args.dataset or "cifar10"
     if space.info is None:
         raise GdasError(f"gdas info does not size {space.name} genotypes; pass a genotype of another space")
     own_shape = any(v is not None for v in (args.channels, args.image_size, args.num_classes))
@@ -96,6 +132,8 @@ def main(args: argparse.Namespace) -> int:
             space.check_input(shape[1], False)  # the auxiliary head is left out where it does not fit
         info = space.info(genotype, args.dataset, C, N, shape=shape)
     info = {"name": args.genotype, **info, "genotype": str(genotype)}
+    if table is not None:
+        info.update(_latency(table, space, genotype))
     info = {k: round(v, 4) if isinstance(v, float) else v for k, v in info.items()}
     if args.json:
         print(json.dumps(info))
@@ -103,4 +141,8 @@ def main(args: argparse.Namespace) -> int:
         print(_lm_text(info))
     else:
         print(_image_text(info, own_shape))
+    if table is not None and not args.json:
+        print(f"  latency:   {info['latency_ms']:.3f} ms predicted ({info['latency_fixed_ms']:.3f} fixed part and "
+              f"overhead + {info['latency_ops_ms']:.3f} ops: their entries x {table.ops_scale:.3f}) on "
+              f"{table.device_text()}")
     return 0

@@ -12,7 +12,8 @@ from gdas.errors import GdasError
 
 # Each module defines `register(subparsers)`, which adds its commands with `func=<handler>`.
 COMMAND_MODULES = ("gdas.cli.search", "gdas.cli.train", "gdas.cli.rnn", "gdas.cli.info", "gdas.cli.draw",
-                   "gdas.cli.report", "gdas.cli.export", "gdas.cli.bench", "gdas.cli.data", "gdas.cli.nb201")
+                   "gdas.cli.report", "gdas.cli.export", "gdas.cli.bench", "gdas.cli.data", "gdas.cli.nb201",
+                   "gdas.cli.latency")
 # `gdas search --task lm ...` is `gdas search-rnn ...`; `gdas train --task lm ...` is `gdas train-lm ...`.
 TASK_ROUTES = {("search", "lm"): "search-rnn", ("train", "lm"): "train-lm"}
 

@@ -38,6 +38,12 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
           f"  search cost {summary['search_cost_device_hours']:.3f} {summary['device']}-hours")
     if "benchmark" in summary:
         print(_benchmark_line(summary["benchmark"]))
+    if summary.get("cost") == "latency":
+        measured = summary.get("derived_measured_ms")
+        print(f"latency: predicted {summary['derived_cost']:.3f} ms, measured "
+              f"{'n/a' if measured is None else format(measured, '.3f') + ' ms'}"
+              f"{'' if summary.get('cost_target') is None else ', target ' + format(summary['cost_target'], 'g') + ' ms'}"
+              f" ({summary.get('latency_table', '')})")
     print(f"run directory: {out}  (train it: gdas train --genotype {out})")
 
 

@@ -11,8 +11,10 @@ from gdas.errors import GdasError
 from gdas.sampler import SAMPLERS
 from gdas.spaces import get_space
 
-COSTS = ("mult-adds", "params")  # what --cost counts (in millions, at the final network's size)
-UNITS = {"mult-adds": "M mult-adds", "params": "M parameters"}
+# What --cost counts: millions of mult-adds or parameters at the final network's size, or its latency (ms) as a
+# table of the user's device predicts it (--latency-table).
+COSTS = ("mult-adds", "params", "latency")
+UNITS = {"mult-adds": "M mult-adds", "params": "M parameters", "latency": "ms"}
 # What --cost-target is compared with (config.json's `cost_target_of`): the whole final network; "cells" is the
 # meaning of runs started before the field existed (their config.json lacks it), kept when they are continued.
 TARGET_OF = ("network", "cells")
@@ -59,13 +61,16 @@ class SearchBase(RunConfig):
         "epochs in a row of collapse before --stop-on-collapse stops"))
     cost: Optional[str] = field(default=None, metadata=meta(
         "add --cost-weight x the final network's expected cost under softmax(A) to the A step's loss (millions, "
-        "at its trained size: the fixed stem, preprocessing and classifier plus every searched edge's ops)",
+        "at its trained size: the fixed stem, preprocessing and classifier plus every searched edge's ops; "
+        "latency: ms on the device of --latency-table, at the network size it was built for)",
         COSTS))
     cost_weight: Optional[float] = field(default=None, metadata=meta(
-        "LAMBDA of --cost, per million mult-adds or parameters"))
+        "LAMBDA of --cost, per million mult-adds or parameters, or per ms of latency"))
     cost_target: Optional[float] = field(default=None, metadata=meta(
-        "hinge of --cost: penalise only the whole final network's expected cost above this many millions (fixed "
-        "part included; a target below the fixed part is refused)"))
+        "hinge of --cost: penalise only the whole final network's expected cost above this many millions (latency: "
+        "ms) (fixed part included; a target below the fixed part is refused)"))
+    latency_table: Optional[str] = field(default=None, metadata=meta(
+        "--cost latency: the latency table of the device the network is for (gdas latency build)"))
     # Not an option: what --cost-target counts, recorded in config.json ("network"; "cells" in runs from before).
     cost_target_of: str = "network"
     seed: int = 0
@@ -113,7 +118,8 @@ class SearchBase(RunConfig):
         check(self.stop_on_collapse is None or self.stop_on_collapse >= 1,
               f"--stop-on-collapse must be at least 1, got {self.stop_on_collapse}")
         check(self.collapse_patience >= 1, f"--collapse-patience must be at least 1, got {self.collapse_patience}")
-        self._validate_cost(space.op_costs is not None, space.name)
+        self._validate_cost(space.layout is not None and space.choices is not None if self.cost == "latency"
+                            else space.op_costs is not None, space.name)
         check(self.random_baseline >= 0, f"--random-baseline must be at least 0 (random cells to train), got "
                                          f"{self.random_baseline}")
         check(not self.random_baseline or space.data == "image",
@@ -135,7 +141,13 @@ class SearchBase(RunConfig):
         check(self.cost is None or self.cost in COSTS, f"--cost {self.cost!r} is not one of: {', '.join(COSTS)}")
         check(self.cost is None or available, f"--cost is not available in the {space} space; drop it")
         check(self.cost is not None or (self.cost_weight is None and self.cost_target is None),
-              "--cost-weight and --cost-target need --cost mult-adds or --cost params")
+              "--cost-weight and --cost-target need --cost mult-adds, params or latency")
+        check(self.cost != "latency" or self.latency_table is not None,
+              "--cost latency needs --latency-table FILE, a table of your device (gdas latency build)")
+        check(self.latency_table is None or self.cost == "latency",
+              "--latency-table is read by --cost latency; add --cost latency or drop --latency-table")
+        check(self.cost != "latency" or self.cost_target is None or self.cost_target > 0,
+              f"--cost-target must be a latency above 0 ms, got {self.cost_target}")
         check(self.cost is None or self.cost_weight is not None,
               f"--cost {self.cost} needs --cost-weight LAMBDA (>= 0; with --cost-target VALUE only the expected "
               "cost above the target is penalised)")

@@ -68,7 +68,8 @@ class LMConfigBase(RunConfig):
 # Options of Algorithm 1 that the recurrent space has nothing for: no skip_connect op, no mult-add budget, no
 # image memory format, no tabular benchmark. `gdas search-rnn` does not offer them; a config file that sets them
 # is refused by `validate` with one line.
-RNN_SEARCH_UNSUPPORTED = ("max_skip", "cost", "cost_weight", "cost_target", "channels_last", "benchmark")
+RNN_SEARCH_UNSUPPORTED = ("max_skip", "cost", "cost_weight", "cost_target", "latency_table", "channels_last",
+                          "benchmark")
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import platform
 import sys
+from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import torch
@@ -93,3 +95,22 @@ def environment(device: torch.device) -> dict[str, Any]:
         env["cuda"] = torch.version.cuda
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    """Versions, device, CPU model and load: recorded with every measurement."""
+    info = environment(device)
+    info.update(cpu_model=cpu_model(), cpu_count=os.cpu_count(), load_avg_1m=round(os.getloadavg()[0], 2))
+    if device.type == "cuda":
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info

@@ -11,6 +11,7 @@ from gdas.configs.train import final_size
 from gdas.data.images import IMAGE_DATASETS
 from gdas.data.own import USER_DATASETS, check_data_source
 from gdas.errors import GdasError
+from gdas.latency.table import LatencyTable, load_table
 from gdas.sampler import SAMPLE_SCOPES
 from gdas.spaces import get_space
 from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
@@ -84,9 +85,24 @@ class SearchConfig(SearchBase):
             return self.C, self.N
         return final_size(self.space, self.dataset, self.frc)
 
+    def latency(self, shape: Shape) -> LatencyTable:
+        """--latency-table, read and checked against this search's final network on images of `shape`: the same
+        space, cells and images (its C and N are the final network's: the one the table was built for)."""
+        table = load_table(self.latency_table)
+        space = get_space(self.space)
+        if space.genotype_kind == MODULE_KIND and table.size != self.final_size:  # it derives the network it searched
+            raise GdasError(f"the latency table {table.path} was built for C={table.size[0]}, N={table.size[1]}; the "
+                            f"{self.space} space derives the network it searches, C={self.C}, N={self.N}: build one "
+                            f"at its size with gdas latency build --C {self.C} --N {self.N}")
+        table.check_network(space, self, shape)
+        return table
+
     def fixed_cost(self, shape: Shape) -> float:
         """Millions (of --cost's kind) of the final network that no choice of ops changes: stem, preprocessing,
-        classifier, the fixed reduction cells of --frc (at `final_size`, on images of `shape`)."""
+        classifier, the fixed reduction cells of --frc (at `final_size`, on images of `shape`); latency: the
+        table's fixed part and overhead (ms)."""
+        if self.cost == "latency":
+            return self.latency(shape).constant_ms
         space = get_space(self.space)
         if space.fixed_cost is None:
             raise GdasError(f"--cost is not available in the {space.name} space; drop it")
@@ -94,16 +110,22 @@ class SearchConfig(SearchBase):
         return float(space.fixed_cost(self, self.dataset, C, N, self.cost, shape=shape))
 
     def check_cost_target(self, shape: Optional[Shape] = None) -> None:
-        """A --cost-target of the whole network below its fixed part could never be met: one line that says so.
+        """A --cost-target of the whole network below its fixed part could never be met: one line that says so;
+        --cost latency: a missing or damaged table, or one of another space, cells or images, too.
         `shape`: (channels, side, classes) of the searched images; None checks a named dataset's own shape now
         and leaves a folder or npz file to its search, once its images are read."""
-        if self.cost is None or self.cost_target is None or self.cost_target_of != "network":
+        if self.cost is None:
             return
         if shape is None:
             if self.dataset in USER_DATASETS:
+                if self.cost == "latency":
+                    load_table(self.latency_table)  # a missing or damaged file fails now, its shape with the data
                 return
             shape = dataset_shape(self.dataset, network=self.space)
-        fixed = self.fixed_cost(shape)
+        table = self.latency(shape) if self.cost == "latency" else None
+        if self.cost_target is None or self.cost_target_of != "network":
+            return
+        fixed = table.constant_ms if table is not None else self.fixed_cost(shape)
         check(self.cost_target >= fixed,
               f"--cost-target {self.cost_target:g} is below the fixed part of the final network ({fixed:.4g} "
               f"{UNITS[self.cost]}: stem, classifier and all else but the searched ops), which no choice of ops "

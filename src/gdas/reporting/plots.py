@@ -281,7 +281,7 @@ CURVES: tuple[tuple[str, str, str, Callable[[str], bool], bool], ...] = (
     ("throughput", "Throughput", "per second", lambda k: k.endswith("_per_s"), False),
     # --cost: the whole final network's expected cost under softmax(A) (what --cost-target counts), its searched
     # cells' part, and the derived genotype's whole network.
-    ("cost", "Cost: expected (whole network, cells) and derived network", "millions (--cost)",
+    ("cost", "Cost: expected (whole network, cells) and derived network", "millions (--cost); latency: ms",
      lambda k: k in ("expected_network_cost", "expected_cost", "derived_cost"), False),
 )
 

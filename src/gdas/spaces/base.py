@@ -56,6 +56,43 @@ class Benchmark:
 
 
 @dataclass(frozen=True)
+class Place:
+    """One place of a final network where the search chooses an op: row `row` of A matrix `matrix`, in one cell
+    (a row shared by several cells has one place in each)."""
+
+    matrix: str
+    row: int
+    input_shape: tuple[int, int, int]  # (channels, height, width) of the op's input, one image
+    build: Callable[[str], Optional[nn.Module]]  # the final network's module of an op here; None: nothing runs
+    ops: tuple[str, ...] = ()  # the candidates here, in A's column order, when not the space's `ops` (module spaces)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a final network's searched ops run, and the rest of it: what a latency table measures.
+
+    `free_network()` is the final network with every searched op replaced by zeros of its output shape (the
+    stem, the cells' fixed parts, the classifier); `input_shape` is its input, one image.
+    """
+
+    places: tuple[Place, ...]
+    free_network: Callable[[], nn.Module]
+    input_shape: tuple[int, int, int]
+
+    def matrices(self) -> dict[str, int]:
+        """{A matrix name: rows} of the places."""
+        rows: dict[str, int] = {}
+        for place in self.places:
+            rows[place.matrix] = max(rows.get(place.matrix, 0), place.row + 1)
+        return rows
+
+    def shapes(self, ops: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+        """{A matrix name: (rows, ops)}, `ops` being the space's (places with their own count theirs)."""
+        widths = {place.matrix: len(place.ops or ops) for place in self.places}
+        return {name: (rows, widths[name]) for name, rows in self.matrices().items()}
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """One registered search space: everything the algorithm, the CLI and the reports ask of it.
 
@@ -75,6 +112,12 @@ class SearchSpace:
     or npz images;
     `check_input(image_size, auxiliary)` raises a one-line GdasError when the CIFAR-layout networks of the
     space (search and final) cannot read square images of that side;
+    `layout(cfg, dataset, C, N, shape=None)` the `Layout` of that final network (what `gdas latency build`
+    measures) and `choices(genotype)` {A matrix name: (rows, ops) counts of the ops the genotype uses on each
+    row}, the genotype as a hard A (a latency table's prediction is its fixed part plus the table under it);
+    `expected_choices(probabilities)` the derived genotype's `choices` in expectation under softmax(A),
+    differentiable in it, which `--cost latency` weighs the table by (None: softmax(A) itself, right for a
+    space that derives every row's likeliest op);
     `random_genotype(generator, cfg)` draws a random genotype by the rule `derive` follows under the search config
     `cfg` (its --steps, --frc, --max-skip), with `generator` its only source of randomness: the cells
     `gdas search --random-baseline` trains; `check_model(cfg, num_classes, in_channels, example)` runs the search
@@ -101,6 +144,9 @@ class SearchSpace:
     op_costs: Optional[Callable[..., dict[str, torch.Tensor]]] = None
     fixed_cost: Optional[Callable[..., float]] = None
     check_input: Optional[Callable[[int, bool], None]] = None
+    layout: Optional[Callable[..., Layout]] = None
+    choices: Optional[Callable[[Any], dict[str, torch.Tensor]]] = None
+    expected_choices: Optional[Callable[[Mapping[str, Optional[torch.Tensor]]], dict[str, torch.Tensor]]] = None
     random_genotype: Optional[Callable[[torch.Generator, Any], Any]] = None
     check_model: Optional[Callable[[Any, Optional[int], Optional[int], Any], Any]] = None
 

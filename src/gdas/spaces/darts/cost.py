@@ -6,13 +6,10 @@ from functools import lru_cache
 from typing import Any, Optional, Sequence
 
 import torch
-from torch import nn
 
-from gdas.errors import GdasError
 from gdas.flops import count_mult_adds, count_parameters
-from gdas.spaces.darts.genotype import Genotype
-from gdas.spaces.darts.networks import Cell, build_network
-from gdas.spaces.darts.ops import PRIMITIVES, Zero, make_op
+from gdas.spaces.darts.ops import PRIMITIVES, make_op
+from gdas.spaces.darts.places import cifar_layout, edges, free_network
 from gdas.spaces.darts.supernet import num_edges
 from gdas.spaces.shapes import Shape, dataset_shape
 
@@ -26,41 +23,25 @@ def op_cost(op: str, C: int, stride: int, size: int, kind: str) -> float:
     return count_mult_adds(module, (C, size, size)) / 1e6
 
 
-def _cifar_layout(dataset: str) -> None:
-    if dataset.lower() == "imagenet":
-        raise GdasError("costs are counted for the CIFAR-layout networks of a search, not the ImageNet layout")
-
-
 def op_costs(cfg: Any, dataset: str, C: int, N: int, kind: str, *,
              shape: Optional[Sequence[int]] = None) -> dict[str, torch.Tensor]:
     """{A matrix name: (edges, ops) costs}, summed over the cells of the final CIFAR-layout network (C, N on
     `dataset`, or on `shape` = (channels, side, classes) of the real data) that use that matrix; each edge's op
     counted on that cell's channels and resolution."""
-    _cifar_layout(dataset)
+    cifar_layout(dataset)
     size = dataset_shape(dataset, shape)[1]
     names = ("normal",) if cfg.frc else ("normal", "reduce")
     costs = {name: torch.zeros(num_edges(cfg.steps), len(PRIMITIVES), dtype=torch.float64) for name in names}
-    for index in range(3 * N + 2):
-        reduction = index in (N, 2 * N + 1)
-        C = 2 * C if reduction else C
-        name = "reduce" if reduction else "normal"
-        node_size = (size + 1) // 2 if reduction else size  # the computed nodes of a reduction cell are halved
-        if name in costs:
-            edge = 0
-            for i in range(cfg.steps):
-                for j in range(2 + i):
-                    stride, at = (2, size) if reduction and j < 2 else (1, size if j < 2 else node_size)
-                    for k, op in enumerate(PRIMITIVES):
-                        costs[name][edge, k] += op_cost(op, C, stride, at, kind)
-                    edge += 1
-        size = node_size
+    for name, edge, channels, stride, at in edges(cfg.steps, cfg.frc, C, N, size):
+        for k, op in enumerate(PRIMITIVES):
+            costs[name][edge, k] += op_cost(op, channels, stride, at, kind)
     return {name: cost.float() for name, cost in costs.items()}
 
 
 def fixed_cost(cfg: Any, dataset: str, C: int, N: int, kind: str, *, shape: Optional[Sequence[int]] = None) -> float:
     """What no choice of ops changes in the final CIFAR-layout network (C, N on `dataset`, or on `shape`): stem,
     the cells' preprocessing, classifier, and with --frc the fixed reduction cells; millions."""
-    _cifar_layout(dataset)
+    cifar_layout(dataset)
     return _fixed_cost(cfg.steps, cfg.frc, C, N, dataset_shape(dataset, shape), kind)
 
 
@@ -68,15 +49,8 @@ def fixed_cost(cfg: Any, dataset: str, C: int, N: int, kind: str, *, shape: Opti
 def _fixed_cost(steps: int, frc: bool, C: int, N: int, shape: Shape, kind: str) -> float:
     """Counted on the real network with every searched op replaced by `none` (a Zero: no weights, no mult-adds),
     so that with one op per kept edge this plus the ops' `op_cost`s is the network's own count."""
-    channels, size, classes = shape
-    nodes = tuple((("skip_connect", 0), ("skip_connect", 1)) for _ in range(steps))  # any ops: all replaced
-    concat = tuple(range(2, 2 + steps))
-    network = build_network(Genotype(nodes, concat, None if frc else nodes, None if frc else concat),
-                            "cifar10", C, N, classes, False, channels)
-    for cell in network.cells:
-        if isinstance(cell, Cell):
-            cell.ops = nn.ModuleList(Zero(2 if cell.reduction and src < 2 else 1)
-                                     for sources in cell.inputs for src in sources)
+    network = free_network(steps, frc, C, N, shape)
     if kind == "params":
         return count_parameters(network) / 1e6
+    channels, size, _ = shape
     return count_mult_adds(network, (channels, size, size)) / 1e6

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Mapping, Optional
 
 import torch
 
@@ -34,6 +34,24 @@ def derive_cell(probs: torch.Tensor, steps: int = 4, top_t: int = 2) -> tuple[No
         nodes.append(tuple((PRIMITIVES[int(best_op[j])], j) for j in order))
         start += n_inputs
     return tuple(nodes)
+
+
+def expected_choices(probs: Mapping[str, Optional[torch.Tensor]], top_t: int = 2) -> dict[str, torch.Tensor]:
+    """What `derive_cell` keeps, in expectation under softmax(A) and differentiable in it: on each edge the op
+    shares without `none` (never derived), renormalised, times the share of its node's inputs kept (top_t of
+    2 + i, every input alike). The soft form of `places.choices` of the derived genotype."""
+    out = {}
+    for name, p in probs.items():
+        if p is None:
+            continue
+        steps = next(n for n in range(p.shape[0] + 1) if sum(2 + i for i in range(n)) == p.shape[0])
+        keep = torch.tensor([min(top_t, 2 + i) / (2 + i) for i in range(steps) for _ in range(2 + i)],
+                            dtype=p.dtype, device=p.device)
+        derivable = torch.ones(p.shape[-1], dtype=p.dtype, device=p.device)
+        derivable[NONE_INDEX] = 0
+        ops = p * derivable
+        out[name] = ops / ops.sum(-1, keepdim=True) * keep[:, None]
+    return out
 
 
 def limit_skips(probs: torch.Tensor, nodes: tuple[Node, ...], max_skip: int) -> tuple[Node, ...]:

@@ -13,11 +13,12 @@ from gdas.reporting.draw import INPUT, NODE, OUTPUT, DotGraph
 from gdas.spaces.base import Node, SearchSpace
 from gdas.spaces.darts.child import child_network
 from gdas.spaces.darts.cost import fixed_cost, op_costs
-from gdas.spaces.darts.derive import derive_genotype
+from gdas.spaces.darts.derive import derive_genotype, expected_choices
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
 from gdas.spaces.darts.genotype import PUBLISHED, Genotype, random_genotype
 from gdas.spaces.darts.networks import build_network as _build_network
 from gdas.spaces.darts.ops import PARAMETER_FREE, PRIMITIVES
+from gdas.spaces.darts.places import choices, layout
 from gdas.spaces.darts.supernet import SearchNetwork
 from gdas.spaces.shapes import dataset_shape
 
@@ -143,4 +144,5 @@ SPACE = SearchSpace(
     data="image", ops=PRIMITIVES, param_free=PARAMETER_FREE, genotype_kind=Genotype.kind,
     build_supernet=build_supernet, derive=derive, parse=Genotype.parse, from_json=Genotype.from_json,
     build_network=build_network, dot=dot, published=PUBLISHED, info=info, child=child_network,
-    op_costs=op_costs, fixed_cost=fixed_cost, check_input=check_input, random_genotype=draw_random)
+    op_costs=op_costs, fixed_cost=fixed_cost, check_input=check_input, layout=layout, choices=choices,
+    expected_choices=expected_choices, random_genotype=draw_random)

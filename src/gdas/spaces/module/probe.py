@@ -33,6 +33,7 @@ class Probe:
     """What a dry forward saw: each place's candidate output shapes, and per-candidate costs (millions) by label."""
 
     shapes: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> {candidate: shape}
+    inputs: dict[str, Any] = field(default_factory=dict)  # path -> the shape of the choice's (first) input
     mult_adds: dict[str, list[float]] = field(default_factory=dict)
     params: dict[str, list[float]] = field(default_factory=dict)
     fixed: dict[str, float] = field(default_factory=lambda: {"mult-adds": 0.0, "params": 0.0})
@@ -96,6 +97,7 @@ def probe(supernet: Any, example: Any) -> Probe:
     for label, places in groups.items():
         for path, block in places:
             hooks += _shape_hooks(path or "root", block, result.shapes)
+            hooks.append(block.register_forward_pre_hook(_record_input(path or "root", result.inputs)))
     was_training = supernet.training
     supernet.eval()
     try:
@@ -121,6 +123,13 @@ def _add(table: dict[str, list[float]], fixed: dict[str, float], kind: str, owne
     else:
         for k in owner[1]:
             table[owner[0]][k] += value
+
+
+def _record_input(path: str, inputs: dict[str, Any]) -> Any:
+    def hook(_module: nn.Module, args: Any) -> None:
+        if args:
+            inputs.setdefault(path, shape_of(args[0]))
+    return hook
 
 
 def _shape_hooks(path: str, block: ChoiceBlock, shapes: dict[str, dict[str, Any]]) -> list:

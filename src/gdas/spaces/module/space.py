@@ -14,9 +14,10 @@ from gdas.flops import count_mult_adds, count_parameters
 from gdas.nn.blocks import Choice, Repeat
 from gdas.nn.freeze import freeze_choices
 from gdas.nn.labels import Places, index_of, value_of
-from gdas.spaces.base import SearchSpace
+from gdas.spaces.base import Layout, SearchSpace
 from gdas.spaces.module import factory as factories
 from gdas.spaces.module.genotype import KIND, ChoiceMap
+from gdas.spaces.module.places import choice_rows, module_layout
 from gdas.spaces.module.probe import probe
 from gdas.spaces.module.supernet import ModuleSupernet, derive_choices, random_choices
 
@@ -106,6 +107,18 @@ def module_space(name: str, factory: Callable[..., nn.Module], *, description: s
         """What lies outside every choice (stem, head, ...), counted as `op_costs` counts."""
         return image_probe(cfg, shape or (3, 32, 10)).fixed[kind]
 
+    def layout(cfg: Any, dataset: str, C: int, N: int, *, shape: Optional[Sequence[int]] = None) -> Layout:
+        """Each choice's candidates at the shapes they see in the network at this size on images of `shape` (its
+        labels become the ones derivation reads, as a search's supernet's do)."""
+        channels, side, classes = shape or (3, 32, 10)
+        supernet = ModuleSupernet(make(classes, channels, dataset, C, N), what=f"space {name}")
+        structure.clear()
+        structure.update(supernet.groups)
+        return module_layout(supernet, torch.zeros(1, channels, side, side), f"space {name}")
+
+    def choices(genotype: ChoiceMap) -> dict[str, torch.Tensor]:
+        return choice_rows(groups(), genotype.choices)
+
     def child(supernet: ModuleSupernet, archs: list) -> nn.Module:
         """The plain model a GDAS draw runs, with copies of the supernet's current weights."""
         choices = {label: value_of(supernet.block(label), arch.indices[0]) for label, arch in zip(supernet.labels, archs)}
@@ -113,11 +126,11 @@ def module_space(name: str, factory: Callable[..., nn.Module], *, description: s
 
     def check_model(cfg: Any, num_classes: Optional[int], in_channels: Optional[int], example: Any
                     ) -> ModuleSupernet:
-        """A dry forward on a batch before any run folder exists: shapes, and a --cost-target above the fixed part.
-        Returns the supernet it checked."""
+        """A dry forward on a batch before any run folder exists: shapes, and a --cost-target above the fixed part
+        (latency: the search config checks it against its table). Returns the supernet it checked."""
         supernet = build_supernet(cfg, num_classes, in_channels)
         seen = probe(supernet, example[:1] if isinstance(example, torch.Tensor) else example)
-        if cfg.cost is not None and cfg.cost_target is not None and cfg.cost_target < seen.fixed[cfg.cost]:
+        if cfg.cost in seen.fixed and cfg.cost_target is not None and cfg.cost_target < seen.fixed[cfg.cost]:
             raise GdasError(f"--cost-target {cfg.cost_target:g} is below the fixed part of the model "
                             f"({seen.fixed[cfg.cost]:.4g} M {cfg.cost}: everything outside the choices), which no "
                             f"choice removes; raise it above {seen.fixed[cfg.cost]:.4g}")
@@ -128,7 +141,7 @@ def module_space(name: str, factory: Callable[..., nn.Module], *, description: s
         genotype_kind=KIND, build_supernet=build_supernet, derive=derive, parse=ChoiceMap.parse,
         from_json=ChoiceMap.from_json, build_network=build_network, dot=lambda genotype: {},
         published=dict(published or {}), info=info, child=child, op_costs=op_costs, fixed_cost=fixed_cost,
-        check_model=check_model, random_genotype=random_genotype)
+        check_model=check_model, random_genotype=random_genotype, layout=layout, choices=choices)
 
 
 def _unavailable(reason: str) -> Callable[..., nn.Module]:

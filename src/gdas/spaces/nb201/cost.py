@@ -12,8 +12,8 @@ from gdas.flops import count_mult_adds, count_parameters
 from gdas.spaces.nb201.genotype import NB201Genotype
 from gdas.spaces.nb201.networks import NB201Network
 from gdas.spaces.nb201.ops import NB201_OPS, make_op
+from gdas.spaces.nb201.places import empty_genotype, nb201_shape, stages
 from gdas.spaces.nb201.supernet import num_edges
-from gdas.spaces.shapes import dataset_shape
 
 
 def bias_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -42,11 +42,6 @@ def bias_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return total
 
 
-def nb201_shape(dataset: str, shape: Optional[Sequence[int]] = None) -> tuple[int, int, int]:
-    """(channels, side, classes) of an NB201 network on `dataset` (or `shape`): NB201 has no ImageNet layout."""
-    return dataset_shape(dataset, shape, network="NAS-Bench-201", exclude=("imagenet",))
-
-
 @lru_cache(maxsize=None)
 def op_cost(op: str, C: int, size: int, kind: str) -> float:
     """Mult-adds (with bias adds, one image) or parameters of a cell op of an NB201 network, millions."""
@@ -63,19 +58,16 @@ def op_costs(cfg: Any, dataset: str, C: int, N: int, kind: str, *,
              shape: Optional[Sequence[int]] = None) -> dict[str, torch.Tensor]:
     """{"cell": (edges, ops) costs} summed over the 3N cells of the NB201 network (C, N on `dataset`, or on
     `shape` = (channels, side, classes) of the real data)."""
-    size = nb201_shape(dataset, shape)[1]
     per_op = torch.zeros(len(NB201_OPS), dtype=torch.float64)
-    for stage in range(3):
-        per_op += N * torch.tensor([op_cost(op, C << stage, size, kind) for op in NB201_OPS], dtype=torch.float64)
-        size = (size + 1) // 2  # the stride-2 ResNet block between stages
+    for width, side in stages(C, nb201_shape(dataset, shape)[1]):
+        per_op += N * torch.tensor([op_cost(op, width, side, kind) for op in NB201_OPS], dtype=torch.float64)
     return {"cell": per_op.expand(num_edges(cfg.steps), -1).float().contiguous()}
 
 
 def fixed_cost(cfg: Any, dataset: str, C: int, N: int, kind: str, *, shape: Optional[Sequence[int]] = None) -> float:
     """What no choice of ops changes in the NB201 network (C, N on `dataset`, or on `shape`): stem, the two
     residual blocks, classifier; counted as `nb201_info` counts the network whose every edge is `none`, millions."""
-    empty = NB201Genotype(tuple(tuple(("none", j) for j in range(i)) for i in range(1, cfg.steps + 1)))
-    return float(nb201_info(empty, dataset, C=C, N=N, shape=shape)["params_M" if kind == "params" else "mult_adds_M"])
+    return float(nb201_info(empty_genotype(cfg.steps), dataset, C=C, N=N, shape=shape)["params_M" if kind == "params" else "mult_adds_M"])
 
 
 def nb201_info(genotype: NB201Genotype | str, dataset: str, *, C: int = 16, N: int = 5,

@@ -17,6 +17,7 @@ from gdas.spaces.nb201.derive import derive_nb201
 from gdas.spaces.nb201.genotype import NB201_REGISTRY, NB201Genotype, random_genotype
 from gdas.spaces.nb201.networks import NB201Network
 from gdas.spaces.nb201.ops import NB201_OPS, PARAM_FREE
+from gdas.spaces.nb201.places import choices, layout
 from gdas.spaces.nb201.supernet import NB201SearchNetwork
 
 
@@ -93,4 +94,4 @@ SPACE = SearchSpace(
     published={name: NB201Genotype.parse(arch) for name, arch in NB201_REGISTRY.items()}, info=info,
     child=child_network, op_costs=op_costs, fixed_cost=fixed_cost,
     benchmark=Benchmark(name="NATS-Bench", check=check_lookup, query=query),
-    check_input=check_input, random_genotype=draw_random)
+    check_input=check_input, layout=layout, choices=choices, random_genotype=draw_random)

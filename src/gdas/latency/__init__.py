@@ -1,0 +1,1 @@
+"""Latency tables of a final network on the user's device: measuring, checking and predicting (docs/latency.md)."""
