@@ -7,10 +7,10 @@ scale), the largest relative difference of its batch-norm running statistics, an
 the no-acceleration step moved where GDAS's did not. For comparison, the same for GDAS against GDAS started
 from weights one rounding step (1 ulp) apart.
 
-Two causes: rounding (the ablation sums every op's output, zero for the unsampled ones, and accumulates the
-gradients of an edge's input in another order), which the next steps amplify as they amplify any 1-ulp
-change; and, in NB201, a draw whose every path through a cell is `none`: GDAS then has no gradient for the
-layers before that cell, where the mixture gives them zeros that weight decay and momentum act on.
+The cause is rounding (the ablation sums every op's output, zero for the unsampled ones, in another order),
+which the next steps amplify as they amplify any 1-ulp change. (Before the ablation ran its unsampled ops on
+detached inputs, an NB201 draw with `none` on every path through a cell gave the layers before it zero
+gradients that weight decay and momentum acted on, where GDAS gives them none.)
 
     python scripts/noaccel_parity.py [--steps 4] [--preset smoke] [--batch 16] [--size 32] [--seed 0]
 """

@@ -11,6 +11,8 @@ from test_rnn_model import awd_lstm_switch_epoch
 from test_rnn_search_cli import SMOKE, _kill_after_second_checkpoint, records, write_corpus
 from cli_helpers import expect_error, run_cli
 
+from gdas.configs.files import resolve_config
+from gdas.configs.rnn import LM_TRAIN_TABLE, LMTrainConfig
 from gdas.genotypes import REGISTRY, load_genotype
 from gdas.errors import GdasError
 from gdas.spaces.rnn.model import perplexity
@@ -53,6 +55,20 @@ def test_nt_asgd_switch_follows_the_non_monotonic_rule(tmp_path: Path, nonmono: 
     assert [m["asgd"] for m in metrics] == [expected is not None and m["epoch"] > expected for m in metrics]
     # This run's validation rises at epoch 4: a switch with nonmono=1; with 5, too few losses to judge it yet.
     assert (expected is not None) == (nonmono == 1)
+
+
+@pytest.mark.parametrize("nonmono,asgd_epoch", [(5, 2), (1, 6)])
+def test_asgd_epoch_starts_averaging_at_the_latest_there(tmp_path: Path, nonmono: int, asgd_epoch: int,
+                                                         capsys) -> None:
+    out = tmp_path / "run"
+    assert run_cli("train-lm", *SMOKE, "--nonmono", nonmono, "--asgd-epoch", asgd_epoch, "--epochs", "6",
+                   "--out", out) == 0
+    metrics = records(out / "metrics.jsonl")
+    rule = awd_lstm_switch_epoch([m["valid_loss"] for m in metrics], nonmono)
+    switch = asgd_epoch - 1 if rule is None else min(rule, asgd_epoch - 1)  # whichever comes first
+    assert [m["switched_to_asgd"] for m in metrics] == [m["epoch"] == switch for m in metrics]
+    assert [m["asgd"] for m in metrics] == [m["epoch"] >= switch + 1 for m in metrics]
+    assert switch == (1 if nonmono == 5 else 4)  # the forced epoch; the rule's earlier switch (see above)
 
 
 def test_diverged_training_stops_with_one_line_and_keeps_the_good_checkpoint(tmp_path: Path, capsys) -> None:
@@ -141,3 +157,17 @@ def test_info_prints_the_language_model_size(capsys) -> None:
     assert info["params_M"] == pytest.approx(22.96) and info["vocab"] == 10000 and info["nhid"] == 850
     assert run_cli("info", "GDAS_RNN", "--task", "wt2") == 0
     assert "33278 words" in capsys.readouterr().out
+
+
+def test_the_demo_presets_averaging_keeps_its_share_of_the_epochs() -> None:
+    def resolved(**fields):
+        return resolve_config(LMTrainConfig, LM_TRAIN_TABLE, kind="train-lm", preset="shakespeare", overrides=fields)
+
+    preset = resolved()
+    assert (preset.asgd_epoch, preset.epochs) == (4, 6) and preset.adjusted == ()
+    longer = resolved(epochs=12)
+    assert longer.asgd_epoch == 8 and longer.adjusted == ("asgd_epoch 4 -> 8 (the preset averages from epoch 4 of 6, "
+                                                          "scaled to --epochs 12)",)
+    assert resolved(epochs=1).asgd_epoch == 1
+    assert resolved(epochs=12, asgd_epoch=2).asgd_epoch == 2  # the user's own value is kept
+    assert resolved(epochs=12, asgd_epoch=None).asgd_epoch is None

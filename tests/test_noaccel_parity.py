@@ -72,3 +72,35 @@ def test_the_measurement_script_runs():
     assert len(out) == 8 and [line.split(" (")[0] for line in out[::2]] == ["darts", "darts", "nb201", "nb201"]
     darts_gap = float(out[1].split()[1])
     assert 0 <= darts_gap < 1e-5
+
+
+def test_a_draw_that_cuts_a_cell_off_leaves_the_layers_before_it_alone_in_both_modes():
+    """NB201: `none` on every path through a cell gives the layers before it no gradient under GDAS; the ablation's
+    zero-weighted candidates once gave them exact zeros, which weight decay and momentum then acted on."""
+    gdas, noaccel = _task("nb201", "gdas"), _task("nb201", "gdas-noaccel")
+    noaccel.model.load_state_dict(gdas.model.state_dict())
+    none = get_space("nb201").ops.index("none")
+    for task in (gdas, noaccel):
+        with torch.no_grad():  # A all but certain of `none` on every edge: every draw cuts every cell off
+            task.model.arch.fill_(-30.0)
+            task.model.arch[:, none] = 30.0
+        for step in range(3):
+            task.w_step(step, 1.0)
+    stem = [p for p in gdas.model.stem.parameters()]
+    assert all(p.grad is None for p in stem)
+    assert all(p.grad is None for p in noaccel.model.stem.parameters())
+    for (name, a), (_, b) in zip(gdas.model.state_dict().items(), noaccel.model.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_noaccel_keeps_the_gradient_of_every_earlier_layer_that_gdas_gives():
+    """Detaching the unsampled candidates' inputs changes no gradient GDAS computes: one W step's gradients match."""
+    for space in ("darts", "nb201"):
+        gdas, noaccel = _task(space, "gdas"), _task(space, "gdas-noaccel")
+        noaccel.model.load_state_dict(gdas.model.state_dict())
+        gdas.w_step(0, 1.0)
+        noaccel.w_step(0, 1.0)
+        for a, b in zip(gdas.model.parameters(), noaccel.model.parameters()):
+            assert (a.grad is None) == (b.grad is None)
+            if a.grad is not None:
+                assert torch.allclose(a.grad, b.grad, rtol=1e-5, atol=1e-6)  # rounding: sums in another order

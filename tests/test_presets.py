@@ -216,7 +216,7 @@ def test_a_shortened_demo_search_runs_and_says_what_it_changed(tmp_path: Path, c
 def test_a_batch_the_user_gave_that_the_data_cannot_hold_is_an_error(tmp_path: Path, capsys) -> None:
     data = _npz(tmp_path / "mine.npz", 40, 10)
     expect_error(capsys, "search", "--dataset", "npz", "--data-dir", data, "--epochs", "1", "--batch-size", "32",
-                 *QUIET, "--out", tmp_path / "s", contains="--batch-size 32 is larger than D_T/D_V (20/20 images)")
+                 *QUIET, "--out", tmp_path / "s", contains="--batch-size 32 is larger than D_T / D_V (20 / 20 images)")
     assert not (tmp_path / "s").exists()
     expect_error(capsys, "train", "--preset", "smoke", "--dataset", "npz", "--data-dir", data, "--epochs", "1",
                  "--batch-size", "64", *QUIET, "--out", tmp_path / "t",

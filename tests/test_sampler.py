@@ -169,3 +169,22 @@ def test_gdas_modes_sample(mode):
 def test_unknown_mode_raises():
     with pytest.raises(ValueError, match="unknown sampler"):
         sample(torch.zeros(14, 8), 1.0, "enas")
+
+
+# ---- k of K (Gumbel-top-k) ----
+
+def test_k_of_k_draw_is_k_hot_at_the_top_perturbed_entries_with_the_soft_gradient():
+    logits = torch.randn(3, 5, generator=_gen(4)).requires_grad_()
+    s = gumbel_sample(logits, 1.5, _gen(9), k=[1, 2, 3])
+    soft = _soft_from(logits.detach(), 1.5, 9)
+    for row, (n, picked) in enumerate(zip((1, 2, 3), s.indices)):
+        assert picked == sorted(soft[row].topk(n).indices.tolist())
+        expected = torch.zeros(5)
+        expected[picked] = 1.0
+        assert torch.equal(s.weights[row].detach(), expected)
+    coef = torch.randn(3, 5, generator=_gen(5))
+    (s.weights * coef).sum().backward()
+    ref = logits.detach().clone().requires_grad_()
+    soft_ref = torch.softmax((torch.log_softmax(ref, -1) + gumbel_noise(ref.shape, ref, _gen(9))) / 1.5, -1)
+    (soft_ref * coef).sum().backward()
+    assert torch.allclose(logits.grad, ref.grad, atol=1e-6)

@@ -65,6 +65,7 @@ def test_retrain_selection_trains_on_d_t_and_measures_on_d_v(sequential: Path) -
         assert summary["final_top1_err"] is None
         cfg = _read(select / "config.json")["config"]
         assert (cfg["C"], cfg["N"], cfg["epochs"], cfg["auxiliary"]) == (8, 1, 1, False)
+        assert cfg["channels_last"] is True  # the search's `auto`, resolved as gdas train resolves it on the CPU
     accs = {row["seed"]: row["select_valid_acc"] for row in table["seeds"]}
     assert accs[table["best_seed"]] == max(accs.values())
     assert [row["kept"] for row in table["seeds"]] == [row["seed"] == table["best_seed"] for row in table["seeds"]]

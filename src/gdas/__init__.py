@@ -15,6 +15,8 @@ for _module in ("gdas.search", "gdas.train"):
 from gdas.api import (SearchResult, TrainResult, build_network, build_supernet, derive, get_space,  # noqa: E402
                       list_spaces, load_genotype, search, tau_at, train)
 from gdas.errors import GdasError  # noqa: E402
+from gdas.frozen import freeze  # noqa: E402
+from gdas import nn  # noqa: E402  (gdas.nn.Choice, InputChoice, Repeat)
 
 __all__ = ["__version__", "GdasError", "SearchResult", "TrainResult", "search", "train", "load_genotype",
-           "build_network", "build_supernet", "derive", "tau_at", "get_space", "list_spaces"]
+           "build_network", "build_supernet", "derive", "tau_at", "get_space", "list_spaces", "nn", "freeze"]

@@ -17,9 +17,11 @@ from torch import nn
 from gdas.configs.base import python_wording
 from gdas.configs.files import resolve_config
 from gdas.configs.base import Presets
+from gdas.configs.module import TensorSearchConfig, TensorTrainConfig
 from gdas.configs.search import SEARCH_TABLE, SearchConfig
 from gdas.configs.train import TRAIN_DATASETS, TRAIN_TABLE, TrainConfig
 from gdas.data.images import IMAGE_DATASETS, ImageDataset
+from gdas.data.tensor_search import TensorInputs
 from gdas.engine import rundir as files
 from gdas.errors import GdasError
 from gdas.genotypes import AnyGenotype, genotype_from_json, load_genotype
@@ -29,6 +31,9 @@ from gdas.runs import Resume, default_out, resume_changes, search_or_resume, sta
 from gdas.sampler import tau_at
 from gdas.spaces import get_space, space_of
 from gdas.spaces import space_names as list_spaces
+from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
+from gdas.spaces.module.factory import path_of
+from gdas.tensor_api import on_tensors, search_tensors, train_tensors, trains_tensors
 
 __all__ = ["SearchResult", "TrainResult", "search", "train", "load_genotype", "build_network", "build_supernet",
            "derive", "tau_at", "get_space", "list_spaces"]  # build_network, build_supernet, derive: handwritten.py
@@ -238,15 +243,15 @@ def _merge(data_fields: dict[str, Any], overrides: Mapping[str, Any]) -> dict[st
 def _genotype_space(fields: Mapping[str, Any]) -> Optional[str]:
     """The space a training run's settings name: `space`, else the genotype's (None: the preset's genotype)."""
     if fields.get("space") is not None:
-        return fields["space"]
-    return space_of(image_genotype(fields["genotype"])).name if "genotype" in fields else None
+        return _recipe_space(fields["space"])
+    return _recipe_space(space_of(image_genotype(fields["genotype"])).name) if "genotype" in fields else None
 
 
 # -- search and train --------------------------------------------------------------------------------------
-def start_search(data: Any = None, *, preset: Optional[str] = None, space: Optional[str] = None,
-           out: Optional[str | Path] = None, test: Any = None, seeds: Optional[list[int]] = None,
-           resume: Resume = False, progress: bool = False, config: Optional[str | Path] = None,
-           parallel: int = 1, **overrides: Any) -> SearchResult:
+def start_search(data: Any = None, *, preset: Optional[str] = None, space: Any = None,
+                 out: Optional[str | Path] = None, test: Any = None, seeds: Optional[list[int]] = None,
+                 resume: Resume = False, progress: bool = False, config: Optional[str | Path] = None,
+                 parallel: int = 1, loss: Any = None, metric: Any = None, **overrides: Any) -> SearchResult:
     """Search a cell with GDAS (Algorithm 1) and derive its genotype; see docs/api.md. (`gdas search` calls it;
     `search` is the same with its errors worded for Python.)
 
@@ -258,11 +263,24 @@ def start_search(data: Any = None, *, preset: Optional[str] = None, space: Optio
     named by `space`, the file or the overrides picks that space's counterpart of the preset. A preset's subset
     belongs to its own dataset: other data is used whole. `seeds`: one search per seed, keeping the best cell.
     `resume`: True continues the run in `out`, "auto" starts or continues it.
+
+    `space` may also be a module class or factory holding gdas.nn choices (or module:package.module:Factory, or
+    mobilenet): with in-memory data, a Dataset or two DataLoaders it is searched on those tensors with `loss`
+    (a callable of output and target; default cross-entropy for integer labels) and `metric` (default
+    accuracy for integer labels; metric_mode="lower" when lower is better); docs/spaces.md.
     """
     where = "in gdas.search()"
     kind = "search"
     if space is not None:  # the same field as space= among the overrides
-        overrides = {**overrides, "space": space}
+        overrides = {**overrides, "space": space if isinstance(space, str) else path_of(space)}
+    if on_tensors(overrides.get("space"), data):
+        run_dir, result, seeds = search_tensors(TensorInputs(data, loss, metric), preset=preset, out=out, test=test,
+                                                seeds=seeds, resume=resume, progress=progress, config=config,
+                                                parallel=parallel, overrides=overrides)
+        return _search_result(run_dir, result, seeds)
+    if loss is not None or metric is not None:
+        raise GdasError("loss= and metric= go with a module space searched on tensors (space=YourModule with (x, y), "
+                        "a Dataset or two DataLoaders); an image search is a classifier trained with cross-entropy")
     if resume is True:
         _check_resumed_arrays(SearchConfig, kind, data, test, out)
         changes = resume_changes(SearchConfig, kind, config, _data_fields(None if _in_memory(data) else data,
@@ -273,12 +291,18 @@ def start_search(data: Any = None, *, preset: Optional[str] = None, space: Optio
     cfg, out, data_file = _new_config(SearchConfig, SEARCH_TABLE, preset, data, test, overrides, out, resume,
                                       config=config, where=where,
                                       network_input=lambda c: (get_space(c.space).check_input, False),
-                                      space_of=lambda fields: fields.get("space"))
+                                      space_of=lambda fields: _recipe_space(fields.get("space")))
     with _discarded_on_failure(data_file):
         run_dir, result, seeds = search_or_resume(cfg, out=out, resume=resume, seeds=seeds, parallel=parallel,
                                                   show_progress=progress,
                                                   prepare=data_file.prepare(resume) if data_file else None)
     return _search_result(run_dir, result, seeds)
+
+
+def _recipe_space(space: Optional[str]) -> Optional[str]:
+    """The space whose presets a run takes: a module of the user's own trains and searches on images with the
+    MobileNet-style space's recipes (its space field is the user's)."""
+    return "mobilenet" if isinstance(space, str) and space.startswith(MODULE_PREFIX) else space
 
 
 def _search_result(run_dir: Path, result: dict[str, Any], seeds: Optional[list[int]]) -> SearchResult:
@@ -307,20 +331,38 @@ def _genotype_spec(genotype: Any) -> str:
 
 def start_train(genotype: Any = None, data: Any = None, *, preset: Optional[str] = None,
           out: Optional[str | Path] = None, test: Any = None, resume: Resume = False, progress: bool = False,
-          config: Optional[str | Path] = None, **overrides: Any) -> TrainResult:
+          config: Optional[str | Path] = None, loss: Any = None, metric: Any = None, weights: Any = None,
+          **overrides: Any) -> TrainResult:
     """Train the final network of `genotype` and measure its top-1 / top-5 test error; see docs/api.md. (`gdas
     train` calls it; `train` is the same with its errors worded for Python.)
 
     `genotype`: a registry name ("GDAS"), a genotype.json, a search run folder, a SearchResult or a genotype
     object (None: the config's). `data`, `test`, `preset`, `config`, `resume` and `overrides` as in `search`;
     the preset is replaced by its counterpart in the genotype's space (an nb201 cell trains with "nb201-demo").
+
+    A module space's choice map (or a plain nn.Module) with in-memory data, a Dataset or two DataLoaders trains on
+    those tensors with `loss` and `metric` as in `search`; `weights` (a SearchResult or search folder) starts
+    it from the search's weights of the chosen candidates; docs/spaces.md.
     """
     where, kind = "in gdas.train()", "train"
     from gdas.train import run_train
 
+    if trains_tensors(genotype, data):
+        run_dir, summary, model = train_tensors(genotype, TensorInputs(data, loss, metric, test=test), weights=weights,
+                                                preset=preset, out=out, resume=resume, progress=progress,
+                                                config=config, overrides=overrides)
+        result = _train_result(run_dir, summary)
+        result._model = model
+        return result
+    if loss is not None or metric is not None or weights is not None:
+        raise GdasError("loss=, metric= and weights= go with a module space's choices (or a plain module) trained on "
+                        "tensors; an image network trains with cross-entropy")
     fields = dict(overrides)
     if genotype is not None:
         fields["genotype"] = _genotype_spec(genotype)
+    owner = space_of(image_genotype(fields["genotype"])).name if "genotype" in fields else None
+    if owner is not None and owner.startswith(MODULE_PREFIX) and "space" not in fields:
+        fields["space"] = owner  # a module of the user's own: trained with the MobileNet-style recipes
     if resume is True:
         _check_resumed_arrays(TrainConfig, kind, data, test, out)
         named = _data_fields(None if _in_memory(data) else data, TRAIN_DATASETS)
@@ -352,8 +394,8 @@ def _in_python_words(run: Callable[..., Any], *classes: type) -> Callable[..., A
     return call
 
 
-search = _in_python_words(start_search, SearchConfig)
-train = _in_python_words(start_train, TrainConfig, SearchConfig)
+search = _in_python_words(start_search, SearchConfig, TensorSearchConfig)
+train = _in_python_words(start_train, TrainConfig, SearchConfig, TensorTrainConfig)
 
 
 def _train_result(run_dir: Path, summary: dict[str, Any]) -> TrainResult:

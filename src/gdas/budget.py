@@ -9,7 +9,9 @@ import torch
 
 from gdas.errors import GdasError
 from gdas.spaces.base import SearchSpace
-from gdas.spaces.shapes import Shape, dataset_shape
+from gdas.spaces.module.probe import chosen_cost, probe
+from gdas.spaces.module.supernet import ModuleSupernet
+from gdas.spaces.shapes import Shape, data_shape, dataset_shape
 
 INFO_KEYS = {"mult-adds": "mult_adds_M", "params": "params_M"}  # --cost -> the space's `info` field
 
@@ -82,3 +84,41 @@ class Budget:
             cells = self.expected().item()
         return {"expected_network_cost": self.fixed + cells, "fixed_cost": self.fixed, "expected_cost": cells,
                 "derived_cost": self.derived(genotype)}
+
+
+class ModuleBudget(Budget):
+    """The cost term of a module space: each candidate's cost counted at the shapes it sees on one sample of the
+    searched data (`spaces.module.probe`), the fixed part everything outside the choices; the derived cost is
+    counted on the frozen model. A nested choice counts as if its enclosing candidate always ran."""
+
+    def __init__(self, cfg: Any, model: ModuleSupernet, device: torch.device, example: Any):
+        self.cfg, self.kind, self.model, self.example = cfg, cfg.cost, model, example
+        seen = probe(model, example)
+        self.costs = {name: cost.to(device) for name, cost in seen.costs(cfg.cost).items()}
+        self.fixed = seen.fixed[cfg.cost]
+        self.target_of = "network"
+        self.logits = model.arch_logits()
+        self._derived: dict[str, float] = {}
+
+    @property
+    def size(self) -> dict[str, Any]:
+        """The input the costs are counted on: one sample's shape."""
+        return {"input": list(self.example.shape[1:]) if isinstance(self.example, torch.Tensor) else None}
+
+    def derived(self, genotype: Any) -> float:
+        key = str(genotype)
+        if key not in self._derived:
+            self._derived[key] = chosen_cost(self.model.net, genotype.choices, self.example)[self.kind]
+        return self._derived[key]
+
+
+def make_budget(cfg: Any, space: SearchSpace, model: torch.nn.Module, device: torch.device, data: Any) -> Budget:
+    """The budget of a search: a module space's counted on a sample of its data (tensors) or a zero image of the
+    searched images' shape; a cell space's at its final network's size."""
+    if isinstance(model, ModuleSupernet):
+        example = getattr(data, "example", None)
+        if example is None:
+            channels, side, _ = data_shape(data)
+            example = torch.zeros(1, channels, side, side, device=device)
+        return ModuleBudget(cfg, model, device, example)
+    return Budget(cfg, space, model, device, shape=data_shape(data))

@@ -13,13 +13,15 @@ def count_parameters(module: nn.Module, exclude: tuple[str, ...] = ("auxiliary",
     return sum(p.numel() for name, p in module.named_parameters() if not name.startswith(exclude))
 
 
-def _conv_mult_adds(module: nn.Conv2d, output: torch.Tensor) -> int:
-    kh, kw = module.kernel_size
-    return output.numel() * (module.in_channels // module.groups) * kh * kw
-
-
-def _linear_mult_adds(module: nn.Linear, output: torch.Tensor) -> int:
-    return output.numel() * module.in_features
+def mult_adds_of(module: nn.Module, output: torch.Tensor) -> int:
+    """Multiply-adds of one call of a Conv2d (output elements x in_channels/groups x kh x kw) or a Linear (output
+    elements x in_features); 0 for any other module."""
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return output.numel() * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, nn.Linear):
+        return output.numel() * module.in_features
+    return 0
 
 
 def count_mult_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -29,20 +31,22 @@ def count_mult_adds(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     modules that actually run; BN, activations, pooling and additions are not counted (the NAS
     papers' convention). Modules that do not run in eval mode, such as the auxiliary head, count 0.
     """
+    first = next(model.parameters(), None)
+    x = torch.zeros(1, *input_shape, device=None if first is None else first.device,
+                    dtype=torch.float32 if first is None else first.dtype)
+    return count_mult_adds_on(model, x)
+
+
+def count_mult_adds_on(model: nn.Module, x: Any) -> int:
+    """`count_mult_adds` of one forward pass on the input `x` as given (a batch of one for per-sample counts)."""
     total = 0
 
     def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
         nonlocal total
-        if isinstance(module, nn.Conv2d):
-            total += _conv_mult_adds(module, output)
-        elif isinstance(module, nn.Linear):
-            total += _linear_mult_adds(module, output)
+        total += mult_adds_of(module, output)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     was_training = model.training
-    first = next(model.parameters(), None)
-    x = torch.zeros(1, *input_shape, device=None if first is None else first.device,
-                    dtype=torch.float32 if first is None else first.dtype)
     try:
         model.eval()
         with torch.no_grad():

@@ -23,9 +23,9 @@ def skip_count(genotype: Any) -> int:
 
 
 def first_cell(genotype: Any) -> str:
-    """How the reports name the guarded cell: "normal cell", or "cell" (nb201)."""
+    """How the reports name the guarded cell: "normal cell", "cell" (nb201) or "model" (a module space)."""
     name = guarded_cell(genotype)[0]
-    return "cell" if name == "cell" else f"{name} cell"
+    return name if name in ("cell", "model") else f"{name} cell"
 
 
 class CollapseGuard:

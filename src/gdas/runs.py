@@ -137,13 +137,17 @@ def _run(runner: Runner, cfg: Any, out: Path, resume_run: bool, show_progress: b
 # -- image searches: one seed or several ------------------------------------------------------------------
 def _search(cfg: Any, out: Path, *, resume_run: bool, show_progress: bool, seeds: Optional[list[int]],
             parallel: int) -> dict[str, Any]:
+    from gdas.baseline import for_seeds, search_with_baseline
     from gdas.search import run_search
     from gdas.selection import check_parallel, multi_seed_search
 
-    check_parallel(parallel, seeds)
+    check_parallel(parallel, seeds, cfg.random_baseline)
     if seeds:
+        baseline = for_seeds(parallel, show_progress=show_progress) if cfg.random_baseline else None
         return multi_seed_search(cfg, out, seeds, resume_run=resume_run, parallel=parallel,
-                                 show_progress=show_progress)
+                                 show_progress=show_progress, baseline=baseline)
+    if cfg.random_baseline:
+        return search_with_baseline(cfg, out, resume_run=resume_run, parallel=parallel, show_progress=show_progress)
     return run_search(cfg, out, resume_run=resume_run, show_progress=show_progress)
 
 
@@ -156,7 +160,7 @@ def _auto_search_mode(cfg: Any, out: Path, seeds: Optional[list[int]]) -> str:
             if seeds and (out / CONFIG).exists():
                 raise GdasError(f"{out} holds a single search, not a multi-seed one; drop --seeds or choose "
                                 "another --out")
-            return "new" if seeds else auto_resume_decision(out, "search", cfg)
+            return "new" if seeds else auto_resume_decision(out, getattr(cfg, "KIND", "search"), cfg)
         stored, stored_seeds = stored_search_config(out)
         differing = config_differences(stored, cfg) + (["--seeds"] if stored_seeds != seeds else [])
         if differing:
@@ -172,13 +176,14 @@ def search_or_resume(cfg: Any, *, out: Optional[str | Path] = None, resume: Resu
                      ) -> tuple[Path, dict[str, Any], Optional[list[int]]]:
     """(run folder, result, seeds) of an image search: `start_or_resume` for one seed or a multi-seed folder
     (the result is then `multi_seed_search`'s, or seeds.json when --auto-resume found it complete)."""
+    from gdas.configs.module import TensorSearchConfig
     from gdas.configs.search import SearchConfig
     from gdas.search import stored_search_config
 
     if resume is True:
         out = need_out(out, resume)
         stored, seeds = stored_search_config(out)
-        if not isinstance(stored, SearchConfig):
+        if not isinstance(stored, (SearchConfig, TensorSearchConfig)):
             raise GdasError(f"{out} holds a recurrent search; resume it with gdas search-rnn --resume {out}")
         cfg = resumed_config(stored, changes or {})
         step = "resume" if seeds else files.next_step(out)  # a multi-seed folder: each seed goes on as it can

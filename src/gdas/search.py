@@ -9,10 +9,12 @@ from typing import Any, Callable, Optional, Protocol
 
 import torch
 
-from gdas.budget import Budget
+from gdas.budget import make_budget
 from gdas.configs import base as cfgbase
 from gdas.configs.runtime import resolve_device, setup_runtime, with_channels_last
+from gdas.configs.module import TensorSearchConfig
 from gdas.data.search import open_image_search
+from gdas.data.tensor_search import open_tensor_search
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files
 from gdas.engine.loop import fit, frozen, optimizer_step, resume, seed_everything
@@ -25,7 +27,6 @@ from gdas.lm.search import open_lm_search
 from gdas.sampler import drop_idle_grads, tau_at
 from gdas.spaces import get_space
 from gdas.spaces.base import Benchmark, SearchSpace
-from gdas.spaces.shapes import data_shape
 
 Log = Callable[[str], None]
 
@@ -81,8 +82,9 @@ class SearchTask:
     epoch_files = (files.ALPHAS, files.GENOTYPES)
 
     def __init__(self, cfg: Any, space: SearchSpace, data: SearchData, device: torch.device, *,
-                 show_progress: bool = True):
+                 show_progress: bool = True, mark_complete: bool = True):
         self.cfg, self.space, self.data, self.device, self.epochs = cfg, space, data, device, cfg.epochs
+        self.mark_complete = mark_complete  # False: summary.json, the run's completion mark, is the caller's
         self.ctx = dist.context()
         seed_everything(cfg.seed)
         self.model = space.build_supernet(cfg, data.num_classes, data.in_channels).to(device)
@@ -103,7 +105,7 @@ class SearchTask:
         self.show_progress = show_progress and self.ctx.is_main
         self.last_metrics: Optional[dict[str, Any]] = None
         self.guard = CollapseGuard(cfg, space)
-        self.budget = Budget(cfg, space, self.model, device, shape=data_shape(data)) if cfg.cost else None
+        self.budget = make_budget(cfg, space, self.model, device, data) if cfg.cost else None
 
     # -- one iteration of Algorithm 1 ----------------------------------------------------------
     def _loss(self, phase: str, step: int, tau: float) -> tuple[list, torch.Tensor, torch.Tensor]:
@@ -176,7 +178,9 @@ class SearchTask:
     def after_epoch(self, epoch: int, metrics: dict[str, Any], run: RunDir) -> None:
         self.last_metrics = metrics  # identical on every rank (reduced), unlike a file only rank 0 writes
         probs = self.model.probabilities()
+        names = getattr(self.model, "choice_names", None)  # a module space: each label's own candidates
         run.append_jsonl(files.ALPHAS, {"epoch": epoch, "tau": metrics["tau"], "ops": list(self.space.ops),
+                                        **({"candidates": names()} if names is not None else {}),
                                         **{k: None if v is None else v.cpu().tolist() for k, v in probs.items()}})
         genotype = self.space.derive(probs, self.cfg)
         guarded = self.guard.observe(epoch, probs, genotype)
@@ -204,7 +208,8 @@ class SearchTask:
                    **self._cost_summary(genotype), "complete": True}
         if run.writer and self.cfg.benchmark and self.space.benchmark is not None:
             summary["benchmark"] = self._lookup(genotype, self.space.benchmark)
-        run.write_json(files.SUMMARY, summary)
+        if self.mark_complete:
+            run.write_json(files.SUMMARY, summary)
         return summary
 
     def _lookup(self, genotype: Any, benchmark: Benchmark) -> dict[str, Any]:
@@ -222,7 +227,7 @@ class SearchTask:
             return {}
         b = self.budget
         return {"cost": b.kind, "cost_weight": self.cfg.cost_weight, "cost_target": self.cfg.cost_target,
-                "cost_target_of": b.target_of, "cost_size": {**b.size, "dataset": self.cfg.dataset},
+                "cost_target_of": b.target_of, "cost_size": {**b.size, "dataset": getattr(self.cfg, "dataset", None)},
                 **b.metrics(genotype)}
 
     def state_dict(self) -> dict[str, Any]:
@@ -256,14 +261,19 @@ class SearchTask:
         dist.load_module_buffers(self.model, state["buffers"])
 
 
-def _search_data(space: SearchSpace) -> Callable[..., Any]:
-    """The data side of a space's search: images (CNN spaces) or a token stream (the recurrent space)."""
+def _search_data(space: SearchSpace, cfg: Any) -> Callable[..., Any]:
+    """The data side of a search: a user's tensors (a module space from Python), images (CNN and module spaces)
+    or a token stream (the recurrent space)."""
+    if isinstance(cfg, TensorSearchConfig):
+        return open_tensor_search
     return open_lm_search if space.data == "lm" else open_image_search
 
 
 def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = print,
-               show_progress: bool = True) -> dict[str, Any]:
-    """One search run in `out` (new, or continued from its last checkpoint), in the space `cfg.space` names."""
+               show_progress: bool = True, mark_complete: bool = True) -> dict[str, Any]:
+    """One search run in `out` (new, or continued from its last checkpoint), in the space `cfg.space` names.
+    `mark_complete=False` returns the summary without writing summary.json: the caller completes the run (a
+    --random-baseline follows), and until then the run resumes from its last checkpoint."""
     cfg.validate()
     space = get_space(cfg.space)
     ctx = dist.context()
@@ -271,9 +281,9 @@ def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = prin
     setup_runtime(device, cfg.threads)
     if cfg.channels_last is None and space.data == "image":  # auto -> on/off, recorded in config.json
         cfg = with_channels_last(cfg, device)
-    data, run = _search_data(space)(cfg, out, device, resume_run)
+    data, run = _search_data(space, cfg)(cfg, out, device, resume_run)
     cfg = data.cfg
-    task = SearchTask(cfg, space, data, device, show_progress=show_progress)
+    task = SearchTask(cfg, space, data, device, show_progress=show_progress, mark_complete=mark_complete)
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
     if ctx.is_main:
         log(f"{data.kind} {cfg.preset}: space {space.name}, {data.describe()} sampler={cfg.sampler} "
@@ -291,11 +301,14 @@ def stored_search_config(out: Path) -> tuple[Any, Optional[list[int]]]:
 
     if (out / files.MULTISEED).exists():
         meta = files.read_json(out / files.MULTISEED)
-        return cfgbase.from_json(SearchConfig, meta["config"]), list(meta["seeds"])
+        cls = TensorSearchConfig if meta.get("kind") == TensorSearchConfig.KIND else SearchConfig
+        return cfgbase.from_json(cls, meta["config"]), list(meta["seeds"])
     stored = files.read_json(out / files.CONFIG) if (out / files.CONFIG).exists() else None
     kind = stored.get("kind") if isinstance(stored, dict) else None
     if kind == "search-rnn":
         return files.stored_config(out, kind, RNNSearchConfig), None
+    if kind == TensorSearchConfig.KIND:
+        return files.stored_config(out, kind, TensorSearchConfig), None
     if (out / files.SUMMARY).exists() and kind == "search":
         raise GdasError(f"{out} is already complete ({files.SUMMARY} exists); nothing to resume")
     return files.stored_config(out, "search", SearchConfig), None

@@ -7,10 +7,11 @@ import json
 import sys
 from typing import Any
 
+from gdas.bench.lm import STEPS, bench_lm
 from gdas.bench.measure import KINDS, bench_data, bench_epoch, bench_search, memory_worker
 from gdas.cli.common import overrides
 from gdas.configs import base as cfgbase
-from gdas.configs.bench import BenchConfig
+from gdas.configs.bench import BenchConfig, LMBenchConfig
 from gdas.configs.files import resolve_config
 from gdas.configs.search import SEARCH_TABLE, SearchConfig
 from gdas.errors import GdasError
@@ -26,7 +27,8 @@ def _add_model_options(parser: argparse.ArgumentParser, batch: int) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("bench", help="measure search-step time, memory and throughput",
                             description="Performance measurements on CIFAR-sized synthetic data (32x32x3, 10 "
-                                        "classes). No timing is asserted anywhere: these are measurements.")
+                                        "classes; `lm`: random tokens). No timing is asserted anywhere: these "
+                                        "are measurements.")
     bench_sub = parser.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
 
     search = bench_sub.add_parser("search", help="GDAS W step vs its sampled child vs DARTS; A step; memory")
@@ -48,6 +50,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     epoch.add_argument("--json", action="store_true", help="print one JSON object")
     cfgbase.add_config_options(epoch, SearchConfig, skip=("benchmark",))  # no search ends here: nothing to look up
     epoch.set_defaults(func=_epoch)
+
+    lm = bench_sub.add_parser("lm", help="LM training step and recurrent search W step vs an nn.LSTM language model",
+                              description="Median step times of `gdas train-lm`'s update and `gdas search-rnn`'s W "
+                                          "step against a plain nn.LSTM language model (same embedding and hidden "
+                                          "size, batch, window and vocabulary, softmax included), on random "
+                                          "tokens; one thread unless --threads says otherwise.")
+    cfgbase.add_config_options(lm, LMBenchConfig)
+    lm.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    lm.set_defaults(func=_lm)
 
     worker = bench_sub.add_parser("_worker")  # one peak-memory measurement, in its own process
     worker.add_argument("--kind", choices=KINDS, required=True)
@@ -112,6 +123,20 @@ def _epoch(args: argparse.Namespace) -> int:
              "projected_h": r["projected_search_h"]}]
     _emit(r, args.json, rows, ["epoch_s", "steps", "timed", "iteration_ms", "images_per_s", "epochs", "projected_h"],
           [f"preset {args.preset} on {cfg.dataset}: {r['epochs']} epochs x {r['epoch_s']} s"])
+    return 0
+
+
+def _lm(args: argparse.Namespace) -> int:
+    b = cfgbase.apply_overrides(LMBenchConfig(), overrides(args, LMBenchConfig))
+    r = bench_lm(b, (lambda s: print(s, file=sys.stderr)) if not args.json else (lambda _: None))
+    labels = {"train": "train-lm step", "search": "search-rnn W step"}
+    rows = [{"step": labels[k], "nhid": r[k]["nhid"], "batch": r[k]["batch_size"], "bptt": r[k]["bptt"],
+             "ms": r[k]["step_ms"], "tokens_per_s": r[k]["tokens_per_s"], "lstm_ms": r[k]["lstm_step_ms"],
+             "lstm_tokens_per_s": r[k]["lstm_tokens_per_s"], "slowdown": r[k]["slowdown_vs_lstm"],
+             "slowdown_cpu": r[k]["slowdown_vs_lstm_cpu"]} for k in STEPS]
+    _emit(r, args.json, rows, list(rows[0]),
+          [f"vocabulary {b.vocab}, genotype {b.genotype}{', autograd reference path' if b.autograd else ''}; "
+           "slowdown = nn.LSTM's tokens/s / ours (wall time; slowdown_cpu from this process's CPU time)"])
     return 0
 
 

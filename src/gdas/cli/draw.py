@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from gdas.reporting.draw import draw_genotype
+from gdas.errors import GdasError
 from gdas.genotypes import load_genotype
+from gdas.spaces import space_of
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     genotype = load_genotype(args.genotype)
+    if not space_of(genotype).dot(genotype):
+        raise GdasError(f"{genotype.kind} genotypes have no cells to draw; print it with gdas info, or see each "
+                        "label's distribution with gdas report RUN_DIR")
     source = Path(args.genotype)
     out = args.out or (source / "cells" if source.is_dir() else Path(f"cells-{source.stem or 'genotype'}"))
     for path in draw_genotype(genotype, out, formats=tuple(args.formats)):

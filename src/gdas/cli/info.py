@@ -54,14 +54,15 @@ def input_shape(args: argparse.Namespace) -> Shape:
 
 
 def _image_text(info: dict[str, Any], own_shape: bool) -> str:
-    size, C, N = info["input_size"], info["C"], info["N"]
+    size = info["input_size"]
+    sized = f"C={info['C']}, N={info['N']}, " if "C" in info else ""  # a module of your own has no C, N
     if "params_aux_M" in info:
         aux = f" without the auxiliary head ({info['params_aux_M']:.2f} M with it)"
     else:
         aux = " (no auxiliary head: the input is too small for it)" if info.get("auxiliary") is False else ""
     shape = f"{info['channels']}x{size}x{size} images, {info['num_classes']} classes"
-    where = (f"on {shape} (C={C}, N={N}, layout of {info['dataset']})" if own_shape else
-             f"on {info['dataset']} (C={C}, N={N}, {shape})")
+    where = (f"on {shape} ({sized}layout of {info['dataset']})" if own_shape else
+             f"on {info['dataset']} ({sized}{shape})")
     return (f"{info['name']} {where}\n"
             f"  params:    {info['params_M']:.2f} M{aux}\n"
             f"  mult-adds: {info['mult_adds_M']:.1f} M per image")

@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="independent searches, one per seed, on one shared D_T/D_V split (--split-seed); keeps "
                              "the cell of the best --select-by on D_V")
     parser.add_argument("--parallel", type=int, default=1, metavar="K",
-                        help="run up to K seeds at once as separate processes on this device, threads divided "
-                             "(the same result as one after another)")
+                        help="run up to K seeds (and --random-baseline retrains) at once as separate processes on "
+                             "this device, threads divided (the same result as one after another)")
     cfgbase.add_config_options(parser, SearchConfig)
     parser.set_defaults(func=main)
 
@@ -64,6 +64,26 @@ def _print_seeds(result: dict[str, Any], out: Path) -> None:
     print(f"genotype written to {out / 'genotype.json'}")
 
 
+def _print_baseline(record: dict[str, Any]) -> None:
+    """Every cell of --random-baseline by D_V error, the searched ones with their rank, and the random cells'
+    mean and spread."""
+    several = len(record["searched"]) > 1
+    cells = [{**row, "cell": f"seed {row['seed']}{' (kept)' if row.get('kept') else ''}" if several else "searched",
+              "rank": f"{row['rank']}/{record['cells'] + 1}"} for row in record["searched"]]
+    cells += [{**row, "cell": row["dir"]} for row in record["random"]]
+    cells.sort(key=lambda row: (row["valid_err"], "rank" not in row))
+    print(f"random baseline: {record['cells']} random cells, each retrained like the searched ones "
+          f"(--select-epochs {record['select_epochs']} on D_T, error on {record['valid_images']:,} D_V images; "
+          f"sizes at C={record['size']['C']}, N={record['size']['N']})")
+    print(summary_table([{**row, "valid_err": f"{row['valid_err']:.4f}"} for row in cells],
+                        ["cell", "valid_err", "rank", "params_M", "mult_adds_M"]))
+    std = record["valid_err_std"]
+    spread = f" ± {std:.4f} (sd)" if std is not None else ""
+    print(f"random cells: D_V error {record['valid_err_mean']:.4f}{spread}, {record['valid_err_min']:.4f} to "
+          f"{record['valid_err_max']:.4f}; {record['params_M_mean']:.3f} M params, "
+          f"{record['mult_adds_M_mean']:.1f} M mult-adds on average (rank 1 = best)")
+
+
 def main(args: argparse.Namespace) -> int:
     out, resume = run_target(args)
     result = api.start_search(None, preset=args.preset, config=args.config, out=out, resume=resume, seeds=args.seeds,
@@ -74,5 +94,7 @@ def main(args: argparse.Namespace) -> int:
                 _print_seeds(result.summary, result.run_dir)
         else:
             _print_summary(result.summary, result.run_dir)
+        if "random_baseline" in result.summary:
+            _print_baseline(result.summary["random_baseline"])
     write_run_report(args, [result.run_dir])
     return 0

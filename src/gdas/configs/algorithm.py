@@ -87,6 +87,10 @@ class SearchBase(RunConfig):
     benchmark: Optional[str] = field(default=None, metadata=meta(
         "nb201 space: the NATS-Bench topology benchmark (the extracted NATS-tss-v1_0-3ffb9-simple folder); the "
         "summary and report record the derived cell's true accuracies (needs pip install 'gdas-nas[nb201]')"))
+    random_baseline: int = field(default=0, metadata=meta(
+        "image spaces: also train K random cells of the space (drawn as derivation draws, seeds 0..K-1) with the "
+        "searched cells' selection protocol (--select-epochs on D_T, measured on D_V) and report where each "
+        "searched cell ranks among them"))
 
     def fit_to_given(self, preset: "SearchBase") -> "SearchBase":
         """A preset's warm-up is a share of its epochs: given --epochs alone, it keeps that share (rounded
@@ -150,6 +154,14 @@ class SearchBase(RunConfig):
               f"--stop-on-collapse must be at least 1, got {self.stop_on_collapse}")
         check(self.collapse_patience >= 1, f"--collapse-patience must be at least 1, got {self.collapse_patience}")
         self._validate_cost(space.op_costs is not None, space.name)
+        check(self.random_baseline >= 0, f"--random-baseline must be at least 0 (random cells to train), got "
+                                         f"{self.random_baseline}")
+        check(not self.random_baseline or space.data == "image",
+              f"--random-baseline trains random cells as image networks on the search's D_T / D_V split; the "
+              f"{space.name} space has no image retrain (its cells train as language models: gdas train-lm), "
+              "drop it")
+        check(not self.random_baseline or space.random_genotype is not None,
+              f"--random-baseline: the {space.name} space draws no random cells; drop it")
         check(not self.channels_last or space.data == "image",
               f"--channels-last is a memory format of image networks; the {space.name} space has none, drop it")
         validate_runtime(self.device, self.amp, self.threads)

@@ -13,12 +13,15 @@ from gdas.data.own import USER_DATASETS, check_data_source
 from gdas.errors import GdasError
 from gdas.sampler import SAMPLE_SCOPES
 from gdas.spaces import get_space
+from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
+from gdas.spaces.module.factory import load as load_factory
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
+from gdas.spaces.module.genotype import KIND as MODULE_KIND
 from gdas.spaces.shapes import Shape, dataset_shape
 
-__all__ = ["COSTS", "IMAGE_SPACES", "SEARCH_ALIASES", "SEARCH_PRESETS", "SEARCH_TABLE", "SELECT_BY", "SearchConfig"]
+__all__ = ["COSTS", "IMAGE_SPACES", "MODULE_PREFIX", "SEARCH_ALIASES", "SEARCH_PRESETS", "SEARCH_TABLE", "SELECT_BY", "SearchConfig"]
 
-IMAGE_SPACES = ("darts", "nb201")  # the registered spaces whose networks read images
+IMAGE_SPACES = ("darts", "nb201", "mobilenet")  # the registered spaces whose networks read images
 SELECT_BY = ("retrain", "search")
 
 
@@ -30,7 +33,9 @@ class SearchConfig(SearchBase):
     # What a config.json written before a field existed stands for (`configs.base.from_json`).
     ABSENT_IN_OLD_RUNS: ClassVar[dict[str, str]] = {"cost_target_of": "cells"}
 
-    space: str = field(default="darts", metadata=meta("search space", IMAGE_SPACES))
+    space: str = field(default="darts", metadata=meta(
+        f"search space: {', '.join(IMAGE_SPACES)}, or a module of your own as {MODULE_PREFIX}package.module:Factory "
+        "(searched as a classifier of the images)"))
     dataset: str = field(default="cifar10", metadata=meta("dataset to search on", IMAGE_DATASETS))
     data_dir: Optional[str] = field(default=None, metadata=meta("folder holding the dataset files"))
     train_subset: Optional[int] = field(default=None, metadata=meta(
@@ -72,7 +77,11 @@ class SearchConfig(SearchBase):
 
     @property
     def final_size(self) -> tuple[int, int]:
-        """(C, N) of the final network `--cost` and `gdas info` count at: the space's training preset's."""
+        """(C, N) of the final network `--cost`, `--random-baseline` and `gdas info` count at: a cell space's
+        training preset's (its cells stacked deeper and wider); a module space's own (its choice map names every
+        block of the network it searched, so the network it describes is that one)."""
+        if get_space(self.space).genotype_kind == MODULE_KIND:
+            return self.C, self.N
         return final_size(self.space, self.dataset, self.frc)
 
     def fixed_cost(self, shape: Shape) -> float:
@@ -106,8 +115,14 @@ class SearchConfig(SearchBase):
         return own_subset(cfg, preset, "train_subset")
 
     def validate(self) -> None:
-        check_choice(self.space, IMAGE_SPACES, "--space")
+        if self.space.startswith(MODULE_PREFIX):
+            load_factory(self.space)  # a path that names nothing fails now, before any data is read
+        else:
+            check_choice(self.space, IMAGE_SPACES, "--space")
         super().validate()
+        module = get_space(self.space).genotype_kind == "module"
+        check(not module or self.sample_scope == "network",
+              f"--sample-scope cell draws once per cell; the {self.space} space draws once per label: drop it")
         check_choice(self.select_by, SELECT_BY, "--select-by")
         check(self.select_epochs >= 1, f"--select-epochs must be at least 1, got {self.select_epochs}")
         check_choice(self.dataset, IMAGE_DATASETS, "--dataset")
@@ -172,8 +187,18 @@ SEARCH_PRESETS: dict[str, SearchConfig] = {
     "nb201-smoke": replace(_NB201_SEARCH, dataset="synthetic", synthetic_train=128, C=8, N=1, epochs=2,
                            batch_size=16, steps_per_epoch=4, select_epochs=1),
 }
+_MOBILENET_SEARCH = SearchConfig(space="mobilenet", C=32, N=4, w_weight_decay=4e-5)
+SEARCH_PRESETS.update({
+    # The MobileNet-style space on 32 px images at MobileNetV2 1.0's widths (C=32), four blocks per stage.
+    "mobilenet-cifar10": _MOBILENET_SEARCH,
+    # Its CPU demo: a quarter of the widths (C=8), two blocks per stage, on 4,000 Fashion-MNIST images.
+    "mobilenet-demo": replace(_MOBILENET_SEARCH, dataset="fashion-mnist", C=8, N=2, epochs=10, train_subset=4000,
+                              crop_padding=2, channels_last=True, select_epochs=3, a_lr=0.01),
+    "mobilenet-smoke": replace(_MOBILENET_SEARCH, dataset="synthetic", synthetic_train=128, C=8, N=2, epochs=2,
+                               batch_size=16, steps_per_epoch=4, select_epochs=1),
+})
 # Other names of presets: the budgets by what they are for ("paper"), the demos by the data they were set for.
-SEARCH_ALIASES: dict[str, str] = {"paper": "cifar10", "nb201-paper": "nb201-cifar10",
+SEARCH_ALIASES: dict[str, str] = {"paper": "cifar10", "nb201-paper": "nb201-cifar10", "mobilenet-paper": "mobilenet-cifar10",
                                   "fashion-mnist": "demo", "nb201-fashion-mnist": "nb201-demo"}
 # `gdas search` and `gdas.search` start from the CPU demo.
 SEARCH_TABLE = Presets(SEARCH_PRESETS, "demo", SEARCH_ALIASES)

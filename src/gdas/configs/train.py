@@ -10,9 +10,10 @@ from gdas.configs.runtime import validate_runtime
 
 from gdas.data.images import IMAGE_DATASETS
 from gdas.data.own import check_data_source
+from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
 
 TRAIN_DATASETS = IMAGE_DATASETS + ("imagenet",)
-SPACES = ("darts", "nb201")  # the image spaces whose final networks train here
+SPACES = ("darts", "nb201", "mobilenet")  # the image spaces whose final networks train here (and module:... paths)
 SCHEDULES = ("cosine", "exp")
 # The ImageNet stem divides the input by 8 and two reductions by 4 more: the auxiliary head needs 6x6 there.
 MIN_IMAGENET_AUX_SIZE = 192
@@ -23,7 +24,8 @@ IMAGENET_SIZE = 224
 class TrainConfig(RunConfig):
     """Everything a final-network training run depends on; written to the run directory as config.json."""
 
-    space: str = field(default="darts", metadata=meta("search space of the genotype's network", SPACES))
+    space: str = field(default="darts", metadata=meta(
+        f"search space of the genotype's network: {', '.join(SPACES)} or {MODULE_PREFIX}package.module:Factory"))
     genotype: str = field(default="GDAS", metadata=meta(
         "cell to train: registry name (GDAS, GDAS_FRC, DARTS_V2, ...), genotype.json, or a search RUN_DIR"))
     dataset: str = field(default="cifar10", metadata=meta("dataset to train on", TRAIN_DATASETS))
@@ -92,7 +94,8 @@ class TrainConfig(RunConfig):
         return own_subset(super().fit_to_given(preset), preset, "train_subset", "test_subset")
 
     def validate(self) -> None:
-        check_choice(self.space, SPACES, "--space")
+        if not self.space.startswith(MODULE_PREFIX):
+            check_choice(self.space, SPACES, "--space")
         check_choice(self.dataset, TRAIN_DATASETS, "--dataset")
         if not self.imagenet:
             check_data_source(self)
@@ -148,6 +151,9 @@ _IMAGENET = TrainConfig(dataset="imagenet", C=50, N=4, epochs=250, batch_size=12
 _NB201_TRAIN = TrainConfig(space="nb201", genotype="nb201-best-cifar100", C=16, N=5, epochs=200, batch_size=256,
                            lr=0.1, lr_min=0.0, nesterov=True, weight_decay=5e-4, grad_clip=0.0, cutout=0,
                            drop_path_prob=0.0, auxiliary=False)
+# 200 epochs on 32 px images at MobileNetV2 1.0's widths (C=32), four blocks per stage; SGD 0.05 cosine, wd 4e-5.
+_MOBILENET_TRAIN = TrainConfig(space="mobilenet", genotype="mobilenet-v2", C=32, N=4, epochs=200, batch_size=128,
+                               lr=0.05, weight_decay=4e-5, drop_path_prob=0.0, auxiliary=False)
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # Paper: C=36, N=6, 600 epochs, batch 96, SGD 0.025 cosine to 0, cutout 16, drop-path 0.2, aux 0.4
     # (the defaults of the fields).
@@ -171,12 +177,22 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                           channels_last=True),
     "nb201-smoke": replace(_NB201_TRAIN, dataset="synthetic", synthetic_train=64, synthetic_test=32, C=8, N=1,
                            epochs=2, batch_size=16),
+    # The MobileNet-style space (module spaces on images train with these too): no auxiliary head or drop-path.
+    # ImageNet: MobileNetV2's recipe (300 epochs, SGD 0.045 x 0.98 per epoch, wd 4e-5, batch 256).
+    "mobilenet-imagenet": replace(_MOBILENET_TRAIN, dataset="imagenet", epochs=300, batch_size=256, lr=0.045,
+                                  schedule="exp", lr_gamma=0.98, cutout=0, workers=16),
+    "mobilenet-cifar10": _MOBILENET_TRAIN,
+    "mobilenet-demo": replace(_MOBILENET_TRAIN, dataset="fashion-mnist", C=8, N=2, epochs=5, batch_size=64,
+                              train_subset=5000, test_subset=2000, crop_padding=2, cutout=0, eval_batch_size=250,
+                              channels_last=True),
+    "mobilenet-smoke": replace(_MOBILENET_TRAIN, dataset="synthetic", synthetic_train=64, synthetic_test=32, C=8,
+                               N=2, epochs=2, batch_size=16),
     # Seconds: for tests and for checking an installation (every part of the recipe switched on).
     "smoke": TrainConfig(dataset="synthetic", synthetic_train=64, synthetic_test=32, C=8, N=1, epochs=2,
                          batch_size=16, label_smoothing=0.1, cutout=8),
 }
 # Other names of presets, as for the search presets.
-TRAIN_ALIASES: dict[str, str] = {"paper": "cifar10", "nb201-paper": "nb201-cifar10",
+TRAIN_ALIASES: dict[str, str] = {"paper": "cifar10", "nb201-paper": "nb201-cifar10", "mobilenet-paper": "mobilenet-cifar10",
                                  "fashion-mnist": "demo", "nb201-fashion-mnist": "nb201-demo"}
 # `gdas train` and `gdas.train` start from the CPU demo (its counterpart in the genotype's space).
 TRAIN_TABLE = Presets(TRAIN_PRESETS, "demo", TRAIN_ALIASES)
@@ -187,6 +203,8 @@ def final_size(space: str, dataset: str, fixed_reduction: bool = False) -> tuple
     Fashion-MNIST, synthetic, a user's folder or npz data), the size `gdas info` and `--cost` count at."""
     if space == "nb201":
         preset = TRAIN_PRESETS["nb201-cifar10"]
+    elif space == "mobilenet" or space.startswith(MODULE_PREFIX):
+        preset = TRAIN_PRESETS["mobilenet-imagenet" if dataset == "imagenet" else "mobilenet-cifar10"]
     elif dataset == "imagenet":
         preset = TRAIN_PRESETS["imagenet-frc" if fixed_reduction else "imagenet"]
     else:

@@ -15,6 +15,7 @@ from gdas.data.stream import BatchReader, take
 from gdas.data.images import ImageDataset, load_image_dataset, seeded_split
 from gdas.data.own import class_names, count_words, data_options, data_record, image_counts
 from gdas.spaces import get_space
+from gdas.spaces.module.factory import PREFIX as MODULE_PREFIX
 from gdas.engine import distributed as dist
 from gdas.engine import rundir as files
 from gdas.engine.rundir import RunDir
@@ -69,7 +70,8 @@ class ImageSearchData:
 
     def describe(self) -> str:
         counts = image_counts(self.data)
-        return (f"{self.dataset_name} C={self.cfg.C} N={self.cfg.N} on {count_words(counts, self.cfg, ('train',))}: "
+        sized = "" if self.cfg.space.startswith(MODULE_PREFIX) else f" C={self.cfg.C} N={self.cfg.N}"  # a module's own size
+        return (f"{self.dataset_name}{sized} on {count_words(counts, self.cfg, ('train',))}: "
                 f"D_T {len(self.d_t):,}, D_V {len(self.d_v):,}")
 
     def _epoch_indices(self, split: torch.Tensor, batches: list[torch.Tensor], steps: int) -> torch.Tensor:
@@ -142,16 +144,16 @@ def new_run_dir(out: Path, kind: str, cfg: Any, device: torch.device) -> RunDir:
                            lambda: RunDir(out, writer=False))
 
 
-def fit_batch(cfg: Any, split: tuple[torch.Tensor, torch.Tensor]) -> Any:
-    """`cfg` with a preset's batch size lowered to what D_T and D_V hold (a whole number of images per rank);
+def fit_batch(cfg: Any, split: tuple[torch.Tensor, torch.Tensor], unit: str = "images") -> Any:
+    """`cfg` with a preset's batch size lowered to what D_T and D_V hold (a whole number of `unit` per rank);
     a batch size the user gave that does not fit is a one-line error, before any run folder exists."""
     world = dist.context().world_size
     fits = min(len(split[0]), len(split[1])) // world * world
+    held = f"{len(split[0]):,} / {len(split[1]):,} {unit}"
     if cfg.batch_size > fits > 0:
-        cfg = cfgbase.adjust_unset(cfg, {"batch_size": fits}, f"D_T / D_V hold {len(split[0]):,} / {len(split[1]):,} images")
+        cfg = cfgbase.adjust_unset(cfg, {"batch_size": fits}, f"D_T / D_V hold {held}")
     if cfg.batch_size > fits:
-        raise GdasError(f"--batch-size {cfg.batch_size} is larger than D_T/D_V ({len(split[0])}/{len(split[1])} "
-                        "images); lower it or use more data")
+        raise GdasError(f"--batch-size {cfg.batch_size} is larger than D_T / D_V ({held}); lower it or use more data")
     return cfg
 
 
@@ -163,9 +165,12 @@ def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: boo
     if resume_run:
         run, _ = RunDir.open_existing(out, ImageSearchData.kind, writer=ctx.is_main)
     data = load_search_data(cfg)  # a missing dataset fails before a new run folder exists
-    check = get_space(cfg.space).check_input
-    if check is not None:  # so do images the networks cannot read
-        check(data.image_size, False)
+    space = get_space(cfg.space)
+    if space.check_input is not None:  # so do images the networks cannot read
+        space.check_input(data.image_size, False)
+    if space.check_model is not None and not resume_run:  # and a module space that cannot run on them
+        space.check_model(cfg, data.num_classes, data.channels,
+                          torch.zeros(2, data.channels, data.image_size, data.image_size))
     if resume_run:
         split_json = run.read_json(files.SPLIT)
         split = (torch.tensor(split_json["train"]), torch.tensor(split_json["valid"]))

@@ -37,16 +37,20 @@ BEST = "best.pt"  # the weights of the best epoch (training runs)
 MULTISEED = "multiseed.json"  # the seeds and config of a multi-seed search folder
 SEEDS = "seeds.json"  # per-seed results and the kept seed of a multi-seed search
 SELECT = "select"  # under a multi-seed search's seed-S folder: the retrain of that seed's cell
+RANDOM_CELL = "random-{}"  # under a search with --random-baseline: random cell i (genotype.json, select/)
 REPORT = "report.html"
 PLOTS = "plots"
 EVENTS = "tb"
 # A run's kind (config.json) is the command that runs it: `gdas <kind> --resume RUN_DIR` continues it.
 RUN_KINDS = ("search", "train", "search-rnn", "train-lm")
+# Runs of a module space on a user's tensors (configs.module): continued from Python, which holds their data and loss.
+PYTHON_KINDS = ("search-tensors", "train-tensors")
 # What a run writes before its first checkpoint: removed when such a run starts again from its beginning.
 STARTED_FILES = (METRICS, ALPHAS, GENOTYPES, GENOTYPE, SPLIT, CLASSES, DATA, VOCAB, BEST)
 T = TypeVar("T")
 Step = Literal["new", "resume", "complete"]
 _SEED_DIR = re.compile(r"seed--?\d+")  # a multi-seed search's seed folders: seed-S
+_RANDOM_DIR = re.compile(r"random-\d+")  # a search's random cells: random-i
 # Errors that only a write raises (any file); permissions count as a write failure only for run files.
 _WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
 _FIXES = {errno.ENOSPC: "free space", getattr(errno, "EDQUOT", errno.ENOSPC): "free space (or raise the quota)",
@@ -71,13 +75,23 @@ def stored_kind(path: str | Path) -> Optional[str]:
 
 def continue_command(path: str | Path) -> Optional[str]:
     """The command that continues the run in `path`: `gdas search --resume OUT` for a multi-seed search OUT, its
-    seed folders and their retrains, else `gdas <kind> --resume RUN_DIR`; None when no run is stored there."""
+    seed folders and their retrains, and for the retrains and random cells of a search's --random-baseline, else
+    `gdas <kind> --resume RUN_DIR`; None when no run is stored there."""
     path = Path(path)
     for top, inside in ((path, True), (path.parent, _SEED_DIR.fullmatch(path.name)),
                         (path.parent.parent, path.name == SELECT and _SEED_DIR.fullmatch(path.parent.name))):
         if inside and (top / MULTISEED).exists():
+            if read_json(top / MULTISEED).get("kind") in PYTHON_KINDS:
+                return f"gdas.search(the same data, space and loss, out={str(top)!r}, resume=True)"
+            return f"gdas search --resume {top}"
+    # a random cell (random-i, random-i/select) or a single search's own retrain (select)
+    for top, inside in ((path.parent, path.name == SELECT or _RANDOM_DIR.fullmatch(path.name)),
+                        (path.parent.parent, path.name == SELECT and _RANDOM_DIR.fullmatch(path.parent.name))):
+        if inside and ((top / MULTISEED).exists() or stored_kind(top) == "search"):
             return f"gdas search --resume {top}"
     kind = stored_kind(path)
+    if kind in PYTHON_KINDS:  # runs on a user's tensors: their data and loss live in Python
+        return f"gdas.{kind.split('-')[0]}(the same data, space and loss, out={str(path)!r}, resume=True)"
     return f"gdas {kind} --resume {path}" if kind in RUN_KINDS else None
 
 

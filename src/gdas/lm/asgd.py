@@ -42,12 +42,12 @@ class NTASGD:
     def param_groups(self) -> list[dict[str, Any]]:
         return self.optimizer.param_groups
 
-    def step_epoch(self, val_loss: float) -> bool:
-        """Record a validation loss; True when this call switched SGD -> ASGD."""
+    def step_epoch(self, val_loss: float, force: bool = False) -> bool:
+        """Record a validation loss; True when this call switched SGD -> ASGD (by the rule, or because `force`)."""
         # AWD-LSTM checks before appending the new loss; the length guard keeps the slice end >= 1 (a shorter
         # history would make it negative and judge against its first losses only).
         n = len(self.history)
-        switch = not self.averaging and n > self.nonmono and val_loss > min(self.history[:n - self.nonmono])
+        switch = not self.averaging and (force or n > self.nonmono and val_loss > min(self.history[:n - self.nonmono]))
         if switch:
             self.optimizer = self._make_asgd()
         self.history.append(float(val_loss))

@@ -7,12 +7,12 @@ from contextlib import contextmanager, nullcontext
 from typing import Iterator, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from gdas.configs.runtime import autocast
 from gdas.errors import GdasError
 from gdas.lm.corpus import bptt_windows, get_batch
+from gdas.spaces.rnn.model import RNNModel
 
 
 class TokenCursor:
@@ -40,14 +40,14 @@ class TokenCursor:
         return x, y, wrapped
 
 
-def window_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, hidden: torch.Tensor, *,
+def window_loss(model: RNNModel, x: torch.Tensor, y: torch.Tensor, hidden: torch.Tensor, *,
                 device: torch.device, amp: str, alpha: float = 0.0, beta: float = 0.0,
                 archs: Optional[list] = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean NLL, NLL + AR/TAR, new hidden) of one window; the hidden state comes in detached."""
     with autocast(device, amp):
-        log_probs, hidden, raw, dropped = model(x, hidden.detach(), archs, return_h=True)
-    nll = F.nll_loss(log_probs.reshape(-1, log_probs.size(-1)).float(), y.reshape(-1))
+        raw, dropped, hidden = model.features(x, hidden.detach(), archs)
+        nll = model.nll(dropped, y)
     loss = nll
     if alpha > 0:  # AR: large activations of the dropped outputs
         loss = loss + alpha * dropped.float().pow(2).mean()
@@ -78,7 +78,7 @@ def batch_statistics(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: torch.Tensor, bptt: int, *, device: torch.device, amp: str,
+def evaluate(model: RNNModel, data: torch.Tensor, bptt: int, *, device: torch.device, amp: str,
              norm_batch_stats: bool = False, archs: Optional[list] = None) -> tuple[float, int]:
     """(summed NLL, tokens) over a batchified split in eval mode, the hidden state carried throughout.
 
@@ -94,9 +94,8 @@ def evaluate(model: nn.Module, data: torch.Tensor, bptt: int, *, device: torch.d
         for start, seq_len in bptt_windows(data.size(0), bptt):
             x, y = get_batch(data, start, seq_len)
             with autocast(device, amp):
-                log_probs, hidden = model(x, hidden, archs)
-            total += F.nll_loss(log_probs.reshape(-1, log_probs.size(-1)).float(), y.reshape(-1),
-                                reduction="sum")
+                _, dropped, hidden = model.features(x, hidden, archs)
+                total += model.nll(dropped, y).float() * y.numel()
             tokens += y.numel()
     model.train(was_training)
     return float(total), tokens

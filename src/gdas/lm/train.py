@@ -65,6 +65,11 @@ class LMTrainTask:
         x, y, wrapped = self.cursor.next(cfg.bptt, self.window_gen, randomise=True)
         if wrapped:
             self.hidden = torch.zeros_like(self.hidden)
+        return self.train_window(x, y)
+
+    def train_window(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """The update on one window (inputs, targets), continuing the hidden state (`gdas bench lm` times it)."""
+        cfg = self.cfg
         group = self.opt.param_groups[0]
         group["lr"] = cfg.lr * x.size(0) / cfg.bptt
         nll, loss, hidden = window_loss(self.model, x, y, self.hidden, device=self.device, amp=cfg.amp,
@@ -104,7 +109,7 @@ class LMTrainTask:
             if valid_loss < self.best_valid_loss:
                 self.best_valid_loss, self.best_epoch = valid_loss, epoch
                 self._best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        switched = self.opt.step_epoch(valid_loss)
+        switched = self.opt.step_epoch(valid_loss, force=cfg.asgd_epoch is not None and epoch + 1 >= cfg.asgd_epoch)
         return {"lr": cfg.lr, "asgd": averaged, "switched_to_asgd": switched,
                 "train_loss": train_nll / tokens, "train_ppl": perplexity(train_nll, tokens),
                 "valid_loss": valid_loss, "valid_ppl": perplexity(valid_nll, valid_tokens),

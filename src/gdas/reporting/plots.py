@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 import math
 from dataclasses import dataclass
@@ -25,6 +27,13 @@ class Plot:
     name: str
     title: str
     png: bytes
+
+    def html(self) -> str:
+        """The plot as an inline HTML figure (the PNG as a data: URL), its title as the caption."""
+        data = base64.b64encode(self.png).decode()
+        title = html.escape(self.title, quote=True)
+        return (f'<figure><img src="data:image/png;base64,{data}" alt="{title}">'
+                f"<figcaption>{title}</figcaption></figure>")
 
 
 # -- numbers behind the plots ---------------------------------------------------------------------
@@ -162,6 +171,36 @@ def edge_grid(epochs: Sequence[int], probs: np.ndarray, ops: Sequence[str], labe
     return fig
 
 
+def label_grid(epochs: Sequence[int], probs: Mapping[str, np.ndarray], candidates: Mapping[str, Sequence[str]],
+               chosen: Mapping[str, Any], title: str) -> Any:
+    """Small multiples for a module space: each label's candidate probabilities over the epochs (its own
+    candidates, its own legend; the derived choice drawn thicker)."""
+    labels = list(probs)
+    n = len(labels)
+    cols = min(n, 4)
+    rows = math.ceil(n / cols)
+    fig = _figure(2.6 * cols, 1.9 * rows + 0.6, left=0.45, bottom=0.35, right=0.1, top=0.45, wspace=0.18,
+                  hspace=0.65)
+    axes = fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.set_axis_off()
+            continue
+        label = labels[i]
+        names = list(candidates.get(label, ()))
+        for k in range(probs[label].shape[-1]):
+            name = names[k] if k < len(names) else str(k)
+            ax.plot(epochs, probs[label][:, 0, k], linewidth=2.2 if name == str(chosen.get(label)) else 1.0,
+                    label=name)
+        ax.set_title(f"{label} -> {chosen.get(label, '?')}", fontsize=8)
+        ax.tick_params(labelsize=6)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=5, ncol=2, loc="upper left", frameon=False)
+        _epoch_axis(ax)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def entropy_plot(cells: Mapping[str, tuple[Sequence[int], np.ndarray]], n_ops: int) -> Any:
     """Per cell type: every edge's entropy over the epochs (thin) and their mean (bold)."""
     fig = _figure(4.2 * len(cells), 3.4)
@@ -256,12 +295,22 @@ def architecture_plots(run: RunView, out_dir: Optional[Path]) -> dict[str, Plot]
     """Heatmaps, trajectories, entropy and parameter-free share of a search run's A."""
     plots: dict[str, Plot] = {}
     cells, ops = run.cell_probs(), run.ops()
-    cells = {cell: probs for cell, probs in cells.items() if probs.shape[2] == len(ops)}
-    if not cells:
-        return plots
 
     def add(name: str, title: str, fig: Any) -> None:
         plots[name] = Plot(name, title, render(fig, out_dir / f"{name}.png" if out_dir else None))
+
+    candidates = run.candidates()
+    if candidates:  # a module space: one distribution per label, each over its own candidates
+        labelled = {label: probs for label, probs in cells.items() if label in candidates}
+        chosen = getattr(run.genotype, "choices", {}) or {}
+        epochs = run.alpha_epochs(next(iter(labelled))) if labelled else []
+        if labelled:
+            add("labels", "each label's candidate probabilities over epochs (the derived choice thicker)",
+                label_grid(epochs, labelled, candidates, chosen, "softmax(A) per label"))
+        return plots
+    cells = {cell: probs for cell, probs in cells.items() if probs.shape[2] == len(ops)}
+    if not cells:
+        return plots
 
     recurrent = run.recurrent()
     for cell, probs in cells.items():
@@ -300,6 +349,29 @@ def guard_marks(run: RunView) -> dict[str, list[int]]:
         if isinstance(stopped.get("kept_epoch"), int):
             marks["kept"] = [stopped["kept_epoch"]]
     return marks
+
+
+def strip_plot(random_err: Sequence[float], searched: Mapping[str, float], title: str) -> Any:
+    """Random cells' D_V errors (%) as dots, spread up and down (a fixed jitter: equal errors stay visible), their
+    mean dotted, each searched cell a coloured vertical line."""
+    fig = _figure(7.6, 2.6, left=0.3, right=2.4, top=0.4)
+    ax = fig.add_subplot()
+    errors = 100 * np.asarray(random_err, dtype=np.float64)
+    ax.scatter(errors, np.random.default_rng(0).uniform(-0.6, 0.6, len(errors)), s=30, color="0.45", alpha=0.8,
+               label=f"random cells ({len(errors)})", zorder=2)
+    ax.axvline(float(errors.mean()), color="0.45", linestyle=":", linewidth=1.2, label="random mean")
+    for k, (label, err) in enumerate(searched.items()):
+        ax.axvline(100 * err, color=f"C{(k + 3) % 10}", linewidth=2.2, label=label, zorder=3)
+    every = [*errors, *(100 * err for err in searched.values())]
+    pad = max(0.5, 0.06 * (max(every) - min(every)))
+    ax.set_xlim(min(every) - pad, max(every) + pad)
+    ax.set_ylim(-1, 1)
+    ax.set_yticks([])
+    ax.set_xlabel("D_V top-1 error (%), lower is better")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
 
 
 def curve_plots(run: RunView, out_dir: Optional[Path]) -> dict[str, Plot]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import re
@@ -13,6 +12,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import gdas
 from gdas.reporting import plots as P
+from gdas.reporting.baseline import baseline_sections
 from gdas.reporting.draw import cells_of, draw_genotype
 from gdas.errors import GdasError
 from gdas.genotypes import AnyGenotype
@@ -39,7 +39,7 @@ h3{margin:22px 0 8px;font-size:16px;color:#2f5d8a}
 table{border-collapse:collapse;background:#fff;margin:6px 0 10px;font-size:13px}
 th,td{border:1px solid #d5dae1;padding:4px 9px;text-align:left;vertical-align:top}
 th{background:#eef1f5;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
-tr.kept td{background:#eaf6e7;font-weight:600}
+tr.kept td{background:#eaf6e7;font-weight:600}tr.searched td{background:#e8f0fb;font-weight:600}
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 pre{background:#fff;border:1px solid #d5dae1;padding:8px 10px;overflow-x:auto;white-space:pre-wrap}
 .badge{display:inline-block;font-size:12px;font-weight:600;padding:2px 8px;border-radius:10px;margin-left:6px;
@@ -95,6 +95,7 @@ def render_report(runs: Sequence[RunView], notes: Sequence[str], compare_dir: Op
         body.append("<nav>" + "".join(f'<a href="#run{i}">{_e(run.name)}</a>' for i, run in enumerate(runs))
                     + "</nav>")
         body.append(_comparison(runs, compare_dir))
+    body.append(baseline_sections(runs))
     body += [_run_section(i, run) for i, run in enumerate(runs)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; "
@@ -125,9 +126,7 @@ def _table(rows: Iterable[tuple[str, Any]]) -> str:
 
 
 def _figure(plot: P.Plot) -> str:
-    data = base64.b64encode(plot.png).decode()
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(plot.title)}">'
-            f"<figcaption>{_e(plot.title)}</figcaption></figure>")
+    return plot.html()
 
 
 def _grid(plots: Iterable[P.Plot], wide: bool = False) -> str:
@@ -271,6 +270,19 @@ def _genotype_changes(run: RunView, limit: int = 40) -> str:
             f"{''.join(rows[:limit])}</table>{more}</details>")
 
 
+def _label_table(run: RunView) -> str:
+    """A module space's labels: the derived choice and the final distribution over the label's candidates."""
+    chosen = getattr(run.genotype, "choices", {}) or {}
+    last = run.alphas[-1] if run.alphas else {}
+    rows = []
+    for label, names in run.candidates().items():
+        probs = (last.get(label) or [[]])[0]
+        dist = ", ".join(f"{_e(n)} {p:.2f}" for n, p in sorted(zip(names, probs), key=lambda t: -t[1]))
+        rows.append(f"<tr><td>{_e(label)}</td><td><b>{_e(chosen.get(label, '-'))}</b></td><td>{dist}</td></tr>")
+    return ("<table><tr><th>label</th><th>derived</th><th>softmax(A), last epoch</th></tr>" + "".join(rows)
+            + "</table>")
+
+
 def _run_section(index: int, run: RunView) -> str:
     run_id = f"run{index}"
     badges = f'<span class="badge">{_e(run.kind)}</span>'
@@ -289,7 +301,10 @@ def _run_section(index: int, run: RunView) -> str:
     plots_dir = run.path / "plots"
     if run.is_search:
         arch = P.architecture_plots(run, plots_dir)
-        if arch:
+        if "labels" in arch:  # a module space: one distribution per label
+            out += [_h3(run_id, "labels", "softmax(A) per label over epochs"), _label_table(run),
+                    _grid([arch["labels"]], wide=True)]
+        elif arch:
             out += [_h3(run_id, "heatmaps", "softmax(A) per edge and op, final epoch"),
                     _grid(p for n, p in arch.items() if n.startswith("heatmap_")),
                     _h3(run_id, "trajectory", "Trajectory of the op probabilities over epochs"),

@@ -19,8 +19,8 @@ MULTISEED = "multiseed.json"
 SEEDS = "seeds.json"
 ALPHAS = "alphas.jsonl"
 GENOTYPES = "genotypes.jsonl"
-SEARCH_KINDS = ("search", "search-rnn")  # runs with an architecture distribution A
-_ALPHA_META = frozenset({"epoch", "tau", "ops"})
+SEARCH_KINDS = ("search", "search-rnn", "search-tensors")  # runs with an architecture distribution A
+_ALPHA_META = frozenset({"epoch", "tau", "ops", "candidates"})
 
 
 def read_jsonl_checked(path: Path) -> tuple[list[dict[str, Any]], bool]:
@@ -73,6 +73,8 @@ class RunView:
     genotype_note: str = ""  # where `genotype` comes from when it is not the final one
     kept: Optional[bool] = None  # multi-seed: whether this seed's cell was kept
     selection: Optional[dict[str, Any]] = None  # multi-seed: seeds.json's row of this seed, how it was judged
+    baseline: Optional[dict[str, Any]] = None  # --random-baseline: summary.json's (seeds.json's) random_baseline
+    baseline_of: Optional[Path] = None  # the folder that holds it: the run, or its multi-seed folder
     problems: list[str] = field(default_factory=list)  # why the run is incomplete
 
     @property
@@ -117,6 +119,11 @@ class RunView:
         widths = {probs.shape[2] for probs in self.cell_probs().values()}
         return {len(RNN_PRIMITIVES): RNN_PRIMITIVES, len(PRIMITIVES): PRIMITIVES}.get(
             widths.pop() if len(widths) == 1 else -1, ())
+
+    def candidates(self) -> dict[str, list[str]]:
+        """A module space's candidates by label (alphas.jsonl), empty for a cell space."""
+        found = self.alphas[-1].get("candidates") if self.alphas else None
+        return found if isinstance(found, dict) else {}
 
     def recurrent(self) -> bool:
         return self.kind == "search-rnn" or self.ops() == RNN_PRIMITIVES
@@ -206,6 +213,8 @@ def load_run(path: Path, name: Optional[str] = None) -> RunView:
                                f"(killed or still running); continue it with --resume {path}")
     elif run.summary.get("complete") is False:
         run.problems.insert(0, f"{SUMMARY} marks the run as not complete")
+    if run.summary is not None and isinstance(run.summary.get("random_baseline"), dict):
+        run.baseline, run.baseline_of = run.summary["random_baseline"], path
     _final_genotype(run)
     return run
 
@@ -215,7 +224,7 @@ def _expand_multiseed(parent: Path, notes: list[str]) -> list[RunView]:
     seeds = meta.get("seeds") if isinstance(meta, dict) else None
     if not isinstance(seeds, list):
         raise GdasError(f"{parent / MULTISEED} lists no seeds; the multi-seed run directory is damaged")
-    best, rows = None, {}
+    best, rows, baseline = None, {}, None
     if (parent / SEEDS).exists():
         kept = read_json(parent / SEEDS)
         best = kept.get("best_seed") if isinstance(kept, dict) else None
@@ -223,6 +232,7 @@ def _expand_multiseed(parent: Path, notes: list[str]) -> list[RunView]:
                "split_seed": kept.get("split_seed")} if isinstance(kept, dict) else {}
         listed = kept.get("seeds") if isinstance(kept, dict) else None
         rows = {r.get("seed"): {**r, **how} for r in listed or [] if isinstance(r, dict)}
+        baseline = kept.get("random_baseline") if isinstance(kept, dict) else None
     else:
         notes.append(f"{parent}: multi-seed search not finished ({SEEDS} missing): no seed is kept yet")
     runs = []
@@ -234,6 +244,8 @@ def _expand_multiseed(parent: Path, notes: list[str]) -> list[RunView]:
         run = load_run(seed_dir, f"{parent.name}/seed-{seed}")
         run.kept = None if best is None else seed == best
         run.selection = rows.get(seed)
+        if isinstance(baseline, dict):
+            run.baseline, run.baseline_of = baseline, parent
         runs.append(run)
     if not runs:
         raise GdasError(f"{parent} is a multi-seed search with no started seed runs; nothing to report")

@@ -74,7 +74,12 @@ class SearchSpace:
     (channels, side, classes: `spaces.shapes`) replaces the dataset's own, e.g. the shape of a user's folder
     or npz images;
     `check_input(image_size, auxiliary)` raises a one-line GdasError when the CIFAR-layout networks of the
-    space (search and final) cannot read square images of that side.
+    space (search and final) cannot read square images of that side;
+    `random_genotype(generator, cfg)` draws a random genotype by the rule `derive` follows under the search config
+    `cfg` (its --steps, --frc, --max-skip), with `generator` its only source of randomness: the cells
+    `gdas search --random-baseline` trains; `check_model(cfg, num_classes, in_channels, example)` runs the search
+    network once on a batch of the data before any run folder exists and raises a one-line GdasError on what it
+    cannot run (module spaces: candidates whose output shapes differ); it returns the search network it ran.
     """
 
     name: str
@@ -96,6 +101,8 @@ class SearchSpace:
     op_costs: Optional[Callable[..., dict[str, torch.Tensor]]] = None
     fixed_cost: Optional[Callable[..., float]] = None
     check_input: Optional[Callable[[int, bool], None]] = None
+    random_genotype: Optional[Callable[[torch.Generator, Any], Any]] = None
+    check_model: Optional[Callable[[Any, Optional[int], Optional[int], Any], Any]] = None
 
     def param_free_share(self, probs: Mapping[str, Optional[torch.Tensor]]) -> float:
         """Share of A's probability mass on parameter-free ops, over every searched edge."""

@@ -95,11 +95,15 @@ def random_cell(generator: torch.Generator, steps: int = 4) -> tuple[Node, ...]:
     return tuple(nodes)
 
 
-def random_genotype(generator: torch.Generator, steps: int = 4, fixed_reduction: bool = False) -> Genotype:
+def random_genotype(generator: torch.Generator, steps: int = 4, fixed_reduction: bool = False,
+                    max_skip: Optional[int] = None) -> Genotype:
     """A random genotype of the space (normal and reduction cell drawn independently): the baseline a search must
-    beat."""
+    beat. With `max_skip` (derivation's --max-skip) the normal cell is drawn again until it has at most that many
+    skip_connect ops: uniform over the cells such a derivation can yield."""
     concat = tuple(range(2, steps + 2))
     normal = random_cell(generator, steps)
+    while max_skip is not None and sum(op == "skip_connect" for node in normal for op, _ in node) > max_skip:
+        normal = random_cell(generator, steps)
     if fixed_reduction:
         return Genotype(normal, concat, None, None)
     return Genotype(normal, concat, random_cell(generator, steps), concat)

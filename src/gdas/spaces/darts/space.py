@@ -15,7 +15,7 @@ from gdas.spaces.darts.child import child_network
 from gdas.spaces.darts.cost import fixed_cost, op_costs
 from gdas.spaces.darts.derive import derive_genotype
 from gdas.spaces.darts.fixed_cell import FRC_GROUPS
-from gdas.spaces.darts.genotype import PUBLISHED, Genotype
+from gdas.spaces.darts.genotype import PUBLISHED, Genotype, random_genotype
 from gdas.spaces.darts.networks import build_network as _build_network
 from gdas.spaces.darts.ops import PARAMETER_FREE, PRIMITIVES
 from gdas.spaces.darts.supernet import SearchNetwork
@@ -52,6 +52,11 @@ def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any) -> Genotype:
     normal = probs["normal"]
     assert normal is not None
     return derive_genotype(normal, probs.get("reduce"), steps=cfg.steps, max_skip=cfg.max_skip)
+
+
+def draw_random(generator: torch.Generator, cfg: Any) -> Genotype:
+    """A random cell pair as derivation yields them: the fixed reduction cell with --frc, --max-skip honoured."""
+    return random_genotype(generator, cfg.steps, fixed_reduction=cfg.frc, max_skip=cfg.max_skip)
 
 
 def build_network(genotype: Genotype, *, dataset: str, C: int, N: int, num_classes: int, auxiliary: bool = False,
@@ -138,4 +143,4 @@ SPACE = SearchSpace(
     data="image", ops=PRIMITIVES, param_free=PARAMETER_FREE, genotype_kind=Genotype.kind,
     build_supernet=build_supernet, derive=derive, parse=Genotype.parse, from_json=Genotype.from_json,
     build_network=build_network, dot=dot, published=PUBLISHED, info=info, child=child_network,
-    op_costs=op_costs, fixed_cost=fixed_cost, check_input=check_input)
+    op_costs=op_costs, fixed_cost=fixed_cost, check_input=check_input, random_genotype=draw_random)

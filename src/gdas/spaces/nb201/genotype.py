@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
+
+import torch
 
 from gdas.errors import GdasError
 from gdas.spaces.nb201.ops import NB201_OPS, PARAM_FREE
@@ -103,3 +105,18 @@ NB201_REGISTRY: dict[str, str] = {
     "nb201-all-skip": "|skip_connect~0|+|skip_connect~0|skip_connect~1|"
                       "+|skip_connect~0|skip_connect~1|skip_connect~2|",
 }
+
+
+def random_genotype(generator: torch.Generator, steps: int = 3, max_skip: Optional[int] = None) -> NB201Genotype:
+    """A random cell of what NB201's derivation yields: on every edge a uniform op, `none` included; with `max_skip`
+    (derivation's --max-skip) drawn again until it has at most that many skip_connect edges."""
+    edges = steps * (steps + 1) // 2
+    while True:
+        picks = [NB201_OPS[k] for k in torch.randint(len(NB201_OPS), (edges,), generator=generator).tolist()]
+        if max_skip is None or picks.count("skip_connect") <= max_skip:
+            break
+    nodes, e = [], 0
+    for i in range(1, steps + 1):
+        nodes.append(tuple((picks[e + j], j) for j in range(i)))
+        e += i
+    return NB201Genotype(tuple(nodes))

@@ -14,7 +14,7 @@ from gdas.spaces.nb201.benchmark import check_benchmark, query
 from gdas.spaces.nb201.child import child_network
 from gdas.spaces.nb201.cost import fixed_cost, nb201_info, op_costs
 from gdas.spaces.nb201.derive import derive_nb201
-from gdas.spaces.nb201.genotype import NB201_REGISTRY, NB201Genotype
+from gdas.spaces.nb201.genotype import NB201_REGISTRY, NB201Genotype, random_genotype
 from gdas.spaces.nb201.networks import NB201Network
 from gdas.spaces.nb201.ops import NB201_OPS, PARAM_FREE
 from gdas.spaces.nb201.supernet import NB201SearchNetwork
@@ -39,6 +39,11 @@ def derive(probs: Mapping[str, Optional[torch.Tensor]], cfg: Any) -> NB201Genoty
     cell = probs["cell"]
     assert cell is not None
     return derive_nb201(cell, cfg.max_skip)
+
+
+def draw_random(generator: torch.Generator, cfg: Any) -> NB201Genotype:
+    """A uniform op on every edge (`none` included), as the argmax derivation may yield; --max-skip honoured."""
+    return random_genotype(generator, cfg.steps, max_skip=cfg.max_skip)
 
 
 def parse(text: str) -> Optional[NB201Genotype]:
@@ -88,4 +93,4 @@ SPACE = SearchSpace(
     published={name: NB201Genotype.parse(arch) for name, arch in NB201_REGISTRY.items()}, info=info,
     child=child_network, op_costs=op_costs, fixed_cost=fixed_cost,
     benchmark=Benchmark(name="NATS-Bench", check=check_lookup, query=query),
-    check_input=check_input)
+    check_input=check_input, random_genotype=draw_random)

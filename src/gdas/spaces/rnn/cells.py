@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
 
 from gdas.errors import GdasError
+from gdas.spaces.rnn.fused import CellPlan, NodePlan, run_cell
 from gdas.spaces.rnn.genotype import NONE_INDEX, RNN_PRIMITIVES, RecurrentGenotype
 
 INIT_RANGE = 0.04  # DARTS: uniform(-0.04, 0.04) for every cell matrix
@@ -22,17 +24,30 @@ def num_rnn_edges(steps: int) -> int:
     return steps * (steps + 1) // 2
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for `device_type` (the fused loop runs in float32 only)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
 def _dropout_mask(like: torch.Tensor, rows: int, cols: int, p: float) -> torch.Tensor:
     """A variational dropout mask (rows, cols), scaled by 1/(1-p)."""
     return like.new_empty(rows, cols).bernoulli_(1 - p) / (1 - p)
 
 
 class _RecurrentBase(nn.Module):
-    """W0 and one W_i per node; runs `_nodes` over time with x/h masks drawn once per sequence."""
+    """W0 and one W_i per node; runs the cell over time with x/h masks drawn once per sequence.
+
+    A plan of sampled or fixed functions runs through `fused.run_cell` (one autograd node per window); DARTS
+    mixing, autocast and `fused = False` run `_nodes` step by step under autograd, the reference formulas.
+    """
 
     def __init__(self, ninp: int, nhid: int, dropout_x: float, dropout_h: float, steps: int):
         super().__init__()
         self.ninp, self.nhid, self.steps = ninp, nhid, steps
+        self.fused = True
         self.dropout_x, self.dropout_h = dropout_x, dropout_h
         self.W0 = nn.Parameter(torch.empty(ninp + nhid, 2 * nhid).uniform_(-INIT_RANGE, INIT_RANGE))
         self.Ws = nn.ParameterList(
@@ -53,6 +68,11 @@ class _RecurrentBase(nn.Module):
         # The x half of W0 for every step in one matmul; the h half per step.
         xw = (x.reshape(-1, self.ninp) @ self.W0[:self.ninp]).view(inputs.size(0), -1, 2 * self.nhid)
         wh = self.W0[self.ninp:]
+        fused = self._fused_plan(plan) if self.fused and not autocast_enabled(inputs.device.type) else None
+        if fused is not None:
+            cell_plan, scales = fused
+            out = run_cell(cell_plan, self._norms(), h_mask, xw, hidden, scales, wh, list(self.Ws))
+            return out, out[-1]
         outputs = []
         for t in range(inputs.size(0)):
             h_in = hidden if h_mask is None else hidden * h_mask
@@ -61,6 +81,13 @@ class _RecurrentBase(nn.Module):
             hidden = self._nodes(s0, h_mask, plan)
             outputs.append(hidden)
         return torch.stack(outputs), hidden
+
+    def _fused_plan(self, plan: object) -> Optional[tuple[CellPlan, Optional[torch.Tensor]]]:
+        """The fused loop's plan and straight-through weights for `plan`; None: run the autograd path."""
+        raise NotImplementedError
+
+    def _norms(self) -> Optional[list[nn.Module]]:
+        return None
 
     def _project(self, node: int, sources: list[torch.Tensor], h_mask: Optional[torch.Tensor]
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -87,8 +114,24 @@ class _RecurrentBase(nn.Module):
         raise NotImplementedError
 
 
-# Per node of a search cell: ("mixed", weights (node, K)) or ("sampled", [(k, source)], scale (n,1,1) | None).
-_NodePlan = tuple
+@dataclass
+class _Sampled:
+    """A GDAS sample: each node's active (function index, input) pairs, sorted, and their gathered weights."""
+
+    actives: list[list[tuple[int, int]]]
+    scales: Optional[torch.Tensor]  # the active edges' straight-through weights, node after node; None: unscaled
+
+    def node_scales(self) -> list[Optional[torch.Tensor]]:
+        if self.scales is None:
+            return [None] * len(self.actives)
+        return [s.view(-1, 1, 1) for s in self.scales.split([len(a) for a in self.actives])]
+
+    def cell_plan(self) -> CellPlan:
+        nodes, at = [], 0
+        for active in self.actives:
+            nodes.append(NodePlan.of([(RNN_PRIMITIVES[k], j) for k, j in active], at) if active else None)
+            at += len(active)
+        return CellPlan(tuple(nodes), tuple(range(1, len(self.actives) + 1)))
 
 
 class RecurrentSearchCell(_RecurrentBase):
@@ -118,16 +161,13 @@ class RecurrentSearchCell(_RecurrentBase):
             raise ValueError(f"expected {self.n_edges} sampled indices, got {len(indices)}")
         return self._run(inputs, hidden, self._plan(weights, indices))
 
-    def _plan(self, weights: Optional[torch.Tensor], indices: Optional[list[int]]) -> list[_NodePlan]:
-        """What each node computes; fixed for the whole sequence, so built (and A gathered) once."""
-        plan: list = []
+    def _plan(self, weights: Optional[torch.Tensor], indices: Optional[list[int]]) -> Union[list, _Sampled]:
+        """What each node computes, fixed for the whole sequence, so built (and A gathered) once: DARTS mixing
+        weights per node (node, K), or the GDAS sample."""
         if indices is None:
             assert weights is not None
-            edge = 0
-            for node in range(1, self.steps + 1):
-                plan.append(("mixed", weights[edge:edge + node]))
-                edge += node
-            return plan
+            starts = [num_rnn_edges(node - 1) for node in range(1, self.steps + 1)]
+            return [weights[start:start + node] for node, start in enumerate(starts, start=1)]
         actives, flat, edge = [], [], 0
         for node in range(1, self.steps + 1):
             active = sorted((int(indices[edge + j]), j) for j in range(node) if int(indices[edge + j]) != NONE_INDEX)
@@ -135,26 +175,29 @@ class RecurrentSearchCell(_RecurrentBase):
             flat += [(edge + j) * weights.shape[1] + k for k, j in active] if weights is not None else []
             edge += node
         # The sampled entries' straight-through weights, gathered in one index copy for the whole cell.
-        scales = (weights.flatten()[torch.tensor(flat, device=weights.device)].split([len(a) for a in actives])
-                  if weights is not None else [None] * len(actives))
-        for active, scale in zip(actives, scales):
-            plan.append(("sampled", active, None if scale is None or not active else scale.view(-1, 1, 1)))
-        return plan
+        scales = None if weights is None else weights.flatten()[torch.tensor(flat, device=weights.device)]
+        return _Sampled(actives, scales)
+
+    def _fused_plan(self, plan: object) -> Optional[tuple[CellPlan, Optional[torch.Tensor]]]:
+        plain_norms = all(type(bn) is nn.BatchNorm1d and not bn.affine and bn.momentum is not None for bn in self.bns)
+        return (plan.cell_plan(), plan.scales) if isinstance(plan, _Sampled) and plain_norms else None
+
+    def _norms(self) -> Optional[list[nn.Module]]:
+        return list(self.bns)
 
     def _nodes(self, s0: torch.Tensor, h_mask: Optional[torch.Tensor], plan: object) -> torch.Tensor:
         states = [self.bns[0](s0)]
-        for node, entry in enumerate(plan, start=1):  # type: ignore[arg-type]
-            if entry[0] == "mixed":
-                s = self._mixed(node, states, h_mask, entry[1])
-            elif entry[1]:
-                _, active, scale = entry
+        if isinstance(plan, _Sampled):
+            for node, (active, scale) in enumerate(zip(plan.actives, plan.node_scales()), start=1):
+                if not active:  # every edge sampled `none`: the node contributes exactly zero
+                    states.append(torch.zeros_like(s0))
+                    continue
                 out = self._edges(node, [states[j] for _, j in active], [RNN_PRIMITIVES[k] for k, _ in active],
                                   h_mask)
-                s = (out if scale is None else out * scale).sum(0)
-            else:  # every edge sampled `none`: the node contributes exactly zero
-                states.append(torch.zeros_like(s0))
-                continue
-            states.append(self.bns[node](s))
+                states.append(self.bns[node]((out if scale is None else out * scale).sum(0)))
+        else:
+            for node, weights in enumerate(plan, start=1):  # type: ignore[arg-type]
+                states.append(self.bns[node](self._mixed(node, states, h_mask, weights)))
         return torch.stack(states[1:]).mean(0)
 
     def _mixed(self, node: int, states: list[torch.Tensor], h_mask: Optional[torch.Tensor],
@@ -178,6 +221,10 @@ class RecurrentCell(_RecurrentBase):
                             "pass e.g. GDAS_RNN or DARTS_V2_RNN")
         super().__init__(ninp, nhid, dropout_x, dropout_h, len(genotype.recurrent))
         self.genotype = genotype
+        self._cell_plan = CellPlan(tuple(NodePlan.of(pairs) for pairs in genotype.recurrent), genotype.concat)
+
+    def _fused_plan(self, plan: object) -> Optional[tuple[CellPlan, Optional[torch.Tensor]]]:
+        return self._cell_plan, None
 
     def forward(self, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._run(inputs, hidden, None)

@@ -11,8 +11,9 @@ from torch import nn
 
 from gdas.errors import GdasError
 from gdas.sampler import SAMPLERS, CellArch, cell_arch, sample
-from gdas.spaces.rnn.cells import RecurrentCell, RecurrentSearchCell, num_rnn_edges
+from gdas.spaces.rnn.cells import RecurrentCell, RecurrentSearchCell, autocast_enabled, num_rnn_edges
 from gdas.spaces.rnn.genotype import NONE_INDEX, RNN_PRIMITIVES, RecurrentGenotype
+from gdas.spaces.rnn.softmax import decoder_nll
 
 EMBED_INIT_RANGE = 0.1
 
@@ -61,6 +62,7 @@ class RNNModel(nn.Module):
         self.lockdrop = LockedDropout()
         self.encoder = nn.Embedding(ntoken, ninp)
         self.cell = cell
+        self.fused_nll = True
         self.decoder = nn.Linear(nhid, ntoken)
         self.decoder.weight = self.encoder.weight
         with torch.no_grad():
@@ -71,6 +73,38 @@ class RNNModel(nn.Module):
         weight = self.encoder.weight
         return weight.new_zeros(bsz, self.nhid)
 
+    def features(self, input: torch.Tensor, hidden: torch.Tensor, archs: Optional[list[CellArch]] = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(raw cell outputs, their dropped version (both (T, B, nhid)), new hidden state): all but the decoder.
+
+        `archs`: for a search cell, what it computes (`sample_arch`, or a fixed `CellArch`); None for a final cell.
+        """
+        emb = embedded_dropout(self.encoder, input, self.dropoute if self.training else 0.0)
+        emb = self.lockdrop(emb, self.dropouti)
+        if archs is None:
+            raw, hidden = self.cell(emb, hidden)
+        else:
+            raw, hidden = self.cell(emb, hidden, archs[0].weights, archs[0].indices)
+        return raw, self.lockdrop(raw, self.dropout), hidden
+
+    @property
+    def fused(self) -> bool:
+        """Whether the cell runs its fused window and the decoder its fused NLL; False: autograd's reference ops."""
+        return self.fused_nll and self.cell.fused
+
+    @fused.setter
+    def fused(self, on: bool) -> None:
+        self.fused_nll = self.cell.fused = on
+
+    def nll(self, dropped: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood of `targets` (T, B) under the decoder of `dropped` (T, B, nhid) (float32 at
+        least: under autocast the log-softmax is taken in float32)."""
+        flat, y = dropped.reshape(-1, self.nhid), targets.reshape(-1)
+        if not self.fused_nll or autocast_enabled(dropped.device.type) or dropped.dtype not in (torch.float32,
+                                                                                               torch.float64):
+            return F.nll_loss(F.log_softmax(self.decoder(flat), dim=-1).float(), y)
+        return decoder_nll(flat, self.decoder.weight, self.decoder.bias, y)
+
     def forward(self, input: torch.Tensor, hidden: torch.Tensor, archs: Optional[list[CellArch]] = None,
                 return_h: bool = False):
         """Log-probabilities (T, B, ntoken) and the new hidden state (B, nhid).
@@ -80,13 +114,7 @@ class RNNModel(nn.Module):
         With `return_h`, also the cell's raw outputs and their dropped version (T, B, nhid), for
         activation (AR) and temporal activation (TAR) regularisation.
         """
-        emb = embedded_dropout(self.encoder, input, self.dropoute if self.training else 0.0)
-        emb = self.lockdrop(emb, self.dropouti)
-        if archs is None:
-            raw, hidden = self.cell(emb, hidden)
-        else:
-            raw, hidden = self.cell(emb, hidden, archs[0].weights, archs[0].indices)
-        dropped = self.lockdrop(raw, self.dropout)
+        raw, dropped, hidden = self.features(input, hidden, archs)
         log_probs = F.log_softmax(self.decoder(dropped), dim=-1)
         if return_h:
             return log_probs, hidden, raw, dropped
