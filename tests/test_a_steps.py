@@ -99,3 +99,32 @@ def test_a_shortened_paper_search_on_own_data_scales_the_a_lr_says_so_and_contin
     assert log.startswith("search demo:") and "A steps: 2 epochs with A steps x 2 steps per epoch = 4 (Adam, lr 0.1)" in log
     assert not any(note.startswith("a_lr") for note in _config(tmp_path / "given")["adjusted"] +
                    _config(tmp_path / "demo")["adjusted"])
+
+
+def test_a_search_on_own_tensors_scales_the_default_presets_a_lr_to_the_a_steps_its_data_give(tmp_path: Path) -> None:
+    """The tensor searches' default preset takes the paper's A lr for the paper's A steps: on 2,000 samples (D_V
+    1,000: 15 steps of 64 an epoch) over 3 epochs, 45 A steps, at most 0.1; with more samples and epochs, less."""
+    import gdas
+    from torch import nn
+    from module_spaces import Regressor, regression_data
+
+    def fitted(n: int, epochs: int, out: Path) -> dict:
+        gdas.search(regression_data(n), space=Regressor, loss=nn.MSELoss(), out=out, epochs=epochs, select_epochs=1,
+                    threads=1, steps_per_epoch=None)
+        return _config(out)
+
+    small = fitted(2000, 3, tmp_path / "small")
+    assert (small["a_lr"], small["a_lr_steps"]) == (0.1, 45)
+    assert any(note.startswith("a_lr 0.0003 -> 0.1 (set for 93,600 A steps") for note in small["adjusted"])
+    large = fitted(64_000, 1, tmp_path / "large")  # 500 A steps
+    assert large["a_lr_steps"] == 500 and large["a_lr"] == pytest.approx(3e-4 * 93_600 / 500, rel=5e-3)
+
+
+def test_the_recurrent_and_mobilenet_paper_presets_state_their_a_steps() -> None:
+    from gdas.configs.rnn import RNN_SEARCH_PRESETS
+
+    ptb = RNN_SEARCH_PRESETS["ptb"]
+    assert ptb.a_lr_steps == 200 * 208 and ptb.fit_a_lr(208) == ptb  # PTB: 929,589 tokens, batch 128, BPTT 35
+    assert ptb.fit_a_lr(104).a_lr == pytest.approx(3e-3 * 2)  # half the windows: twice the step
+    assert SEARCH_PRESETS["mobilenet-cifar10"].a_lr_steps == 93_600
+    assert SEARCH_PRESETS["mobilenet-demo"].a_lr_steps is None and RNN_SEARCH_PRESETS["shakespeare"].a_lr_steps is None

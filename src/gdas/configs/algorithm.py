@@ -17,6 +17,9 @@ UNITS = {"mult-adds": "M mult-adds", "params": "M parameters"}
 # The largest A lr `SearchBase.fit_a_lr` scales a preset's to: the CPU demos' A lr, with which softmax(A) learns at
 # 49 to 875 A steps alike; larger ones only make A more erratic (docs/quality.md).
 A_LR_MAX = 0.1
+# The paper's A steps on CIFAR: 240 epochs x 390 (25,000 of the 50,000 training images in D_V, batch 64), for
+# which its A lr, 3e-4, is set: the `a_lr_steps` of every preset that takes that lr.
+PAPER_A_STEPS = 240 * (25_000 // 64)
 # What --cost-target is compared with (config.json's `cost_target_of`): the whole final network; "cells" is the
 # meaning of runs started before the field existed (their config.json lacks it), kept when they are continued.
 TARGET_OF = ("network", "cells")
