@@ -5,6 +5,8 @@
     python scripts/search_vs_random.py draw darts SEED random-SEED.json
     # what each search's A learnt: mean top-op probability of softmax(A), the derived cell's parameter-free ops
     python scripts/search_vs_random.py searches runs/search-*
+    # the searched cells' ranks among the random cells of `gdas search --random-baseline K`
+    python scripts/search_vs_random.py ranks runs/search-*
     # test errors of trained cells, by group, with a Welch t-test of searched against random
     python scripts/search_vs_random.py compare --searched runs/train-demo-* --random runs/train-random-*
 
@@ -24,22 +26,18 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from gdas.configs.search import SEARCH_PRESETS
 from gdas.genotypes import load_genotype, save_genotype
-from gdas.spaces.darts.genotype import random_genotype
-from gdas.spaces.nb201.genotype import NB201Genotype
-from gdas.spaces.nb201.ops import NB201_OPS
+from gdas.spaces import get_space
 
-
-def random_nb201(generator: torch.Generator, nodes: int = 3) -> NB201Genotype:
-    """A uniform op of NB201's five (`none` included) on every edge of the cell, drawn in edge order."""
-    return NB201Genotype(tuple(
-        tuple((NB201_OPS[int(torch.randint(len(NB201_OPS), (1,), generator=generator))], j) for j in range(i))
-        for i in range(1, nodes + 1)))
+PRESET = {"darts": "demo", "nb201": "nb201-demo"}  # the search whose random cells are drawn
 
 
 def draw(space: str, seed: int, out: Path) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    genotype = random_genotype(generator) if space == "darts" else random_nb201(generator)
+    """Random cell `seed` of the space, drawn by the space's own rule as `gdas search --random-baseline` draws its
+    cell `seed` (darts: per node two distinct earlier inputs, a uniform op but `none`; nb201: a uniform op on
+    every edge, `none` included)."""
+    genotype = get_space(space).random_genotype(torch.Generator().manual_seed(seed), SEARCH_PRESETS[PRESET[space]])
     save_genotype(genotype, out)
     print(genotype)
 
@@ -174,6 +172,29 @@ def print_compare(searched: list[Path], random: list[Path]) -> None:
           f"two-sided p = {w['p_two_sided']:.3f}, one-sided p (searched better) = {w['p_less']:.3f}")
 
 
+def print_ranks(runs: list[Path]) -> None:
+    """Each search's `--random-baseline` ranking (summary.json's random_baseline): the searched cell's D_V error
+    and rank among the K random cells retrained with the same selection protocol."""
+    print("| search | searched cell D_V error | rank (of K + 1) | random cells: mean | sd | range | searched params | "
+          "random params (mean) |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
+    ranks = []
+    for run in complete(runs):
+        rb = _read_json(run / "summary.json").get("random_baseline")
+        if rb is None:
+            print(f"left out (no random_baseline in summary.json): {run}", file=sys.stderr)
+            continue
+        for cell in rb["searched"]:
+            ranks.append(cell["rank"])
+            print(f"| {run.name} | {100 * cell['valid_err']:.2f} % | {cell['rank']} of {rb['cells'] + 1} | "
+                  f"{100 * rb['valid_err_mean']:.2f} % | {100 * (rb['valid_err_std'] or 0):.2f} | "
+                  f"{100 * rb['valid_err_min']:.2f}-{100 * rb['valid_err_max']:.2f} % | {cell['params_M']:.3f} M | "
+                  f"{rb['params_M_mean']:.3f} M |")
+    if ranks:
+        print(f"\nmean rank {statistics.fmean(ranks):.1f} over {len(ranks)} searches (1 is best; a cell drawn at random "
+              f"has mean rank {(rb['cells'] + 2) / 2:.1f})")
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +204,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     d.add_argument("out", type=Path)
     s = sub.add_parser("searches", help="what each search's A learnt")
     s.add_argument("runs", nargs="+", type=Path)
+    r = sub.add_parser("ranks", help="the searched cells' --random-baseline ranks")
+    r.add_argument("runs", nargs="+", type=Path)
     c = sub.add_parser("compare", help="trained searched cells against trained random cells")
     c.add_argument("--searched", nargs="+", type=Path, required=True)
     c.add_argument("--random", nargs="+", type=Path, required=True)
@@ -191,6 +214,8 @@ def main(argv: Optional[list[str]] = None) -> None:
         draw(args.space, args.seed, args.out)
     elif args.command == "searches":
         print_searches(sorted(args.runs))
+    elif args.command == "ranks":
+        print_ranks(sorted(args.runs))
     else:
         print_compare(sorted(args.searched), sorted(args.random))
 
