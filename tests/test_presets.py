@@ -56,7 +56,7 @@ def test_a_space_picks_the_same_preset_from_a_file_an_option_a_keyword_or_by_nam
     by_file = resolve_config(SearchConfig, SEARCH_TABLE, kind="search", config=conf)
     assert by_file.preset == by_option.preset == named.preset == "nb201-demo"
     assert _settled(by_file) == _settled(by_option) == _settled(named)
-    assert (by_file.steps, by_file.w_weight_decay, by_file.warmup_epochs) == (3, 5e-4, 0)
+    assert (by_file.steps, by_file.w_weight_decay, by_file.w_nesterov) == (3, 5e-4, True)
     # A named darts preset and a space in the file: that preset's nb201 counterpart, as with --space.
     conf.write_text("preset: smoke\nspace: nb201\n")
     assert resolve_config(SearchConfig, SEARCH_TABLE, kind="search", config=conf).preset == "nb201-smoke"

@@ -45,11 +45,14 @@ def resumed_config(stored: C, changes: Mapping[str, Any]) -> C:
 
 
 def config_differences(stored: Any, cfg: Any) -> list[str]:
-    """The options whose values differ between two configs, besides those a resume may change."""
+    """The options whose values differ between two configs, besides those a resume may change and the preset
+    values the stored run fitted to its data when it started (named in its `adjusted`: e.g. the A lr fitted to
+    its A steps), which a new command that does not set them fits alike."""
     old, new = cfgbase.to_json(stored), cfgbase.to_json(cfg)
+    fitted = {note.split(" ", 1)[0] for note in old.get("adjusted", ())} - set(new.get("given", ()))
     return [cfgbase.option_name(k) for k in sorted(set(old) | set(new))
             if k not in RESUME_MUTABLE and k not in cfgbase.RECORD_FIELDS and old.get(k) != new.get(k)
-            and not (k in RESOLVED_AT_START and new.get(k) is None)]
+            and not (k in RESOLVED_AT_START and new.get(k) is None) and k not in fitted]
 
 
 def continued_config(stored: C, cfg: Any) -> C:

@@ -45,6 +45,11 @@ class SearchData(Protocol):
     n_stats: int
     unit: str  # what the throughput counts ("images", "tokens")
 
+    @property
+    def steps_per_epoch(self) -> int:
+        """The W / A iterations of every epoch."""
+        ...
+
     def describe(self) -> str: ...
 
     def start_epoch(self, epoch: int) -> int: ...
@@ -284,6 +289,7 @@ def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = prin
     if ctx.is_main:
         log(f"{data.kind} {cfg.preset}: space {space.name}, {data.describe()} sampler={cfg.sampler} "
             f"epochs {start}..{cfg.epochs - 1} on {device} -> {run.path}")
+        log(cfg.a_steps_line(data.steps_per_epoch))
         for line in cfgbase.adjustment_lines(cfg):
             log(line)
     return fit(task, run, start_epoch=start, wall_time_s=wall, log=log if ctx.is_main else (lambda _: None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -15,6 +16,12 @@ from gdas.spaces import get_space
 # table of the user's device predicts it (--latency-table).
 COSTS = ("mult-adds", "params", "latency")
 UNITS = {"mult-adds": "M mult-adds", "params": "M parameters", "latency": "ms"}
+# The largest A lr `SearchBase.fit_a_lr` scales a preset's to: the CPU demos' A lr, with which softmax(A) learns at
+# 49 to 875 A steps alike; larger ones only make A more erratic (docs/quality.md).
+A_LR_MAX = 0.1
+# The paper's A steps on CIFAR: 240 epochs x 390 (25,000 of the 50,000 training images in D_V, batch 64), for
+# which its A lr, 3e-4, is set: the `a_lr_steps` of every preset that takes that lr.
+PAPER_A_STEPS = 240 * (25_000 // 64)
 # What --cost-target is compared with (config.json's `cost_target_of`): the whole final network; "cells" is the
 # meaning of runs started before the field existed (their config.json lacks it), kept when they are continued.
 TARGET_OF = ("network", "cells")
@@ -41,6 +48,11 @@ class SearchBase(RunConfig):
     w_weight_decay: float = 3e-4
     grad_clip: float = field(default=5.0, metadata=meta("gradient-norm clip of W (0 disables)"))
     a_lr: float = field(default=3e-4, metadata=meta("Adam learning rate of A"))
+    a_lr_steps: Optional[int] = field(default=None, metadata=meta(
+        "the number of A steps --a-lr is set for (the paper presets: their own budget): a run that gives another "
+        "number scales an --a-lr it did not set by a_lr_steps / its A steps (epochs after the warm-up x steps per "
+        "epoch), at most to 0.1, so that a shorter or longer search, or one on more or fewer images, moves A as "
+        "far; none: --a-lr as it is at any budget (the CPU demos)"))
     warmup_epochs: int = field(default=0, metadata=meta(
         "W-only epochs before A starts updating (P-DARTS, PC-DARTS); tau follows its schedule over all epochs. "
         "A preset's warm-up is scaled with --epochs when only --epochs is given"))
@@ -99,6 +111,35 @@ class SearchBase(RunConfig):
                                f"--epochs {cfg.epochs}")
         return cfg
 
+    def a_steps(self, steps_per_epoch: int) -> int:
+        """The A updates of a run of `steps_per_epoch` iterations an epoch: one an iteration after the warm-up."""
+        return (self.epochs - self.warmup_epochs) * steps_per_epoch
+
+    def a_steps_line(self, steps_per_epoch: int) -> str:
+        """What the log says at the start of a search of how far A can move."""
+        return (f"A steps: {self._a_steps_words(steps_per_epoch)} (Adam, lr {self.a_lr:g})")
+
+    def _a_steps_words(self, steps_per_epoch: int) -> str:
+        return (f"{self.epochs - self.warmup_epochs} epochs with A steps x {steps_per_epoch:,} steps per epoch = "
+                f"{self.a_steps(steps_per_epoch):,}")
+
+    def fit_a_lr(self, steps_per_epoch: int) -> "SearchBase":
+        """This config with an A lr it did not set fitted to the A steps of its run, once the data fix the steps of
+        an epoch: a_lr x a_lr_steps / A steps, so that A can move as far as in the preset's own budget, at most
+        `A_LR_MAX` (noted in `adjusted`); `a_lr_steps` then names the run's own A steps, so that fitting again
+        changes nothing."""
+        steps = self.a_steps(steps_per_epoch)
+        if self.a_lr_steps is None or steps < 1 or steps == self.a_lr_steps or "a_lr" in self.given:
+            return self
+        scaled = self.a_lr * self.a_lr_steps / steps
+        cap = max(self.a_lr, A_LR_MAX)
+        a_lr = float(f"{min(scaled, cap):.3g}")
+        cfg = adjust_unset(self, {"a_lr": a_lr}, f"set for {self.a_lr_steps:,} A steps; this run gives "
+                                                 f"{self._a_steps_words(steps_per_epoch)}"
+                                                 + (f"; at most {cap:g}" if scaled > cap else ""))
+        note = f"a_lr_steps {self.a_lr_steps} -> {steps} (the A steps a_lr is set for now)"
+        return dataclasses.replace(cfg, a_lr_steps=steps, adjusted=cfg.adjusted + (note,))
+
     def validate(self) -> None:
         super().validate()
         space = get_space(self.space)  # an unknown space fails with the list of spaces
@@ -110,6 +151,8 @@ class SearchBase(RunConfig):
         check(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "--steps-per-epoch must be >= 1")
         check(not self.w_nesterov or self.w_momentum > 0, "--w-nesterov needs --w-momentum > 0")
         check(self.w_lr > 0 and self.a_lr > 0, "--w-lr and --a-lr must be > 0")
+        check(self.a_lr_steps is None or self.a_lr_steps >= 1,
+              f"--a-lr-steps must be at least 1 (or none), got {self.a_lr_steps}")
         check(self.tau_max >= self.tau_min > 0, f"need --tau-max >= --tau-min > 0, got {self.tau_max}, "
                                                 f"{self.tau_min}")
         check(self.max_skip is None or self.max_skip >= 0, f"--max-skip must be at least 0, got {self.max_skip}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
-from gdas.configs.algorithm import SearchBase
+from gdas.configs.algorithm import PAPER_A_STEPS, SearchBase
 from gdas.configs.base import Presets, RunConfig, check, check_choice, meta
 from gdas.configs.runtime import validate_runtime
 from gdas.configs.search import SELECT_BY
@@ -129,8 +129,9 @@ class TensorTrainConfig(RunConfig):
 
 
 TENSOR_SEARCH_PRESETS: dict[str, TensorSearchConfig] = {
-    # A search on your own tensors: Algorithm 1 with SPEC's optimizers over 30 epochs, nothing image-specific.
-    "default": TensorSearchConfig(),
+    # A search on your own tensors: Algorithm 1 with SPEC's optimizers over 30 epochs, nothing image-specific; the
+    # paper's A lr, 3e-4 for its 93,600 A steps, scaled to the A steps your data give (at most 0.1).
+    "default": TensorSearchConfig(a_lr_steps=PAPER_A_STEPS),
     # Seconds: for tests and for checking a space.
     "smoke": TensorSearchConfig(epochs=2, batch_size=16, steps_per_epoch=4, select_epochs=1),
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import ClassVar, Optional
 
-from gdas.configs.algorithm import COSTS, UNITS, SearchBase
+from gdas.configs.algorithm import COSTS, PAPER_A_STEPS, UNITS, SearchBase
 from gdas.configs.base import Presets, check, check_choice, meta, own_data_field, own_subset
 from gdas.configs.train import final_size
 from gdas.data.images import IMAGE_DATASETS
@@ -169,45 +169,56 @@ class SearchConfig(SearchBase):
 
 
 _NB201_SEARCH = SearchConfig(space="nb201", C=16, N=5, steps=3, w_nesterov=True, w_weight_decay=5e-4)
+# The paper's A steps: 240 epochs x 390 (25,000 of CIFAR's 50,000 training images in D_V, batch 64). Its A lr,
+# 3e-4, is scaled by them to the A steps of a run that gives another number (`SearchBase.fit_a_lr`): at 310 A steps
+# it leaves softmax(A) uniform (0.205 against 0.200 on the NAS-Bench-201 demo, docs/quality.md).
+_CIFAR_A_STEPS = PAPER_A_STEPS
+_IMAGENET16_A_STEPS = 240 * (75_850 // 64)  # ImageNet16-120: 151,700 training images
 
 # Presets name a budget (the paper's recipe, a CPU demo, seconds of smoke) and the data it was set for; a
 # preset's subset belongs to that data (`own_subset`): on any other data, a user's own above all, every image
-# is used unless --train-subset is given.
+# is used unless --train-subset is given. Each states the A steps it gives (Adam steps of A: the epochs after
+# the warm-up x the steps of an epoch); every search logs them at its start.
 SEARCH_PRESETS: dict[str, SearchConfig] = {
-    # The paper's CIFAR-10 search (SPEC defaults).
-    "cifar10": SearchConfig(),
-    "cifar10-frc": SearchConfig(frc=True),
-    "cifar100": SearchConfig(dataset="cifar100"),
-    # The CPU demo: a small supernet, minutes on two cores on 4,000 Fashion-MNIST images. A gets ~220 Adam steps
-    # (7 epochs of 31), not the paper's ~90,000: at an A lr of 0.003 / 0.01 / 0.03 the mean top-op probability of
-    # softmax(A) ends at 0.15 / 0.18 / 0.23 (uniform: 0.125), at 0.1 at 0.25 or more (3 seeds; docs/quality.md).
+    # The paper's CIFAR-10 search (SPEC defaults): 93,600 A steps at 3e-4.
+    "cifar10": SearchConfig(a_lr_steps=_CIFAR_A_STEPS),
+    "cifar10-frc": SearchConfig(frc=True, a_lr_steps=_CIFAR_A_STEPS),
+    "cifar100": SearchConfig(dataset="cifar100", a_lr_steps=_CIFAR_A_STEPS),
+    # The CPU demo: a small supernet, minutes on two cores on 4,000 Fashion-MNIST images. A gets 217 Adam steps
+    # (7 epochs after the warm-up x 31), not the paper's 93,600: at an A lr of 0.003 / 0.01 / 0.03 the mean top-op
+    # probability of softmax(A) ends at 0.15 / 0.18 / 0.23 (uniform: 0.125), at 0.1 at 0.25 or more (3 seeds;
+    # docs/quality.md). At 0.1, A learns alike at 49 to 875 A steps (the NAS-Bench-201 demo): a shorter or longer
+    # search, or one on other data, keeps it (no a_lr_steps).
     # The first 3 epochs train W alone (P-DARTS, PC-DARTS): A starts once the convolutions have learnt something.
     "demo": SearchConfig(dataset="fashion-mnist", C=8, N=1, epochs=10, batch_size=64,
                          train_subset=4000, w_lr_min=0.0, tau_max=10.0, crop_padding=2, a_lr=0.1,
                          warmup_epochs=3, channels_last=True, select_epochs=3),  # NHWC halves the step on CPU
     # NAS-Bench-201 with the reference's GDAS settings: 240 epochs, batch 64, nesterov SGD 0.025 cosine to
-    # 0.001, wd 5e-4; A by Adam 3e-4 (0.5, 0.999), wd 1e-3; tau 10 -> 0.1; C=16, N=5, 4-node cells.
-    "nb201-cifar10": _NB201_SEARCH,
-    "nb201-cifar100": replace(_NB201_SEARCH, dataset="cifar100"),
-    "nb201-imagenet16": replace(_NB201_SEARCH, dataset="imagenet16-120"),
-    # The NAS-Bench-201 CPU demo: C=8, N=1 on 4,000 Fashion-MNIST images; minutes on two cores.
+    # 0.001, wd 5e-4; A by Adam 3e-4 (0.5, 0.999), wd 1e-3; tau 10 -> 0.1; C=16, N=5, 4-node cells. 93,600 A
+    # steps on CIFAR, 284,400 on ImageNet16-120.
+    "nb201-cifar10": replace(_NB201_SEARCH, a_lr_steps=_CIFAR_A_STEPS),
+    "nb201-cifar100": replace(_NB201_SEARCH, dataset="cifar100", a_lr_steps=_CIFAR_A_STEPS),
+    "nb201-imagenet16": replace(_NB201_SEARCH, dataset="imagenet16-120", a_lr_steps=_IMAGENET16_A_STEPS),
+    # The NAS-Bench-201 CPU demo: C=8, N=1 on 4,000 Fashion-MNIST images; a minute or two on two cores. The darts
+    # demo's A: 217 steps at 0.1 after 3 W-only epochs (at 3e-4 softmax(A) stayed uniform; docs/quality.md).
     "nb201-demo": replace(_NB201_SEARCH, dataset="fashion-mnist", C=8, N=1, epochs=10, train_subset=4000,
-                          crop_padding=2, channels_last=True, select_epochs=3),
+                          crop_padding=2, a_lr=0.1, warmup_epochs=3, channels_last=True, select_epochs=3),
     # Seconds: for tests and for checking an installation.
     "smoke": SearchConfig(dataset="synthetic", synthetic_train=128, C=8, N=1, epochs=2, batch_size=16,
                           steps_per_epoch=4, select_epochs=1),
     "nb201-smoke": replace(_NB201_SEARCH, dataset="synthetic", synthetic_train=128, C=8, N=1, epochs=2,
                            batch_size=16, steps_per_epoch=4, select_epochs=1),
 }
-_MOBILENET_SEARCH = SearchConfig(space="mobilenet", C=32, N=4, w_weight_decay=4e-5)
+_MOBILENET_SEARCH = SearchConfig(space="mobilenet", C=32, N=4, w_weight_decay=4e-5, a_lr_steps=_CIFAR_A_STEPS)
 SEARCH_PRESETS.update({
-    # The MobileNet-style space on 32 px images at MobileNetV2 1.0's widths (C=32), four blocks per stage.
+    # The MobileNet-style space on 32 px images at MobileNetV2 1.0's widths (C=32), four blocks per stage; the
+    # paper's A (3e-4 for 93,600 A steps, scaled to other budgets).
     "mobilenet-cifar10": _MOBILENET_SEARCH,
     # Its CPU demo: a quarter of the widths (C=8), two blocks per stage, on 4,000 Fashion-MNIST images.
     "mobilenet-demo": replace(_MOBILENET_SEARCH, dataset="fashion-mnist", C=8, N=2, epochs=10, train_subset=4000,
-                              crop_padding=2, channels_last=True, select_epochs=3, a_lr=0.01),
+                              crop_padding=2, channels_last=True, select_epochs=3, a_lr=0.01, a_lr_steps=None),
     "mobilenet-smoke": replace(_MOBILENET_SEARCH, dataset="synthetic", synthetic_train=128, C=8, N=2, epochs=2,
-                               batch_size=16, steps_per_epoch=4, select_epochs=1),
+                               batch_size=16, steps_per_epoch=4, select_epochs=1, a_lr_steps=None),
 })
 # Other names of presets: the budgets by what they are for ("paper"), the demos by the data they were set for.
 SEARCH_ALIASES: dict[str, str] = {"paper": "cifar10", "nb201-paper": "nb201-cifar10", "mobilenet-paper": "mobilenet-cifar10",

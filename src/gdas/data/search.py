@@ -27,6 +27,11 @@ def split_indices(n: int, train_portion: float, seed: int) -> tuple[torch.Tensor
     return seeded_split(n, train_portion, seed, "--train-portion")
 
 
+def epoch_steps(cfg: Any, d_t: int, d_v: int) -> int:
+    """W / A iterations of an epoch on D_T / D_V of these sizes: whole batches of each, at most --steps-per-epoch."""
+    return min(d_t // cfg.batch_size, d_v // cfg.batch_size, cfg.steps_per_epoch or 10 ** 12)
+
+
 def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy (in float32 under autocast) and the number of correct predictions, both on the device."""
     return F.cross_entropy(logits.float(), y), (logits.argmax(1) == y).sum()
@@ -74,11 +79,15 @@ class ImageSearchData:
         rows = split[torch.stack(batches[:steps])]
         return dist.shard(rows, self.ctx, dim=1).to(self.device)
 
+    @property
+    def steps_per_epoch(self) -> int:
+        return epoch_steps(self.cfg, len(self.d_t), len(self.d_v))
+
     def start_epoch(self, epoch: int) -> int:
         cfg = self.cfg
         t_batches = batch_indices(len(self.d_t), cfg.batch_size, self.order_gen, drop_last=True)
         v_batches = batch_indices(len(self.d_v), cfg.batch_size, self.order_gen, drop_last=True)
-        steps = min(len(t_batches), len(v_batches), cfg.steps_per_epoch or 10 ** 12)
+        steps = self.steps_per_epoch
         if steps == 0:
             raise GdasError(f"--batch-size {cfg.batch_size} is larger than D_T/D_V ({len(self.d_t)}/"
                             f"{len(self.d_v)} images); lower it or use more data")
@@ -117,10 +126,8 @@ class ImageSearchData:
     def summary(self, last: dict[str, Any]) -> dict[str, Any]:
         """The last epoch's accuracies, with the D_V images the valid one was measured on (whole batches of
         an epoch's A steps: the rest of D_V waits for another epoch)."""
-        batch = self.cfg.batch_size
-        steps = min(len(self.d_t) // batch, len(self.d_v) // batch, self.cfg.steps_per_epoch or 10 ** 12)
         return {"final_valid_acc": last.get("valid_acc"), "final_train_acc": last.get("train_acc"),
-                "valid_images": steps * batch}
+                "valid_images": self.steps_per_epoch * self.cfg.batch_size}
 
     def state_dict(self) -> dict[str, Any]:
         return {"order_gen": self.order_gen.get_state(), "aug_gen": self.aug_gen.get_state()}
@@ -152,7 +159,7 @@ def fit_batch(cfg: Any, split: tuple[torch.Tensor, torch.Tensor], unit: str = "i
 
 def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: bool) -> tuple[ImageSearchData, RunDir]:
     """The data and run directory of an image search: a new run writes its split, a resumed one reads it. The
-    data's `cfg` is the run's config as the data fitted it (`fit_batch`)."""
+    data's `cfg` is the run's config as the data fitted it (`fit_batch`, `SearchBase.fit_a_lr`)."""
     ctx = dist.context()
     dist.local_batch(cfg.batch_size, ctx)  # every rank fails alike on a batch that does not split
     if resume_run:
@@ -169,7 +176,11 @@ def open_image_search(cfg: Any, out: Path, device: torch.device, resume_run: boo
         split = (torch.tensor(split_json["train"]), torch.tensor(split_json["valid"]))
     else:
         split = split_indices(len(data.train_y), cfg.train_portion, cfg.data_seed)
-        cfg = fit_batch(cfg, split)
+    # Fitted alike when a run starts and when it continues (a multi-seed folder resumes its seeds from its own
+    # config): the same data give the same values, and a stored config is left as it is.
+    cfg = fit_batch(cfg, split)
+    cfg = cfg.fit_a_lr(epoch_steps(cfg, len(split[0]), len(split[1])))
+    if not resume_run:
         cfg.check_cost_target((data.channels, data.image_size, data.num_classes))  # own data: its shape is known now
         run = new_run_dir(out, ImageSearchData.kind, cfg, device)
         run.write_json(files.SPLIT, {"seed": cfg.data_seed, "train": split[0].tolist(), "valid": split[1].tolist()})

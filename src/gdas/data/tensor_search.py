@@ -131,6 +131,10 @@ class TensorSearchData:
         d_t, d_v = self.batches.sizes()
         return f"{self.cfg.data}: D_T {d_t:,}, D_V {d_v:,} samples, loss {self.objective.loss_name}"
 
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.batches.steps(self.cfg.steps_per_epoch)
+
     def start_epoch(self, epoch: int) -> int:
         steps = self.batches.start_epoch(self.cfg.steps_per_epoch)
         if steps == 0:
@@ -217,6 +221,8 @@ def open_tensor_search(cfg: Any, out: Path, device: torch.device, resume_run: bo
     order_gen = torch.Generator().manual_seed(cfg.seed + 1)  # every rank draws the same batch order
     batches = TwoLoaders(inputs.data, device) if samples is None else SplitBatches(samples, split, cfg.batch_size,
                                                                                      order_gen)
+    # Fitted alike when a run starts and when it continues (a stored, fitted config is left as it is).
+    cfg = cfg.fit_a_lr(batches.steps(cfg.steps_per_epoch))
     if not resume_run:
         run = new_run_dir(out, KIND, cfg, device)
         if split is not None:

@@ -95,6 +95,11 @@ class SplitBatches:
     def sizes(self) -> tuple[int, int]:
         return len(self.split[0]), len(self.split[1])
 
+    def steps(self, cap: Optional[int]) -> int:
+        """The W / A iterations of every epoch: whole batches of D_T and of D_V, at most `cap`."""
+        d_t, d_v = self.sizes()
+        return min(d_t // self.batch_size, d_v // self.batch_size, cap or 10 ** 12)
+
     def start_epoch(self, cap: Optional[int]) -> int:
         t = batch_indices(len(self.split[0]), self.batch_size, self.order_gen, drop_last=True)
         v = batch_indices(len(self.split[1]), self.batch_size, self.order_gen, drop_last=True)
@@ -126,9 +131,13 @@ class TwoLoaders:
         return tuple(len(loader.dataset) if hasattr(loader.dataset, "__len__") else len(loader)  # type: ignore
                      for loader in self.loaders)
 
+    def steps(self, cap: Optional[int]) -> int:
+        """The W / A iterations of every epoch: as many batches as the shorter loader holds, at most `cap`."""
+        return min(len(self.loaders[0]), len(self.loaders[1]), cap or 10 ** 12)
+
     def start_epoch(self, cap: Optional[int]) -> int:
         self.iters = {"w": iter(self.loaders[0]), "a": iter(self.loaders[1])}
-        return min(len(self.loaders[0]), len(self.loaders[1]), cap or 10 ** 12)
+        return self.steps(cap)
 
     def get(self, phase: str, step: int) -> tuple[Any, Any]:
         x, y = _pair(next(self.iters[phase]), "a DataLoader")

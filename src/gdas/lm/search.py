@@ -48,8 +48,12 @@ class LMSearchData:
         return (f"{self.cfg.corpus} ({len(self.corpus.vocab)} words, {self.corpus.train.numel()} train tokens) "
                 f"nhid={self.cfg.nhid}")
 
-    def start_epoch(self, epoch: int) -> int:
+    @property
+    def steps_per_epoch(self) -> int:
         return self.cfg.steps_per_epoch or self.cursors["w"].windows_per_pass(self.cfg.bptt)
+
+    def start_epoch(self, epoch: int) -> int:
+        return self.steps_per_epoch
 
     def loss(self, model: torch.nn.Module, archs: list, phase: str, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """W: NLL + AR/TAR of the next training window; A: NLL of the next validation window."""
@@ -98,4 +102,5 @@ def open_lm_search(cfg: Any, out: Path, device: torch.device, resume_run: bool) 
     """The corpus and run directory of a recurrent search (sizes are checked before a new run folder exists)."""
     corpus = lm_corpus(cfg, KIND)
     data = LMSearchData(cfg, corpus, device)
+    data.cfg = cfg = cfg.fit_a_lr(data.steps_per_epoch)  # a_lr_steps: the A steps are known now
     return data, lm_run_dir(out, KIND, cfg, device, corpus.vocab, resume_run)

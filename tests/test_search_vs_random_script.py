@@ -1,0 +1,58 @@
+"""scripts/search_vs_random.py: the Welch t-test it reports, against closed forms of Student's t, and its random
+cells, which are the ones `gdas search --random-baseline` draws."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gdas.configs.search import SEARCH_PRESETS
+from gdas.genotypes import load_genotype
+from gdas.spaces import get_space
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "search_vs_random.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("search_vs_random", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["search_vs_random"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("t", [0.3, 1.0, 2.5, 7.0])
+def test_the_p_value_matches_students_t_where_it_has_a_closed_form(script, t: float) -> None:
+    assert script.student_t_sf2(t, 1.0) == pytest.approx(2 / math.pi * math.atan(1 / t), rel=1e-10)  # Cauchy
+    assert script.student_t_sf2(t, 2.0) == pytest.approx(1 - t / math.sqrt(2 + t * t), rel=1e-10)
+
+
+def test_the_p_value_at_the_tabulated_two_sided_5_percent_points(script) -> None:
+    for df, t in [(5, 2.570581836), (10, 2.228138852), (30, 2.042272456)]:
+        assert script.student_t_sf2(t, df) == pytest.approx(0.05, rel=1e-6)
+
+
+def test_welch_t_and_degrees_of_freedom(script) -> None:
+    x, y = [17.2, 18.1, 16.5, 17.9, 16.2], [18.8, 17.5, 18.0, 19.1, 17.7]
+    vx, vy = np.var(x, ddof=1) / 5, np.var(y, ddof=1) / 5
+    w = script.welch(x, y)
+    assert w["t"] == pytest.approx((np.mean(x) - np.mean(y)) / math.sqrt(vx + vy))
+    assert w["df"] == pytest.approx((vx + vy) ** 2 / (vx ** 2 / 4 + vy ** 2 / 4))
+    assert w["t"] < 0 and w["p_less"] == pytest.approx(w["p_two_sided"] / 2)
+
+
+@pytest.mark.parametrize("space", ["darts", "nb201"])
+def test_its_random_cells_are_the_random_baseline_cells(script, space: str, tmp_path: Path) -> None:
+    out = tmp_path / "cell.json"
+    script.draw(space, 3, out)
+    preset = SEARCH_PRESETS["demo" if space == "darts" else "nb201-demo"]
+    expected = get_space(space).random_genotype(torch.Generator().manual_seed(3), preset)
+    assert str(load_genotype(out)) == str(expected)
