@@ -178,12 +178,13 @@ def print_ranks(runs: list[Path]) -> None:
     print("| search | searched cell D_V error | rank (of K + 1) | random cells: mean | sd | range | searched params | "
           "random params (mean) |")
     print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: |")
-    ranks = []
+    ranks, cells = [], 0
     for run in complete(runs):
         rb = _read_json(run / "summary.json").get("random_baseline")
         if rb is None:
             print(f"left out (no random_baseline in summary.json): {run}", file=sys.stderr)
             continue
+        cells = rb["cells"]
         for cell in rb["searched"]:
             ranks.append(cell["rank"])
             print(f"| {run.name} | {100 * cell['valid_err']:.2f} % | {cell['rank']} of {rb['cells'] + 1} | "
@@ -192,7 +193,7 @@ def print_ranks(runs: list[Path]) -> None:
                   f"{rb['params_M_mean']:.3f} M |")
     if ranks:
         print(f"\nmean rank {statistics.fmean(ranks):.1f} over {len(ranks)} searches (1 is best; a cell drawn at random "
-              f"has mean rank {(rb['cells'] + 2) / 2:.1f})")
+              f"has mean rank {(cells + 2) / 2:.1f})")
 
 
 def main(argv: Optional[list[str]] = None) -> None:

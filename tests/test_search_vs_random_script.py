@@ -56,3 +56,18 @@ def test_its_random_cells_are_the_random_baseline_cells(script, space: str, tmp_
     preset = SEARCH_PRESETS["demo" if space == "darts" else "nb201-demo"]
     expected = get_space(space).random_genotype(torch.Generator().manual_seed(3), preset)
     assert str(load_genotype(out)) == str(expected)
+
+
+def test_ranks_reads_the_random_baseline_of_each_search_and_skips_the_others(script, tmp_path: Path, capsys) -> None:
+    ranked, plain = tmp_path / "ranked", tmp_path / "plain"
+    for run in (ranked, plain):
+        run.mkdir()
+    baseline = {"cells": 4, "valid_err_mean": 0.2, "valid_err_std": 0.01, "valid_err_min": 0.19, "valid_err_max": 0.21,
+                "params_M_mean": 3.0, "searched": [{"valid_err": 0.185, "rank": 1, "params_M": 2.5}]}
+    (ranked / "summary.json").write_text(json.dumps({"random_baseline": baseline}))
+    (plain / "summary.json").write_text("{}")
+    script.print_ranks([plain, ranked])
+    out = capsys.readouterr()
+    assert "| ranked | 18.50 % | 1 of 5 | 20.00 % |" in out.out and "mean rank 1.0 over 1 searches" in out.out
+    assert "random rank 3.0" in out.out.replace("has mean rank", "random rank")
+    assert "no random_baseline" in out.err and "plain" in out.err
