@@ -28,6 +28,7 @@ from gdas.spaces.darts.genotype import random_genotype
 from gdas.spaces.darts.networks import Cell
 from gdas.spaces.darts.ops import make_op
 from gdas.spaces.nb201.networks import NB201Cell
+from latency_helpers import modules_run, picked_modules
 
 CELL_MODULES = {"darts": (Cell, "ops"), "nb201": (NB201Cell, "layers")}  # where each final network keeps its ops
 
@@ -73,20 +74,12 @@ def test_places_are_the_ops_the_final_network_runs(space_name, frc, shape):
         choices = space.choices(genotype)
         assert {name: tuple(c.shape) for name, c in choices.items()} == \
             {name: (rows, len(space.ops)) for name, rows in layout.matrices().items()}
-        picked = sorted((repr(module), place.input_shape) for place in layout.places
-                        for k, op in enumerate(space.ops) if choices[place.matrix][place.row, k]
-                        if (module := place.build(op)) is not None)
         network = space.build_network(genotype, dataset="synthetic", C=8, N=2, num_classes=classes,
                                       in_channels=channels).eval()
-        seen = []
         kind, attribute = CELL_MODULES[space_name]
-        hooks = [op.register_forward_hook(lambda m, inputs, _: seen.append((repr(m), tuple(inputs[0].shape[1:]))))
-                 for cell in network.modules() if isinstance(cell, kind) for op in getattr(cell, attribute)]
-        with torch.no_grad():
-            network(torch.zeros(1, channels, side, side))
-        for hook in hooks:
-            hook.remove()
-        assert sorted(seen) == picked
+        ops = [op for cell in network.modules() if isinstance(cell, kind) for op in getattr(cell, attribute)]
+        assert modules_run(network, ops, torch.zeros(1, channels, side, side)) == \
+            picked_modules(layout, choices, space.ops)
     free = layout.free_network().eval()
     with torch.no_grad():
         assert free(torch.zeros(1, channels, side, side)).shape == (1, classes)

@@ -25,6 +25,7 @@ from gdas.spaces.mobilenet.net import InvertedResidual
 from gdas.spaces.module.places import Zeros, module_layout
 from gdas.spaces.module.supernet import ModuleSupernet
 from gdas.errors import GdasError
+from latency_helpers import modules_run, picked_modules
 from test_latency import mult_adds_ms
 
 SMOKE = SEARCH_PRESETS["mobilenet-smoke"]  # synthetic 3x32x32 images, C=8, N=2
@@ -56,19 +57,10 @@ def test_places_are_the_candidates_the_final_network_runs(shape):
         genotype = space.random_genotype(torch.Generator().manual_seed(seed), SMOKE)
         choices = space.choices(genotype)
         assert {name: tuple(c.shape) for name, c in choices.items()} == layout.shapes(space.ops)
-        picked = sorted((repr(module), place.input_shape) for place in layout.places
-                        for k, op in enumerate(place.ops) if choices[place.matrix][place.row, k]
-                        if (module := place.build(op)) is not None)
         network = space.build_network(genotype, dataset="synthetic", C=8, N=2, num_classes=classes,
                                       in_channels=channels).eval()
-        seen = []
-        hooks = [block.register_forward_hook(lambda m, inputs, _: seen.append((repr(m), tuple(inputs[0].shape[1:]))))
-                 for block in network.blocks]
-        with torch.no_grad():
-            network(torch.zeros(1, channels, side, side))
-        for hook in hooks:
-            hook.remove()
-        assert sorted(seen) == picked
+        assert modules_run(network, network.blocks, torch.zeros(1, channels, side, side)) == \
+            picked_modules(layout, choices)
     free = layout.free_network().eval()
     assert not any(isinstance(m, InvertedResidual) for m in free.blocks.modules())
     assert all(isinstance(m, Zeros) for m in free.blocks)
