@@ -103,7 +103,7 @@ class SplitBatches:
     def start_epoch(self, cap: Optional[int]) -> int:
         t = batch_indices(len(self.split[0]), self.batch_size, self.order_gen, drop_last=True)
         v = batch_indices(len(self.split[1]), self.batch_size, self.order_gen, drop_last=True)
-        steps = min(len(t), len(v), cap or 10 ** 12)
+        steps = self.steps(cap)
         if steps:
             self.rows = {"w": dist.shard(self.split[0][torch.stack(t[:steps])], self.ctx, dim=1),
                          "a": dist.shard(self.split[1][torch.stack(v[:steps])], self.ctx, dim=1)}
