@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import statistics
 from typing import Any, Callable
@@ -16,7 +17,7 @@ from gdas.configs.bench import LMBenchConfig
 from gdas.configs.rnn import LM_TRAIN_PRESETS, RNN_SEARCH_PRESETS
 from gdas.configs.runtime import resolve_device, setup_runtime
 from gdas.engine.loop import seed_everything
-from gdas.lm.corpus import Corpus, Vocabulary
+from gdas.lm.corpus import Corpus, Vocabulary, get_batch
 from gdas.lm.search import LMSearchData
 from gdas.lm.train import LMTrainTask, recurrent_genotype
 from gdas.search import SearchTask
@@ -76,10 +77,10 @@ def _sizes(b: LMBenchConfig, preset: Any) -> dict[str, Any]:
             "bptt": preset.bptt if b.bptt is None else b.bptt}
 
 
-def _steps(b: LMBenchConfig, device: torch.device) -> dict[str, tuple[Callable[[], None], Callable[[], None], dict]]:
+def _steps(b: LMBenchConfig, device: torch.device) -> dict[str, tuple[Callable[[], Any], Callable[[], None], dict]]:
     """Per measured step: (ours, nn.LSTM's, sizes), both on windows of the same shape."""
     gen = torch.Generator().manual_seed(b.seed)
-    runs: dict[str, tuple[Callable[[], None], Callable[[], None], dict]] = {}
+    runs: dict[str, tuple[Callable[[], Any], Callable[[], None], dict]] = {}
     for name, preset in (("train", LM_TRAIN_PRESETS[PRESET]), ("search", RNN_SEARCH_PRESETS[PRESET])):
         sizes = _sizes(b, preset)
         batch, bptt = sizes["batch_size"], sizes["bptt"]
@@ -90,14 +91,14 @@ def _steps(b: LMBenchConfig, device: torch.device) -> dict[str, tuple[Callable[[
         seed_everything(b.seed)
         if name == "train":
             task = LMTrainTask(cfg, recurrent_genotype(b.genotype), corpus, device, show_progress=False)
-            task.model.fused = not b.autograd
-            x, y = task.cursor.data[:bptt], task.cursor.data[1:bptt + 1]
-            ours: Callable[[], None] = lambda task=task, x=x, y=y: task.train_window(x, y)  # noqa: E731
+            model, stream = task.model, task.cursor.data
         else:
             search = SearchTask(cfg, get_space("rnn"), LMSearchData(cfg, corpus, device), device, show_progress=False)
-            search.model.fused = not b.autograd
-            x, y = search.data.cursors["w"].data[:bptt], search.data.cursors["w"].data[1:bptt + 1]
-            ours = lambda search=search: search.w_step(0, search.cfg.tau_max)  # noqa: E731
+            model, stream = search.model, search.data.cursors["w"].data
+        model.fused = not b.autograd
+        x, y = get_batch(stream, 0, bptt)
+        ours: Callable[[], Any] = (functools.partial(task.train_window, x, y) if name == "train"
+                                   else functools.partial(search.w_step, 0, search.cfg.tau_max))
         runs[name] = (ours, LSTMStep(len(corpus.vocab), sizes["nhid"], x, y, device), sizes)
     return runs
 
