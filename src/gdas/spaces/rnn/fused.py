@@ -105,6 +105,7 @@ class _Node:
     weight: torch.Tensor
     norm: Optional[_Norm]
     scale: Optional[torch.Tensor]  # (n, 1, 1), or (1,) for a single edge
+    scale_at: int  # where `scale` starts in the flat straight-through weights
     index: Optional[torch.Tensor]  # several edges: their sources, where index_add_ puts their gradients
 
 
@@ -118,7 +119,7 @@ def _nodes(plan: CellPlan, norms: Optional[list[_Norm]], scales: Optional[torch.
         n = len(node.sources)
         scale = None if scales is None else scales[node.scale_at:node.scale_at + n]
         nodes.append(_Node(list(node.sources), node.groups, ws[i - 1], None if norms is None else norms[i],
-                           None if scale is None else scale.view(-1, 1, 1) if n > 1 else scale,
+                           None if scale is None else scale.view(-1, 1, 1) if n > 1 else scale, node.scale_at,
                            torch.tensor(node.sources, device=device) if n > 1 else None))
     return nodes
 
@@ -247,9 +248,8 @@ class _CellWindow(torch.autograd.Function):
                 d_pre = d_states[i] if node.norm is None else node.norm.backward(d_states[i], pre, mean, invstd)
                 if node.scale is not None:
                     if d_scales is not None:
-                        at = plan.nodes[i - 1].scale_at  # type: ignore[union-attr]
-                        d_scales[at:at + len(node.sources)] += (out * d_pre).sum((-2, -1)) if node.index is not None \
-                            else (out * d_pre).sum().view(1)
+                        d_scale = (out * d_pre).sum((-2, -1)) if node.index is not None else (out * d_pre).sum().view(1)
+                        d_scales[node.scale_at:node.scale_at + len(node.sources)] += d_scale
                     d_pre = d_pre * node.scale
                 d_f = c * d_pre
                 d_src = d_pre - d_f
