@@ -8,6 +8,7 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
+from gdas.configs.runtime import autocast_enabled
 from gdas.errors import GdasError
 from gdas.spaces.rnn.fused import CellPlan, NodePlan, run_cell
 from gdas.spaces.rnn.genotype import NONE_INDEX, RNN_PRIMITIVES, RecurrentGenotype
@@ -22,14 +23,6 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 def num_rnn_edges(steps: int) -> int:
     """Edges of a recurrent search cell: node i (1..steps) has inputs 0..i-1 (36 for 8 steps)."""
     return steps * (steps + 1) // 2
-
-
-def autocast_enabled(device_type: str) -> bool:
-    """Whether autocast is on for `device_type` (the fused loop runs in float32 only)."""
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4: no device argument
-        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
 
 
 def _dropout_mask(like: torch.Tensor, rows: int, cols: int, p: float) -> torch.Tensor:
