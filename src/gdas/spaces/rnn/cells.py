@@ -10,7 +10,7 @@ from torch import nn
 
 from gdas.configs.runtime import autocast_enabled
 from gdas.errors import GdasError
-from gdas.spaces.rnn.fused import CellPlan, NodePlan, run_cell
+from gdas.spaces.rnn.fused import CellPlan, NodePlan, run_cell, supports_norm
 from gdas.spaces.rnn.genotype import NONE_INDEX, RNN_PRIMITIVES, RecurrentGenotype
 
 INIT_RANGE = 0.04  # DARTS: uniform(-0.04, 0.04) for every cell matrix
@@ -172,7 +172,7 @@ class RecurrentSearchCell(_RecurrentBase):
         return _Sampled(actives, scales)
 
     def _fused_plan(self, plan: object) -> Optional[tuple[CellPlan, Optional[torch.Tensor]]]:
-        plain_norms = all(type(bn) is nn.BatchNorm1d and not bn.affine and bn.momentum is not None for bn in self.bns)
+        plain_norms = all(supports_norm(bn) for bn in self.bns)
         return (plan.cell_plan(), plan.scales) if isinstance(plan, _Sampled) and plain_norms else None
 
     def _norms(self) -> Optional[list[nn.Module]]:

@@ -58,12 +58,17 @@ class CellPlan:
     concat: tuple[int, ...]
 
 
+def supports_norm(bn: nn.Module) -> bool:
+    """Whether the fused window computes what `bn` does: a plain BatchNorm1d, no affine parameters, a momentum."""
+    return type(bn) is nn.BatchNorm1d and not bn.affine and bn.momentum is not None
+
+
 class _Norm:
     """The arguments `nn.BatchNorm1d.forward` would pass to batch_norm, fixed for a window (no affine parameters)."""
 
     def __init__(self, bn: nn.modules.batchnorm._BatchNorm):
-        if bn.affine or bn.momentum is None:
-            raise ValueError("the fused cell supports batch norms without affine parameters and with a momentum")
+        if not supports_norm(bn):
+            raise ValueError("the fused cell supports plain BatchNorm1d without affine parameters and with a momentum")
         self.bn = bn
         self.training = bn.training or (bn.running_mean is None and bn.running_var is None)
         use_running = not bn.training or bn.track_running_stats
