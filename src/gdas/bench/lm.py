@@ -16,7 +16,8 @@ from gdas.bench.measure import machine_info, measure
 from gdas.configs.bench import LMBenchConfig
 from gdas.configs.rnn import LM_TRAIN_PRESETS, RNN_SEARCH_PRESETS
 from gdas.configs.runtime import resolve_device, setup_runtime
-from gdas.engine.loop import seed_everything
+from gdas.engine.distributed import Context
+from gdas.engine.loop import optimizer_step, seed_everything
 from gdas.lm.corpus import Corpus, Vocabulary, get_batch
 from gdas.lm.search import LMSearchData
 from gdas.lm.train import LMTrainTask, recurrent_genotype
@@ -44,9 +45,11 @@ class LSTMLanguageModel(nn.Module):
 
 
 class LSTMStep:
-    """An SGD update of the nn.LSTM language model on a fixed window, gradient clipped as ours (0.25)."""
+    """An SGD update of the nn.LSTM language model on a fixed window, gradient clipped as ours."""
 
-    def __init__(self, ntoken: int, nhid: int, x: torch.Tensor, y: torch.Tensor, device: torch.device):
+    def __init__(self, ntoken: int, nhid: int, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+                 grad_clip: float):
+        self.grad_clip = grad_clip
         self.model = LSTMLanguageModel(ntoken, nhid).to(device)
         self.params = list(self.model.parameters())
         self.opt = torch.optim.SGD(self.params, lr=1.0)
@@ -57,10 +60,7 @@ class LSTMStep:
     def __call__(self) -> None:
         log_probs, hidden = self.model(self.x, self.hidden)
         loss = F.nll_loss(log_probs.view(-1, log_probs.size(-1)), self.y.view(-1))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, 0.25, foreach=True)
-        self.opt.step()
+        optimizer_step(loss, self.opt, self.params, self.grad_clip, Context())
         self.hidden = (hidden[0].detach(), hidden[1].detach())
 
 
@@ -99,7 +99,7 @@ def _steps(b: LMBenchConfig, device: torch.device) -> dict[str, tuple[Callable[[
         x, y = get_batch(stream, 0, bptt)
         ours: Callable[[], Any] = (functools.partial(task.train_window, x, y) if name == "train"
                                    else functools.partial(search.w_step, 0, search.cfg.tau_max))
-        runs[name] = (ours, LSTMStep(len(corpus.vocab), sizes["nhid"], x, y, device), sizes)
+        runs[name] = (ours, LSTMStep(len(corpus.vocab), sizes["nhid"], x, y, device, cfg.grad_clip), sizes)
     return runs
 
 
