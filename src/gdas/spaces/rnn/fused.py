@@ -99,6 +99,7 @@ class _Tape:
         # per step and node: (inputs S, S*m (2-D), sigmoid(c), f(g), output before scaling (A step only), node
         # before its norm, mean, invstd)
         self.nodes: list[list[Optional[tuple]]] = []
+        self.indexes: list[Optional[torch.Tensor]] = []  # per node: `_Node.index`, made once for both passes
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,9 @@ class _Node:
 
 
 def _nodes(plan: CellPlan, norms: Optional[list[_Norm]], scales: Optional[torch.Tensor],
-           ws: Sequence[torch.Tensor], device: torch.device) -> list[Optional[_Node]]:
+           ws: Sequence[torch.Tensor], device: torch.device, indexes: Optional[list[Optional[torch.Tensor]]] = None
+           ) -> list[Optional[_Node]]:
+    """The plan's nodes; `indexes`: their index tensors from the forward (a device copy each, made once)."""
     nodes: list[Optional[_Node]] = []
     for i, node in enumerate(plan.nodes, start=1):
         if node is None:
@@ -123,9 +126,13 @@ def _nodes(plan: CellPlan, norms: Optional[list[_Norm]], scales: Optional[torch.
             continue
         n = len(node.sources)
         scale = None if scales is None else scales[node.scale_at:node.scale_at + n]
+        if indexes is not None:
+            index = indexes[i - 1]
+        else:
+            index = torch.tensor(node.sources, device=device) if n > 1 else None
         nodes.append(_Node(list(node.sources), node.groups, ws[i - 1], None if norms is None else norms[i],
                            None if scale is None else scale.view(-1, 1, 1) if n > 1 else scale, node.scale_at,
-                           torch.tensor(node.sources, device=device) if n > 1 else None))
+                           index))
     return nodes
 
 
@@ -149,6 +156,8 @@ def _forward(plan: CellPlan, norms: Optional[list[_Norm]], h_mask: Optional[torc
     """The outputs (T, B, H); fills `tape` when given."""
     nhid = h0.size(1)
     nodes = _nodes(plan, norms, scales, ws, xw.device)
+    if tape is not None:
+        tape.indexes = [None if node is None else node.index for node in nodes]
     norm0 = None if norms is None else norms[0]
     concat = list(plan.concat)
     outputs = []
@@ -228,7 +237,7 @@ class _CellWindow(torch.autograd.Function):
         h_mask, h0, scales, wh, outputs, *ws = ctx.saved_tensors
         need = ctx.needs_input_grad
         nhid = h0.size(1)
-        nodes = _nodes(plan, ctx.norms, scales, ws, h0.device)
+        nodes = _nodes(plan, ctx.norms, scales, ws, h0.device, tape.indexes)
         norm0 = None if ctx.norms is None else ctx.norms[0]
         d_wh = torch.zeros_like(wh) if need[6] else None
         # A matrix whose node sampled `none` on every edge never ran: no gradient (SGD leaves it as it is).
