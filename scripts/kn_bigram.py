@@ -29,7 +29,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from gdas.lm.corpus import load_corpus
+from gdas.lm.corpus import batchify, load_corpus
 
 
 @dataclass
@@ -67,8 +67,7 @@ def count_bigrams(tokens: np.ndarray, vocab_size: int) -> BigramCounts:
 
 def eval_pairs(tokens: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(previous, next) word ids of the tokens `gdas train-lm` predicts in a split batchified into `batch_size`."""
-    steps = len(tokens) // batch_size
-    columns = tokens[:steps * batch_size].reshape(batch_size, steps)
+    columns = batchify(torch.from_numpy(tokens), batch_size).t().numpy()  # (B, T)
     return columns[:, :-1].ravel(), columns[:, 1:].ravel()
 
 

@@ -9,6 +9,8 @@ import pytest
 from cli_helpers import expect_error, run_cli
 
 from gdas.bench.lm import LSTMLanguageModel
+from gdas.spaces.rnn import cells
+from gdas.spaces.rnn.fused import run_cell
 from gdas.configs.rnn import LM_TRAIN_PRESETS, RNN_SEARCH_PRESETS
 
 TINY = ("--vocab", "30", "--samples", "2", "--warmup", "0")
@@ -40,9 +42,14 @@ def test_bench_lm_measures_each_demo_preset_by_default(capsys):
                                                                              preset.bptt)
 
 
-def test_bench_lm_autograd_times_the_reference_path(capsys):
-    r = _bench(capsys, "--nhid", "8", "--batch", "2", "--bptt", "3", "--samples", "1", "--autograd")
-    assert r["config"]["autograd"] is True and r["train"]["slowdown_vs_lstm"] > 0
+@pytest.mark.parametrize("autograd", [False, True])
+def test_bench_lm_autograd_times_the_reference_path(capsys, monkeypatch, autograd):
+    windows = []
+    monkeypatch.setattr(cells, "run_cell", lambda *a, **k: windows.append(1) or run_cell(*a, **k))
+    r = _bench(capsys, "--nhid", "8", "--batch", "2", "--bptt", "3", "--samples", "1",
+               *(["--autograd"] if autograd else []))
+    assert r["config"]["autograd"] is autograd and r["train"]["slowdown_vs_lstm"] > 0
+    assert bool(windows) is not autograd  # the fused window runs unless --autograd
 
 
 def test_bench_lm_table(capsys):

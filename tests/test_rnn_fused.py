@@ -158,14 +158,18 @@ def test_decoder_nll_equals_log_softmax_nll_loss():
         ours.backward()
 
 
-def test_model_nll_is_the_decoder_log_softmax_nll_also_under_autocast():
+def test_model_nll_is_the_decoder_log_softmax_nll_also_under_autocast(monkeypatch):
+    calls = []
+    monkeypatch.setattr(model_module, "decoder_nll", lambda *a: calls.append(1) or decoder_nll(*a))
     torch.manual_seed(0)
     model = RNNModel(30, 8, 8, RecurrentCell(8, 8, 0.0, 0.0, REGISTRY["GDAS_RNN"]))
     dropped, y = torch.randn(3, 2, 8), torch.randint(30, (3, 2))
     ref = F.nll_loss(F.log_softmax(model.decoder(dropped.view(-1, 8)), -1), y.view(-1))
     torch.testing.assert_close(model.nll(dropped, y), ref)
+    assert len(calls) == 1
     with torch.autocast("cpu", dtype=torch.bfloat16):  # the autocast path: autograd's ops, float32 loss
         assert model.nll(dropped, y).dtype == torch.float32
+    assert len(calls) == 1  # float32 input, yet the fused NLL stays out of autocast
 
 
 def test_evaluation_sums_the_log_softmax_nll_over_windows():

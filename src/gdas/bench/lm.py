@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import statistics
 from typing import Any, Callable
@@ -15,8 +16,9 @@ from gdas.bench.measure import machine_info, measure
 from gdas.configs.bench import LMBenchConfig
 from gdas.configs.rnn import LM_TRAIN_PRESETS, RNN_SEARCH_PRESETS
 from gdas.configs.runtime import resolve_device, setup_runtime
-from gdas.engine.loop import seed_everything
-from gdas.lm.corpus import Corpus, Vocabulary
+from gdas.engine.distributed import Context
+from gdas.engine.loop import optimizer_step, seed_everything
+from gdas.lm.corpus import Corpus, Vocabulary, get_batch
 from gdas.lm.search import LMSearchData
 from gdas.lm.train import LMTrainTask, recurrent_genotype
 from gdas.search import SearchTask
@@ -43,9 +45,11 @@ class LSTMLanguageModel(nn.Module):
 
 
 class LSTMStep:
-    """An SGD update of the nn.LSTM language model on a fixed window, gradient clipped as ours (0.25)."""
+    """An SGD update of the nn.LSTM language model on a fixed window, gradient clipped as ours."""
 
-    def __init__(self, ntoken: int, nhid: int, x: torch.Tensor, y: torch.Tensor, device: torch.device):
+    def __init__(self, ntoken: int, nhid: int, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+                 grad_clip: float):
+        self.grad_clip = grad_clip
         self.model = LSTMLanguageModel(ntoken, nhid).to(device)
         self.params = list(self.model.parameters())
         self.opt = torch.optim.SGD(self.params, lr=1.0)
@@ -56,10 +60,7 @@ class LSTMStep:
     def __call__(self) -> None:
         log_probs, hidden = self.model(self.x, self.hidden)
         loss = F.nll_loss(log_probs.view(-1, log_probs.size(-1)), self.y.view(-1))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, 0.25, foreach=True)
-        self.opt.step()
+        optimizer_step(loss, self.opt, self.params, self.grad_clip, Context())
         self.hidden = (hidden[0].detach(), hidden[1].detach())
 
 
@@ -76,10 +77,10 @@ def _sizes(b: LMBenchConfig, preset: Any) -> dict[str, Any]:
             "bptt": preset.bptt if b.bptt is None else b.bptt}
 
 
-def _steps(b: LMBenchConfig, device: torch.device) -> dict[str, tuple[Callable[[], None], Callable[[], None], dict]]:
+def _steps(b: LMBenchConfig, device: torch.device) -> dict[str, tuple[Callable[[], Any], Callable[[], None], dict]]:
     """Per measured step: (ours, nn.LSTM's, sizes), both on windows of the same shape."""
     gen = torch.Generator().manual_seed(b.seed)
-    runs: dict[str, tuple[Callable[[], None], Callable[[], None], dict]] = {}
+    runs: dict[str, tuple[Callable[[], Any], Callable[[], None], dict]] = {}
     for name, preset in (("train", LM_TRAIN_PRESETS[PRESET]), ("search", RNN_SEARCH_PRESETS[PRESET])):
         sizes = _sizes(b, preset)
         batch, bptt = sizes["batch_size"], sizes["bptt"]
@@ -90,15 +91,15 @@ def _steps(b: LMBenchConfig, device: torch.device) -> dict[str, tuple[Callable[[
         seed_everything(b.seed)
         if name == "train":
             task = LMTrainTask(cfg, recurrent_genotype(b.genotype), corpus, device, show_progress=False)
-            task.model.fused = not b.autograd
-            x, y = task.cursor.data[:bptt], task.cursor.data[1:bptt + 1]
-            ours: Callable[[], None] = lambda task=task, x=x, y=y: task.train_window(x, y)  # noqa: E731
+            model, stream = task.model, task.cursor.data
         else:
             search = SearchTask(cfg, get_space("rnn"), LMSearchData(cfg, corpus, device), device, show_progress=False)
-            search.model.fused = not b.autograd
-            x, y = search.data.cursors["w"].data[:bptt], search.data.cursors["w"].data[1:bptt + 1]
-            ours = lambda search=search: search.w_step(0, search.cfg.tau_max)  # noqa: E731
-        runs[name] = (ours, LSTMStep(len(corpus.vocab), sizes["nhid"], x, y, device), sizes)
+            model, stream = search.model, search.data.cursors["w"].data
+        model.fused = not b.autograd
+        x, y = get_batch(stream, 0, bptt)
+        ours: Callable[[], Any] = (functools.partial(task.train_window, x, y) if name == "train"
+                                   else functools.partial(search.w_step, 0, search.cfg.tau_max))
+        runs[name] = (ours, LSTMStep(len(corpus.vocab), sizes["nhid"], x, y, device, cfg.grad_clip), sizes)
     return runs
 
 

@@ -10,6 +10,10 @@ from gdas.configs.search import IMAGE_SPACES, MODULE_PREFIX, SEARCH_PRESETS, Sea
 from gdas.configs.runtime import validate_runtime
 
 
+def _check_samples(samples: int, warmup: int) -> None:
+    check(samples >= 1 and warmup >= 0, f"--samples must be >= 1 and --warmup >= 0, got {samples} and {warmup}")
+
+
 @dataclass(frozen=True)
 class BenchConfig:
     """What `gdas bench search|data` measures on: space, supernet size, batch, samples, device settings."""
@@ -42,8 +46,7 @@ class BenchConfig:
     def validate(self) -> None:
         if not self.space.startswith(MODULE_PREFIX):
             check_choice(self.space, IMAGE_SPACES, "--space")
-        check(self.samples >= 1 and self.warmup >= 0,
-              f"--samples must be >= 1 and --warmup >= 0, got {self.samples} and {self.warmup}")
+        _check_samples(self.samples, self.warmup)
         validate_runtime(self.device, self.amp, self.threads)
         self.search_config("gdas").validate()
 
@@ -72,6 +75,5 @@ class LMBenchConfig:
             value = getattr(self, name)
             check(value is None or value >= 1, f"--{name} must be at least 1, got {value}")
         check(self.bptt is None or self.bptt >= 2, f"--bptt must be at least 2, got {self.bptt}")
-        check(self.samples >= 1 and self.warmup >= 0,
-              f"--samples must be >= 1 and --warmup >= 0, got {self.samples} and {self.warmup}")
+        _check_samples(self.samples, self.warmup)
         validate_runtime(self.device, "none", self.threads)

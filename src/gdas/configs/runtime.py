@@ -78,6 +78,14 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
     return contextlib.nullcontext()
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """Whether autocast is on for `device_type` (the fused recurrent loop runs in float32 only)."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no device argument
+        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
+
+
 def version_text() -> str:
     """`gdas --version`: the package, the torch it runs on and the device `--device auto` would pick."""
     device = resolve_device("auto")

@@ -8,8 +8,9 @@ from typing import Callable, Optional, Union
 import torch
 from torch import nn
 
+from gdas.configs.runtime import autocast_enabled
 from gdas.errors import GdasError
-from gdas.spaces.rnn.fused import CellPlan, NodePlan, run_cell
+from gdas.spaces.rnn.fused import CellPlan, NodePlan, run_cell, supports_norm
 from gdas.spaces.rnn.genotype import NONE_INDEX, RNN_PRIMITIVES, RecurrentGenotype
 
 INIT_RANGE = 0.04  # DARTS: uniform(-0.04, 0.04) for every cell matrix
@@ -22,14 +23,6 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 def num_rnn_edges(steps: int) -> int:
     """Edges of a recurrent search cell: node i (1..steps) has inputs 0..i-1 (36 for 8 steps)."""
     return steps * (steps + 1) // 2
-
-
-def autocast_enabled(device_type: str) -> bool:
-    """Whether autocast is on for `device_type` (the fused loop runs in float32 only)."""
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4: no device argument
-        return torch.is_autocast_enabled() if device_type == "cuda" else torch.is_autocast_cpu_enabled()
 
 
 def _dropout_mask(like: torch.Tensor, rows: int, cols: int, p: float) -> torch.Tensor:
@@ -179,7 +172,7 @@ class RecurrentSearchCell(_RecurrentBase):
         return _Sampled(actives, scales)
 
     def _fused_plan(self, plan: object) -> Optional[tuple[CellPlan, Optional[torch.Tensor]]]:
-        plain_norms = all(type(bn) is nn.BatchNorm1d and not bn.affine and bn.momentum is not None for bn in self.bns)
+        plain_norms = all(supports_norm(bn) for bn in self.bns)
         return (plan.cell_plan(), plan.scales) if isinstance(plan, _Sampled) and plain_norms else None
 
     def _norms(self) -> Optional[list[nn.Module]]:

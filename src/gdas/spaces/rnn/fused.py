@@ -58,12 +58,17 @@ class CellPlan:
     concat: tuple[int, ...]
 
 
+def supports_norm(bn: nn.Module) -> bool:
+    """Whether the fused window computes what `bn` does: a plain BatchNorm1d, no affine parameters, a momentum."""
+    return type(bn) is nn.BatchNorm1d and not bn.affine and bn.momentum is not None
+
+
 class _Norm:
     """The arguments `nn.BatchNorm1d.forward` would pass to batch_norm, fixed for a window (no affine parameters)."""
 
     def __init__(self, bn: nn.modules.batchnorm._BatchNorm):
-        if bn.affine or bn.momentum is None:
-            raise ValueError("the fused cell supports batch norms without affine parameters and with a momentum")
+        if not supports_norm(bn):
+            raise ValueError("the fused cell supports plain BatchNorm1d without affine parameters and with a momentum")
         self.bn = bn
         self.training = bn.training or (bn.running_mean is None and bn.running_var is None)
         use_running = not bn.training or bn.track_running_stats
@@ -94,6 +99,7 @@ class _Tape:
         # per step and node: (inputs S, S*m (2-D), sigmoid(c), f(g), output before scaling (A step only), node
         # before its norm, mean, invstd)
         self.nodes: list[list[Optional[tuple]]] = []
+        self.indexes: list[Optional[torch.Tensor]] = []  # per node: `_Node.index`, made once for both passes
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +111,14 @@ class _Node:
     weight: torch.Tensor
     norm: Optional[_Norm]
     scale: Optional[torch.Tensor]  # (n, 1, 1), or (1,) for a single edge
+    scale_at: int  # where `scale` starts in the flat straight-through weights
     index: Optional[torch.Tensor]  # several edges: their sources, where index_add_ puts their gradients
 
 
 def _nodes(plan: CellPlan, norms: Optional[list[_Norm]], scales: Optional[torch.Tensor],
-           ws: Sequence[torch.Tensor], device: torch.device) -> list[Optional[_Node]]:
+           ws: Sequence[torch.Tensor], device: torch.device, indexes: Optional[list[Optional[torch.Tensor]]] = None
+           ) -> list[Optional[_Node]]:
+    """The plan's nodes; `indexes`: their index tensors from the forward (a device copy each, made once)."""
     nodes: list[Optional[_Node]] = []
     for i, node in enumerate(plan.nodes, start=1):
         if node is None:
@@ -117,9 +126,13 @@ def _nodes(plan: CellPlan, norms: Optional[list[_Norm]], scales: Optional[torch.
             continue
         n = len(node.sources)
         scale = None if scales is None else scales[node.scale_at:node.scale_at + n]
+        if indexes is not None:
+            index = indexes[i - 1]
+        else:
+            index = torch.tensor(node.sources, device=device) if n > 1 else None
         nodes.append(_Node(list(node.sources), node.groups, ws[i - 1], None if norms is None else norms[i],
-                           None if scale is None else scale.view(-1, 1, 1) if n > 1 else scale,
-                           torch.tensor(node.sources, device=device) if n > 1 else None))
+                           None if scale is None else scale.view(-1, 1, 1) if n > 1 else scale, node.scale_at,
+                           index))
     return nodes
 
 
@@ -143,6 +156,8 @@ def _forward(plan: CellPlan, norms: Optional[list[_Norm]], h_mask: Optional[torc
     """The outputs (T, B, H); fills `tape` when given."""
     nhid = h0.size(1)
     nodes = _nodes(plan, norms, scales, ws, xw.device)
+    if tape is not None:
+        tape.indexes = [None if node is None else node.index for node in nodes]
     norm0 = None if norms is None else norms[0]
     concat = list(plan.concat)
     outputs = []
@@ -222,7 +237,7 @@ class _CellWindow(torch.autograd.Function):
         h_mask, h0, scales, wh, outputs, *ws = ctx.saved_tensors
         need = ctx.needs_input_grad
         nhid = h0.size(1)
-        nodes = _nodes(plan, ctx.norms, scales, ws, h0.device)
+        nodes = _nodes(plan, ctx.norms, scales, ws, h0.device, tape.indexes)
         norm0 = None if ctx.norms is None else ctx.norms[0]
         d_wh = torch.zeros_like(wh) if need[6] else None
         # A matrix whose node sampled `none` on every edge never ran: no gradient (SGD leaves it as it is).
@@ -247,9 +262,8 @@ class _CellWindow(torch.autograd.Function):
                 d_pre = d_states[i] if node.norm is None else node.norm.backward(d_states[i], pre, mean, invstd)
                 if node.scale is not None:
                     if d_scales is not None:
-                        at = plan.nodes[i - 1].scale_at  # type: ignore[union-attr]
-                        d_scales[at:at + len(node.sources)] += (out * d_pre).sum((-2, -1)) if node.index is not None \
-                            else (out * d_pre).sum().view(1)
+                        d_scale = (out * d_pre).sum((-2, -1)) if node.index is not None else (out * d_pre).sum().view(1)
+                        d_scales[node.scale_at:node.scale_at + len(node.sources)] += d_scale
                     d_pre = d_pre * node.scale
                 d_f = c * d_pre
                 d_src = d_pre - d_f

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gdas.configs.runtime import autocast_enabled
 from gdas.errors import GdasError
 from gdas.sampler import SAMPLERS, CellArch, cell_arch, sample
-from gdas.spaces.rnn.cells import RecurrentCell, RecurrentSearchCell, autocast_enabled, num_rnn_edges
+from gdas.spaces.rnn.cells import RecurrentCell, RecurrentSearchCell, num_rnn_edges
 from gdas.spaces.rnn.genotype import NONE_INDEX, RNN_PRIMITIVES, RecurrentGenotype
 from gdas.spaces.rnn.softmax import decoder_nll
 
