@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from gdas.errors import GdasError
 from gdas.lm.corpus import batchify, load_corpus
 
 
@@ -132,7 +133,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    r = run(args.data_dir, args.batch_size, args.grid_step, tuple(args.discounts) if args.discounts else None)
+    try:
+        r = run(args.data_dir, args.batch_size, args.grid_step, tuple(args.discounts) if args.discounts else None)
+    except GdasError as error:  # a missing corpus, a split too short for the batch: one line, as gdas says it
+        raise SystemExit(f"kn_bigram: error: {error}") from None
     if args.json:
         print(json.dumps(r))
         return
