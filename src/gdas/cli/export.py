@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from gdas.export import FORMATS, export_run
 from gdas.latency.timing import CLOCKS, Settings
 
@@ -32,8 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = None if args.no_latency else Settings(threads=args.threads or torch.get_num_threads(),
-                                                     batch=args.batch, clock=args.clock)
+    settings = None if args.no_latency else Settings.here(threads=args.threads, batch=args.batch, clock=args.clock)
     if settings is not None:
         settings.check()  # before anything is written
     path = export_run(args.run_dir, args.format, args.out, latency=settings)
