@@ -59,7 +59,8 @@ class LatencyConfig:
     fit: str = field(default="scale", metadata=meta(
         "what the calibration networks fit: scale (the ops' sum is multiplied: ops in a network run slower than "
         "alone), overhead (a constant is added) or none (the plain sum of the fixed part and the ops)", FITS))
-    seed: int = field(default=0, metadata=meta("seed of the calibration networks and the inputs"))
+    seed: int = field(default=0, metadata=meta(
+        "seed of the calibration networks (the timed inputs are the same for every seed)"))
 
     def search_config(self) -> SearchConfig:
         """The search the table is for: the preset in --space with --dataset, --steps, --frc over it."""
