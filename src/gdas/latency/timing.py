@@ -53,12 +53,14 @@ class Settings:
     @classmethod
     def here(cls, runtime: str = "torch", device: str = "cpu", threads: Optional[int] = None, batch: int = 1,
              dtype: str = "float32", channels_last: Optional[bool] = None, clock: str = "wall") -> "Settings":
-        """The settings as this machine will use them: the device resolved, torch's threads unless given, the
-        memory format auto (None: channels_last on the CPU, contiguous on CUDA) and channels_last for torch only."""
+        """The settings as this machine will use them: the device resolved, torch's threads unless given (0 is
+        left for `check` to refuse), the memory format auto (None: channels_last on the CPU, contiguous on CUDA)
+        and channels_last for torch only."""
         resolved = resolve_device(device)
         last = auto_channels_last(resolved) if channels_last is None else channels_last
-        return cls(runtime=runtime, device=str(resolved), threads=threads or torch.get_num_threads(), batch=batch,
-                   dtype=dtype, channels_last=last and runtime == "torch", clock=clock)
+        return cls(runtime=runtime, device=str(resolved), batch=batch, dtype=dtype, clock=clock,
+                   threads=torch.get_num_threads() if threads is None else threads,
+                   channels_last=last and runtime == "torch")
 
     def check(self) -> None:
         """One line for settings this machine cannot measure with."""
