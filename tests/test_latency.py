@@ -253,6 +253,8 @@ def test_bad_build_options_are_one_line_and_write_nothing(tmp_path, capsys, monk
     expect_error(capsys, *base, "--space", "nb201", "--image-size", "30", contains="multiple of 4")
     assert not out.exists()
     expect_error(capsys, "latency", "check", tmp_path / "missing.json", contains="no such file")
+    for command in (["bench", "network", tmp_path], ["export", tmp_path]):  # 0 threads is not torch's default
+        expect_error(capsys, *command, "--threads", "0", contains="--threads must be at least 1")
 
 
 def test_onnx_runtime_runs_each_candidate_as_exported():

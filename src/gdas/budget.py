@@ -46,7 +46,6 @@ class Budget:
             raise GdasError(f"--cost {cfg.cost} is not available in the {space.name} space; drop it")
         self.cfg, self.space, self.kind = cfg, space, cfg.cost
         self.shape: Shape = dataset_shape(cfg.dataset, shape, network=space.name)
-        cfg.check_cost_target(self.shape)
         self.table: Optional[LatencyTable] = cfg.latency(self.shape) if latency else None
         if self.table is not None:
             self.C, self.N = self.table.size
@@ -55,6 +54,7 @@ class Budget:
             self.C, self.N = cfg.final_size
             costs = space.op_costs(cfg, cfg.dataset, self.C, self.N, cfg.cost, shape=self.shape)
             self.fixed = cfg.fixed_cost(self.shape)
+        cfg.check_fixed_part(self.fixed)  # the table read and the fixed part counted once
         self.costs = {name: cost.to(device) for name, cost in costs.items()}
         self.target_of = cfg.cost_target_of
         self.logits = model.arch_logits()

@@ -116,9 +116,10 @@ def exported_latency(data: bytes, fmt: str, input_shape: tuple[int, int, int], s
 
 
 def export_run(run_dir: str | Path, fmt: str, out: Optional[str | Path] = None,
-               latency: Optional[Settings] = None) -> Path:
+               latency: Optional[Settings] = None) -> tuple[Path, dict[str, Any]]:
     """Write the run's network as `fmt` (atomic) plus FILE.json with its input shape, normalisation and class
-    names, and with `latency` (how to measure: threads, batch, clock) the exported model's measured latency."""
+    names, and with `latency` (how to measure: threads, batch, clock) the exported model's measured latency;
+    return FILE and what FILE.json holds."""
     if fmt not in FORMATS:
         raise GdasError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     model, args = load_trained(run_dir)
@@ -137,4 +138,4 @@ def export_run(run_dir: str | Path, fmt: str, out: Optional[str | Path] = None,
     if latency is not None:
         meta["latency"] = exported_latency(data, fmt, (args["in_channels"], size, size), latency)
     atomic_write_bytes(path.with_name(path.name + ".json"), (json.dumps(meta, indent=2) + "\n").encode())
-    return path
+    return path, meta

@@ -9,14 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from gdas.bench.lm import STEPS, bench_lm
 from gdas.bench.measure import KINDS, bench_data, bench_epoch, bench_network, bench_search, memory_worker
 from gdas.cli.common import overrides
 from gdas.configs import base as cfgbase
 from gdas.configs.bench import BenchConfig, LMBenchConfig
-from gdas.configs.runtime import auto_channels_last, resolve_device
 from gdas.configs.files import resolve_config
 from gdas.configs.search import SEARCH_TABLE, SearchConfig
 from gdas.errors import GdasError
@@ -150,11 +147,8 @@ def _epoch(args: argparse.Namespace) -> int:
 
 
 def _network(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    last = auto_channels_last(device) if args.channels_last is None else args.channels_last
-    settings = Settings(runtime=args.runtime, device=str(device), threads=args.threads or torch.get_num_threads(),
-                        batch=args.batch, dtype=args.dtype, channels_last=last and args.runtime == "torch",
-                        clock=args.clock)
+    settings = Settings.here(args.runtime, args.device, args.threads, args.batch, args.dtype, args.channels_last,
+                             args.clock)
     r = bench_network(args.run_dir, settings)
     if args.json:
         print(json.dumps(r))

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
-
-import torch
 
 from gdas.export import FORMATS, export_run
 from gdas.latency.timing import CLOCKS, Settings
@@ -32,15 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = None if args.no_latency else Settings(threads=args.threads or torch.get_num_threads(),
-                                                     batch=args.batch, clock=args.clock)
+    settings = None if args.no_latency else Settings.here(threads=args.threads, batch=args.batch, clock=args.clock)
     if settings is not None:
         settings.check()  # before anything is written
-    path = export_run(args.run_dir, args.format, args.out, latency=settings)
+    path, meta = export_run(args.run_dir, args.format, args.out, latency=settings)
     print(path)
     print(f"{path}.json: input shape and normalisation")
     if settings is not None:
-        meta = json.loads(Path(f"{path}.json").read_text())["latency"]
+        meta = meta["latency"]
         print(f"latency: {meta['ms']:.3f} ms in {meta['runtime']} (batch {args.batch}, {meta['threads']} threads, "
               f"{args.clock} clock)" if "ms" in meta else f"latency: not measured ({meta['error']})")
     return 0

@@ -97,7 +97,7 @@ def _table_size(args: argparse.Namespace, table: LatencyTable) -> None:
 
 
 def _latency(table: LatencyTable, space: SearchSpace, genotype: Any) -> dict[str, Any]:
-    table.check_space(space)
+    """The table's prediction for the genotype (`main` has checked the table's space)."""
     assert space.choices is not None
     choices = space.choices(genotype)
     return {"latency_ms": table.predict_ms(choices), "latency_ops_ms": table.ops_ms(choices),

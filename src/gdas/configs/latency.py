@@ -6,11 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import torch
-
 from gdas.configs.base import check, check_choice, meta
 from gdas.configs.files import resolve_config
-from gdas.configs.runtime import auto_channels_last, resolve_device, validate_runtime
+from gdas.configs.runtime import validate_runtime
 from gdas.configs.search import IMAGE_SPACES, MODULE_PREFIX, SEARCH_TABLE, SearchConfig
 from gdas.configs.train import TRAIN_PRESETS
 from gdas.errors import GdasError
@@ -61,7 +59,8 @@ class LatencyConfig:
     fit: str = field(default="scale", metadata=meta(
         "what the calibration networks fit: scale (the ops' sum is multiplied: ops in a network run slower than "
         "alone), overhead (a constant is added) or none (the plain sum of the fixed part and the ops)", FITS))
-    seed: int = field(default=0, metadata=meta("seed of the calibration networks and the inputs"))
+    seed: int = field(default=0, metadata=meta(
+        "seed of the calibration networks (the timed inputs are the same for every seed)"))
 
     def search_config(self) -> SearchConfig:
         """The search the table is for: the preset in --space with --dataset, --steps, --frc over it."""
@@ -92,11 +91,8 @@ class LatencyConfig:
 
     def settings(self) -> Settings:
         """How to measure, resolved on this machine (threads and memory format as they will be used)."""
-        device = resolve_device(self.device)
-        channels_last = auto_channels_last(device) if self.channels_last is None else self.channels_last
-        return Settings(runtime=self.runtime, device=str(device), batch=self.batch, dtype=self.dtype,
-                        threads=self.threads or torch.get_num_threads(),
-                        channels_last=channels_last and self.runtime == "torch", clock=self.clock)
+        return Settings.here(self.runtime, self.device, self.threads, self.batch, self.dtype, self.channels_last,
+                             self.clock)
 
     def validate(self) -> None:
         if self.space.startswith(MODULE_PREFIX):

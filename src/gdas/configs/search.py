@@ -125,7 +125,12 @@ class SearchConfig(SearchBase):
         table = self.latency(shape) if self.cost == "latency" else None
         if self.cost_target is None or self.cost_target_of != "network":
             return
-        fixed = table.constant_ms if table is not None else self.fixed_cost(shape)
+        self.check_fixed_part(table.constant_ms if table is not None else self.fixed_cost(shape))
+
+    def check_fixed_part(self, fixed: float) -> None:
+        """A --cost-target of the whole network at or above `fixed`, its fixed part (--cost's units)."""
+        if self.cost_target is None or self.cost_target_of != "network":
+            return
         check(self.cost_target >= fixed,
               f"--cost-target {self.cost_target:g} is below the fixed part of the final network ({fixed:.4g} "
               f"{UNITS[self.cost]}: stem, classifier and all else but the searched ops), which no choice of ops "

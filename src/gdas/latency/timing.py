@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 from torch import nn
 
-from gdas.configs.runtime import machine_info
+from gdas.configs.runtime import auto_channels_last, machine_info, resolve_device
 from gdas.errors import GdasError
 
 RUNTIMES = ("torch", "onnxruntime")
@@ -49,6 +49,18 @@ class Settings:
     def from_json(cls, data: dict[str, Any]) -> "Settings":
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def here(cls, runtime: str = "torch", device: str = "cpu", threads: Optional[int] = None, batch: int = 1,
+             dtype: str = "float32", channels_last: Optional[bool] = None, clock: str = "wall") -> "Settings":
+        """The settings as this machine will use them: the device resolved, torch's threads unless given (0 is
+        left for `check` to refuse), the memory format auto (None: channels_last on the CPU, contiguous on CUDA)
+        and channels_last for torch only."""
+        resolved = resolve_device(device)
+        last = auto_channels_last(resolved) if channels_last is None else channels_last
+        return cls(runtime=runtime, device=str(resolved), batch=batch, dtype=dtype, clock=clock,
+                   threads=torch.get_num_threads() if threads is None else threads,
+                   channels_last=last and runtime == "torch")
 
     def check(self) -> None:
         """One line for settings this machine cannot measure with."""
