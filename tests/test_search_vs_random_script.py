@@ -3,10 +3,8 @@ cells, which are the ones `gdas search --random-baseline` draws."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +15,11 @@ from gdas.configs.search import SEARCH_PRESETS
 from gdas.genotypes import load_genotype
 from gdas.spaces import get_space
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "search_vs_random.py"
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("search_vs_random", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["search_vs_random"] = module
-    spec.loader.exec_module(module)
-    return module
+def script(load_script):
+    return load_script("search_vs_random")
 
 
 @pytest.mark.parametrize("t", [0.3, 1.0, 2.5, 7.0])
