@@ -27,12 +27,10 @@ import torch.nn.functional as F
 from gdas.configs import base as cfgbase
 from gdas.configs.files import resolve_config
 from gdas.configs.search import SEARCH_TABLE, SearchConfig
-from gdas.data.search import open_image_search
 from gdas.engine.loop import frozen
 from gdas.errors import GdasError
 from gdas.sampler import CellArch, tau_at
-from gdas.search import SearchTask
-from gdas.spaces import get_space
+from gdas.search import SearchTask, open_search
 from gdas.spaces.nb201.ops import NB201_OPS
 
 
@@ -87,15 +85,12 @@ class Probe:
 
 def warmed_up(cfg: SearchConfig, folder: Path) -> SearchTask:
     """The search's task after its W-only warm-up epochs (the search itself writes nothing else)."""
-    cfg.validate()
     if cfg.space != "nb201":
         raise GdasError(f"supernet_probe reads NB201 supernets; the {cfg.space} space is not one (use an nb201-* "
                         "preset)")
     if cfg.warmup_epochs < 1:
         raise GdasError("supernet_probe probes the supernet at the end of the warm-up; give --warmup-epochs >= 1")
-    device = torch.device("cpu")
-    data, _ = open_image_search(cfg, folder, device, False)
-    task = SearchTask(data.cfg, get_space(cfg.space), data, device, show_progress=False)
+    task, _ = open_search(cfg, folder, show_progress=False)
     for epoch in range(cfg.warmup_epochs):
         task.run_epoch(epoch)
     return task
@@ -131,13 +126,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--json", type=Path, help="also write the numbers to this file")
     cfgbase.add_config_options(parser, SearchConfig, skip=("preset",))
     args = parser.parse_args(argv)
-    torch.set_num_threads(getattr(args, "threads", None) or 1)  # one thread unless --threads: reproducible sums
     try:
         if min(args.contexts, args.batches, args.draws) < 1:
             raise GdasError("--contexts, --batches and --draws must be at least 1")
         values = {k: v for k, v in vars(args).items() if k not in ("preset", "contexts", "batches", "draws", "json")}
         cfg = resolve_config(SearchConfig, SEARCH_TABLE, kind="search", preset=args.preset,
-                             overrides={**values, "device": "cpu"})
+                             overrides={"threads": 1, **values, "device": "cpu"})  # one thread unless --threads
         result = probe(cfg, contexts=args.contexts, batches=args.batches, draws=args.draws)
     except GdasError as exc:
         print(f"supernet_probe: error: {exc}", file=sys.stderr)

@@ -270,21 +270,29 @@ def _search_data(space: SearchSpace, cfg: Any) -> Callable[..., Any]:
     return open_lm_search if space.data == "lm" else open_image_search
 
 
+def open_search(cfg: Any, out: Path, *, resume_run: bool = False, show_progress: bool = True,
+                mark_complete: bool = True) -> tuple["SearchTask", RunDir]:
+    """The task of a search in `out` and its run directory, before any epoch runs (a continued run's checkpoint is
+    not loaded yet): the config validated, the device and threads set up, the data opened and fitted."""
+    cfg.validate()
+    space = get_space(cfg.space)
+    device = dist.local_device(resolve_device(cfg.device), dist.context())
+    setup_runtime(device, cfg.threads)
+    if cfg.channels_last is None and space.data == "image":  # auto -> on/off, recorded in config.json
+        cfg = with_channels_last(cfg, device)
+    data, run = _search_data(space, cfg)(cfg, out, device, resume_run)
+    task = SearchTask(data.cfg, space, data, device, show_progress=show_progress, mark_complete=mark_complete)
+    return task, run
+
+
 def run_search(cfg: Any, out: Path, *, resume_run: bool = False, log: Log = print,
                show_progress: bool = True, mark_complete: bool = True) -> dict[str, Any]:
     """One search run in `out` (new, or continued from its last checkpoint), in the space `cfg.space` names.
     `mark_complete=False` returns the summary without writing summary.json: the caller completes the run (a
     --random-baseline follows), and until then the run resumes from its last checkpoint."""
-    cfg.validate()
-    space = get_space(cfg.space)
-    ctx = dist.context()
-    device = dist.local_device(resolve_device(cfg.device), ctx)
-    setup_runtime(device, cfg.threads)
-    if cfg.channels_last is None and space.data == "image":  # auto -> on/off, recorded in config.json
-        cfg = with_channels_last(cfg, device)
-    data, run = _search_data(space, cfg)(cfg, out, device, resume_run)
-    cfg = data.cfg
-    task = SearchTask(cfg, space, data, device, show_progress=show_progress, mark_complete=mark_complete)
+    task, run = open_search(cfg, out, resume_run=resume_run, show_progress=show_progress,
+                            mark_complete=mark_complete)
+    cfg, space, data, device, ctx = task.cfg, task.space, task.data, task.device, task.ctx
     start, wall = resume(task, run, map_location=device) if resume_run else (0, 0.0)
     if ctx.is_main:
         log(f"{data.kind} {cfg.preset}: space {space.name}, {data.describe()} sampler={cfg.sampler} "
