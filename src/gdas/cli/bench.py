@@ -15,10 +15,10 @@ from gdas.cli.common import overrides
 from gdas.configs import base as cfgbase
 from gdas.configs.bench import BenchConfig, LMBenchConfig
 from gdas.configs.files import resolve_config
+from gdas.configs.latency import MeasureConfig
 from gdas.configs.search import SEARCH_TABLE, SearchConfig
 from gdas.errors import GdasError
 from gdas.engine.progress import summary_table
-from gdas.latency.timing import CLOCKS, DTYPES, RUNTIMES, Settings
 
 
 def _add_model_options(parser: argparse.ArgumentParser, batch: int) -> None:
@@ -58,16 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    description="Median latency of one inference call of a `gdas train` run's "
                                                "network (best.pt, else checkpoint.pt): eval mode, logits only.")
     network.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="run directory of `gdas train`")
-    network.add_argument("--runtime", choices=RUNTIMES, default="torch",
-                         help="torch (eager, default) or onnxruntime (pip install 'gdas-nas[latency]')")
-    network.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    network.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's)")
-    network.add_argument("--batch", type=int, default=1, help="images per call (default: 1)")
-    network.add_argument("--dtype", choices=tuple(DTYPES), default="float32", help="default: float32")
-    network.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                         help="torch: channels_last memory format (default auto: on on the CPU, off on CUDA)")
-    network.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
-                         help="wall (default) or cpu: the process's CPU time, with --threads 1 (docs/latency.md)")
+    cfgbase.add_config_options(network, MeasureConfig, title="how to measure")
     network.add_argument("--json", action="store_true", help="print one JSON object")
     network.set_defaults(func=_network)
 
@@ -147,8 +138,7 @@ def _epoch(args: argparse.Namespace) -> int:
 
 
 def _network(args: argparse.Namespace) -> int:
-    settings = Settings.here(args.runtime, args.device, args.threads, args.batch, args.dtype, args.channels_last,
-                             args.clock)
+    settings = cfgbase.apply_overrides(MeasureConfig(), overrides(args, MeasureConfig)).settings()
     r = bench_network(args.run_dir, settings)
     if args.json:
         print(json.dumps(r))

@@ -9,7 +9,7 @@ import re
 import difflib
 import types
 import typing
-from typing import Any, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, Mapping, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from gdas.errors import GdasError
 
@@ -65,10 +65,12 @@ def _parser_for(tp: Any, optional: bool, name: str):
     return parse
 
 
-def add_config_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
-    """Add one `--field-name` option per dataclass field; unset options keep the preset's value."""
+def add_config_options(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = (),
+                       title: Optional[str] = None) -> None:
+    """Add one `--field-name` option per dataclass field (under `title`, by default the class's fields as
+    overrides of a preset); unset options keep the preset's value (or the field's default)."""
     hints = get_type_hints(cls)
-    group = parser.add_argument_group(f"{cls.__name__} fields (override the preset)")
+    group = parser.add_argument_group(title or f"{cls.__name__} fields (override the preset)")
     for field in dataclasses.fields(cls):
         if field.name in _NOT_OPTIONS or field.name in skip:
             continue

@@ -27,7 +27,30 @@ LATENCY_PRESET_HELP = ("the search preset the table is for (its counterpart in -
 
 
 @dataclass(frozen=True)
-class LatencyConfig:
+class MeasureConfig:
+    """How a latency is measured: the options `gdas latency build` and `gdas bench network` share."""
+
+    runtime: str = field(default="torch", metadata=meta(
+        "torch (eager) or onnxruntime (exported to ONNX, each candidate op or the whole network, and run in an "
+        "inference session; pip install 'gdas-nas[latency]')", RUNTIMES))
+    device: str = field(default="cpu", metadata=meta("cpu, cuda or cuda:N (the device the network is for)"))
+    threads: Optional[int] = field(default=None, metadata=meta("CPU threads (default: torch's, all cores)"))
+    batch: int = field(default=1, metadata=meta("images per inference call"))
+    dtype: str = field(default="float32", metadata=meta("float32; bfloat16, or float16 on CUDA", tuple(DTYPES)))
+    channels_last: Optional[bool] = field(default=None, metadata=meta(
+        "torch runtime: channels_last (NHWC) memory format (default auto: on on the CPU, off on CUDA)"))
+    clock: str = field(default="wall", metadata=meta(
+        "wall: the latency a deployment sees; cpu: the process's CPU time (one CPU thread), which other processes "
+        "on a shared machine do not inflate", tuple(CLOCKS)))
+
+    def settings(self) -> Settings:
+        """How to measure, resolved on this machine (threads and memory format as they will be used)."""
+        return Settings.here(self.runtime, self.device, self.threads, self.batch, self.dtype, self.channels_last,
+                             self.clock)
+
+
+@dataclass(frozen=True)
+class LatencyConfig(MeasureConfig):
     """What a latency table is built for and how it is measured (`gdas latency build`)."""
 
     space: str = field(default="darts", metadata=meta(
@@ -42,18 +65,6 @@ class LatencyConfig:
     N: Optional[int] = field(default=None, metadata=meta("cells per block / stage of the final network"))
     steps: Optional[int] = field(default=None, metadata=meta("intermediate nodes per cell (default: the preset's)"))
     frc: Optional[bool] = field(default=None, metadata=meta("darts space: the fixed reduction cell"))
-    runtime: str = field(default="torch", metadata=meta(
-        "torch (eager) or onnxruntime (each candidate exported to ONNX and run in an inference session; "
-        "pip install 'gdas-nas[latency]')", RUNTIMES))
-    device: str = field(default="cpu", metadata=meta("cpu, cuda or cuda:N (the device the network is for)"))
-    threads: Optional[int] = field(default=None, metadata=meta("CPU threads (default: torch's, all cores)"))
-    batch: int = field(default=1, metadata=meta("images per inference call"))
-    dtype: str = field(default="float32", metadata=meta("float32; bfloat16, or float16 on CUDA", tuple(DTYPES)))
-    channels_last: Optional[bool] = field(default=None, metadata=meta(
-        "torch runtime: channels_last (NHWC) memory format (default auto: on on the CPU, off on CUDA)"))
-    clock: str = field(default="wall", metadata=meta(
-        "wall: the latency a deployment sees; cpu: the process's CPU time (one CPU thread), which other processes "
-        "on a shared machine do not inflate", tuple(CLOCKS)))
     calibration: int = field(default=5, metadata=meta(
         "random networks measured whole to fit --fit on (0: none, the plain sum)"))
     fit: str = field(default="scale", metadata=meta(
@@ -88,11 +99,6 @@ class LatencyConfig:
         train = TRAIN_PRESETS.get(search.preset)
         C, N = (train.C, train.N) if train is not None else search.final_size
         return (C if self.C is None else self.C), (N if self.N is None else self.N)
-
-    def settings(self) -> Settings:
-        """How to measure, resolved on this machine (threads and memory format as they will be used)."""
-        return Settings.here(self.runtime, self.device, self.threads, self.batch, self.dtype, self.channels_last,
-                             self.clock)
 
     def validate(self) -> None:
         if self.space.startswith(MODULE_PREFIX):
