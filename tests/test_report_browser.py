@@ -37,7 +37,11 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def open_page(driver, page: Path) -> list[dict]:
     """Load the page; returns its browser log (console messages)."""
+    from selenium.webdriver.support.ui import WebDriverWait
     driver.get(page.resolve().as_uri())
+    # get() can return before the load event on a busy machine: wait for it (up to 30 s), then check it came
+    ready = lambda d: d.execute_script("return document.readyState") == "complete"  # noqa: E731
+    WebDriverWait(driver, 30).until(ready, "the report never finished loading")
     assert driver.execute_script("return document.readyState") == "complete"
     return driver.get_log("browser")
 
